@@ -1,0 +1,131 @@
+"""The HTTP edge: CDS Hooks discovery, service calls, feedback and health.
+
+Parses each body once with orjson, hands plain data to `service`, and turns
+every refusal into a 4xx with an OperationOutcome. Logs carry no patient data.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+import orjson
+from flask import Blueprint, Response, current_app, request
+from pydantic import ValidationError
+
+from cds_hooks.errors import ServiceError, operation_outcome
+from cds_hooks.ruleset import Rules
+from cds_hooks.service import _invalid, evaluate_hook
+from cds_hooks.store import Store
+from cds_hooks.wire import Discovery, FeedbackRequest, ServiceDescription
+
+log = logging.getLogger("cds_hooks.api")
+bp = Blueprint("cds_hooks", __name__)
+
+JSON_TYPES = ("application/json", "application/fhir+json")
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status=status, mimetype="application/json")
+
+
+def error_response(status: int, message: str, expression: list[str] | None = None) -> Response:
+    return json_response(operation_outcome(status, message, expression), status)
+
+
+def _rules() -> Rules:
+    return current_app.extensions["lumbar_cds.rules"]
+
+
+def _store() -> Store:
+    return current_app.extensions["lumbar_cds.store"]
+
+
+def _body() -> Any:
+    """The JSON body, parsed once. Refuses other media types and broken JSON."""
+    mimetype = request.mimetype
+    if mimetype and mimetype not in JSON_TYPES:
+        raise ServiceError(415, f"Send the request as application/json, not {mimetype}.")
+    raw = request.get_data(cache=False)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ServiceError(400, f"The request body is not valid JSON: {exc}") from None
+
+
+def _service(service_id: str) -> Any:
+    service = _rules().services.get(service_id)
+    if service is None:
+        known = ", ".join(sorted(_rules().services))
+        raise ServiceError(404, f"No CDS service {service_id!r}. Services: {known}.")
+    return service
+
+
+@bp.errorhandler(ServiceError)
+def _service_error(exc: ServiceError) -> Response:
+    return error_response(exc.status, exc.message, exc.expression)
+
+
+@bp.get("/cds-services")
+def discovery() -> Response:
+    services = [
+        ServiceDescription(
+            hook=s.hook, title=s.title, description=s.description.strip(), id=s.id,
+            prefetch=s.prefetch, usageRequirements=s.usageRequirements.strip(),
+        )
+        for s in _rules().services.values()
+    ]
+    return json_response(Discovery(services=services).model_dump(mode="json", exclude_none=True))
+
+
+@bp.post("/cds-services/<service_id>")
+def call_service(service_id: str) -> Response:
+    started = time.perf_counter()
+    service = _service(service_id)
+    body = _body()
+    rules = _rules()
+    outcome = evaluate_hook(rules, service, body)
+    _store().record_cards(
+        service.id, service.hook, outcome.request.hookInstance, rules.profile_id, outcome.issued
+    )
+    by_rule = Counter(i.rule_id for i in outcome.issued)
+    log.info(
+        "hook service=%s hook=%s cards=%s skipped=%d unavailable=%d ms=%.1f",
+        service.id, service.hook, dict(by_rule) or "{}", len(outcome.record.skipped),
+        len(outcome.record.unavailable), (time.perf_counter() - started) * 1000,
+    )
+    return json_response(outcome.response())
+
+
+@bp.post("/cds-services/<service_id>/feedback")
+def feedback(service_id: str) -> Response:
+    service = _service(service_id)
+    body = _body()
+    if not isinstance(body, dict):
+        raise ServiceError(422, 'Feedback must be a JSON object: {"feedback": [...]}.')
+    try:
+        parsed = FeedbackRequest.model_validate(body)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    results = _store().record_feedback(service.id, parsed.feedback)
+    unknown = sum(1 for r in results if not r["knownCard"])
+    log.info("feedback service=%s items=%d unknown_cards=%d", service.id, len(results), unknown)
+    return json_response({"stored": len(results), "unknownCards": unknown})
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    rules = _rules()
+    writable = _store().writable()
+    status = 200 if writable else 503
+    return json_response(
+        {
+            "status": "ok" if writable else "database not writable",
+            "rulesProfile": rules.profile_id,
+            "valueSets": len(rules.valuesets),
+            "services": len(rules.services),
+        },
+        status,
+    )

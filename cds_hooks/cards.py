@@ -1,0 +1,188 @@
+"""Findings to CDS Hooks cards, worded from rules/cards.yaml.
+
+Each card states its basis: the facts found with dates, what is missing, what
+could not be checked, the recommendation and the guideline it rests on.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from cds_hooks import fhir
+from cds_hooks.pathway import Finding, Reason
+from cds_hooks.record import Evidence, PatientRecord
+from cds_hooks.ruleset import MAX_ORDER_NAME, Rules, RuleText
+from cds_hooks.wire import Action, Card, Coding, Link, Source, Suggestion
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-!|~&])")
+
+
+def md_escape(text: str) -> str:
+    """Neutralise Markdown and HTML in text that came from the patient record."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+@dataclass(frozen=True)
+class OrderingContext:
+    """Who and where, for the resources a suggestion creates."""
+
+    patient_id: str
+    user_id: str
+    encounter_id: str | None
+    today: date
+
+
+@dataclass(frozen=True)
+class IssuedCard:
+    card: Card
+    rule_id: str
+    order_ref: str
+
+
+def _short(name: str) -> str:
+    name = " ".join(name.split())
+    return name if len(name) <= MAX_ORDER_NAME else name[: MAX_ORDER_NAME - 1] + "…"
+
+
+def _reason(text: RuleText, reason: Reason) -> str:
+    return text.reasons[reason.key].format(**reason.params).strip()
+
+
+def _dates(e: Evidence) -> str:
+    if e.start and e.end and e.end != e.start:
+        return f"{e.start.isoformat()} to {e.end.isoformat()}"
+    return e.start.isoformat() if e.start else "undated"
+
+
+def _evidence_lines(rules: Rules, found: list[Evidence]) -> list[str]:
+    templates = rules.cards.evidence
+    modalities = rules.pathway.modalities
+    lines: list[str] = []
+    seen: set[str] = set()
+    by_modality: dict[str, list[Evidence]] = {}
+    for e in found:
+        if e.ref in seen:
+            continue
+        seen.add(e.ref)
+        label, code = md_escape(e.label), md_escape(e.code_label)
+        if e.has("lumbar-imaging"):
+            lines.append(templates["prior_imaging"].format(label=label, code=code, date=_dates(e)))
+        elif e.has("conservative-care"):
+            for category in sorted(e.categories("conservative-care")):
+                by_modality.setdefault(category, []).append(e)
+        elif e.resource_type == "Condition":
+            key = "condition" if e.start else "condition_undated"
+            lines.append(templates[key].format(label=label, code=code, date=_dates(e)))
+    for category in modalities:  # rules order: formal PT first, then drugs ...
+        items = sorted(by_modality.get(category, []), key=lambda x: x.start or date.min)
+        if not items:
+            continue
+        latest = items[-1]
+        if len(items) == 1:
+            line = templates["modality"].format(
+                modality=modalities[category], label=md_escape(latest.label),
+                code=md_escape(latest.code_label), dates=_dates(latest))
+        else:
+            first = next((x.start for x in items if x.start), None)
+            last = max((x.end or x.start for x in items if x.start), default=None)
+            line = templates["modality_many"].format(
+                modality=modalities[category], count=len(items),
+                first=first.isoformat() if first else "undated",
+                last=last.isoformat() if last else "undated", label=md_escape(latest.label))
+        if any(x.matched_by_text for x in items):
+            line += templates["matched_by_text"]
+        lines.append(line)
+    return lines
+
+
+def _detail(rules: Rules, text: RuleText, finding: Finding, record: PatientRecord) -> str:
+    h = rules.cards.headings
+    ev = rules.cards.evidence
+    parts = [f"**{text.headline}** " + ev["order"].format(order=md_escape(finding.order.name))]
+    parts.append(f"**{h['why']}**\n" + "\n".join(f"- {_reason(text, r)}" for r in finding.reasons))
+    found = _evidence_lines(rules, finding.found)
+    found += [_reason(text, n) for n in finding.notes]
+    if found:
+        parts.append(f"**{h['found']}**\n" + "\n".join(f"- {line}" for line in found))
+    if finding.missing:
+        parts.append(f"**{h['missing']}**\n" + "\n".join(f"- {_reason(text, m)}" for m in finding.missing))
+    not_checked = []
+    if record.unavailable:
+        not_checked.append(ev["unavailable"].format(keys=", ".join(sorted(record.unavailable))))
+    if record.skipped:
+        examples = "; ".join(md_escape(s) for s in record.skipped[:3])
+        not_checked.append(ev["skipped"].format(count=len(record.skipped), examples=examples))
+    if not_checked:
+        parts.append(f"**{h['not_checked']}**\n" + "\n".join(f"- {line}" for line in not_checked))
+    parts.append(f"**{h['recommendation']}**\n{text.recommendation.strip()}")
+    refs = [
+        f"- [{c.title}]({c.url}), {c.publisher}, {c.year}" for c in rules.citations_for(finding.rule_id)
+    ]
+    parts.append(f"**{h['references']}**\n" + "\n".join(refs))
+    return "\n\n".join(parts)
+
+
+def _pt_referral(rules: Rules, who: OrderingContext, finding: Finding) -> dict[str, Any]:
+    data: dict[str, Any] = dict(rules.cards.pt_referral)
+    data.update({
+        "resourceType": "ServiceRequest",
+        "subject": {"reference": f"Patient/{who.patient_id}"},
+        "requester": {"reference": who.user_id},
+        "authoredOn": who.today.isoformat(),
+    })
+    if who.encounter_id:
+        data["encounter"] = {"reference": f"Encounter/{who.encounter_id}"}
+    reasons = finding.order.resource.get("reasonCode")
+    if isinstance(reasons, list) and reasons:
+        data["reasonCode"] = reasons
+    return fhir.build("ServiceRequest", data)
+
+
+def _suggestion(rules: Rules, kind: str, finding: Finding, who: OrderingContext) -> Suggestion:
+    text = rules.cards.suggestions[kind]  # type: ignore[index]
+    ref = finding.order.ref
+    delete = Action(type="delete", description=f"{text.description}: {ref}", resourceId=ref)
+    if kind == "replace-with-pt":
+        create = Action(type="create", description=text.description,
+                        resource=_pt_referral(rules, who, finding))
+        actions = [delete, create]
+    elif kind == "use-mri-without-contrast":
+        assert finding.replacement is not None
+        actions = [Action(type="update", description=text.description, resource=finding.replacement)]
+    else:
+        actions = [delete]
+    return Suggestion(label=text.label, uuid=str(uuid.uuid4()), actions=actions)
+
+
+def build_cards(
+    rules: Rules, findings: list[Finding], record: PatientRecord, who: OrderingContext
+) -> list[IssuedCard]:
+    issued: list[IssuedCard] = []
+    cards_text = rules.cards
+    for finding in findings:
+        text = cards_text.rules[finding.rule_id]  # type: ignore[index]
+        kinds = [k for k in text.suggestions if k != "use-mri-without-contrast" or finding.replacement]
+        suggestions = [_suggestion(rules, k, finding, who) for k in kinds]
+        citations = rules.citations_for(finding.rule_id)
+        card = Card(
+            uuid=str(uuid.uuid4()),
+            summary=text.summary.format(order=_short(finding.order.name)),
+            detail=_detail(rules, text, finding, record),
+            indicator=text.indicator,
+            source=Source(
+                label=cards_text.source_label,
+                url=cards_text.source_url,
+                topic=Coding(system=cards_text.topic_system, code=finding.rule_id, display=text.topic),
+            ),
+            suggestions=suggestions or None,
+            selectionBehavior="at-most-one" if suggestions else None,
+            overrideReasons=[Coding(**c.model_dump()) for c in cards_text.override_reasons]
+            if text.override_reasons else None,
+            links=[Link(label=c.title[:120], url=c.url, type="absolute") for c in citations] or None,
+        )
+        issued.append(IssuedCard(card, finding.rule_id, finding.order.ref))
+    return issued

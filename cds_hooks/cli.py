@@ -1,0 +1,130 @@
+"""`lumbar-cds`: serve the API, evaluate a request file, check the rules."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import orjson
+
+from cds_hooks.config import Settings
+from cds_hooks.errors import ServiceError
+from cds_hooks.fixtures import resolve_dates
+from cds_hooks.ruleset import RulesError, load_rules
+from cds_hooks.service import evaluate_hook, today_utc
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from cds_hooks.app import create_app
+
+    if args.host not in LOOPBACK:
+        print(
+            f"WARNING: serving on {args.host}, reachable beyond this machine, without "
+            "authentication. Use a loopback address for development.",
+            file=sys.stderr,
+        )
+    app = create_app()
+    print(f"lumbar-cds: CDS Hooks discovery at http://{args.host}:{args.port}/cds-services", file=sys.stderr)
+    app.run(host=args.host, port=args.port, debug=False, use_reloader=False)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    rules = load_rules(settings.rules_dir, args.profile or settings.profile)
+    document = orjson.loads(Path(args.request).read_bytes())
+    today = today_utc()
+    # A fixture file wraps the request and uses relative dates; a bare request is used as is.
+    if isinstance(document, dict) and "request" in document and "expect" in document:
+        body = resolve_dates(document["request"], today)
+        service_id = args.service or document.get("service")
+    else:
+        body = document
+        service_id = args.service
+    if service_id is None:
+        hook = body.get("hook") if isinstance(body, dict) else None
+        service_id = next((s.id for s in rules.services.values() if s.hook == hook), None)
+    service = rules.services.get(service_id or "")
+    if service is None:
+        print(f"error: no service for this request; choose one of {', '.join(rules.services)}", file=sys.stderr)
+        return 2
+    try:
+        outcome = evaluate_hook(rules, service, body, today)
+    except ServiceError as exc:
+        print(f"HTTP {exc.status}: {exc.message}", file=sys.stderr)
+        return 1
+    response = outcome.response()
+    if args.json:
+        sys.stdout.write(orjson.dumps(response, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    print(f"{service.id} ({service.hook}), profile {rules.profile_id}: {len(response['cards'])} card(s)")
+    for issued in outcome.issued:
+        card = issued.card
+        print(f"\n[{card.indicator.upper()}] {card.summary}")
+        print(f"  rule: {issued.rule_id}   order: {issued.order_ref}")
+        print("  " + (card.detail or "").replace("\n", "\n  "))
+        for suggestion in card.suggestions or ():
+            print(f"  -> suggestion: {suggestion.label}")
+    if not outcome.issued:
+        print("No cards: the orders are appropriate or outside the pathway.")
+    return 0
+
+
+def _rules_check(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    rules_dir = Path(args.rules_dir) if args.rules_dir else settings.rules_dir
+    try:
+        rules = load_rules(rules_dir, args.profile or settings.profile)
+    except RulesError as exc:
+        print(f"rules check FAILED: {len(exc.problems)} problem(s)", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    codes = sum(len(v.codes) for v in rules.valuesets.values())
+    unverified = sum(1 for v in rules.valuesets.values() for c in v.codes if not c.verified)
+    print(f"rules OK: {rules.source_dir}")
+    print(f"  profiles: {', '.join(rules.pathway.profiles)} (active: {rules.profile_id})")
+    print(f"  value sets: {len(rules.valuesets)} with {codes} codes ({unverified} marked unverified)")
+    print(f"  citations: {len(rules.citations)}; services: {', '.join(rules.services)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lumbar-cds", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the development server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(func=_serve)
+
+    evaluate = sub.add_parser("evaluate", help="print the cards a request (or fixture) would get")
+    evaluate.add_argument("request", help="a CDS Hooks request JSON file, or a fixture file")
+    evaluate.add_argument("--json", action="store_true", help="print the CDS Hooks response JSON")
+    evaluate.add_argument("--service", help="service id (default: from the fixture or the hook)")
+    evaluate.add_argument("--profile", help="rules profile (default: LUMBAR_CDS_PROFILE or the rules default)")
+    evaluate.set_defaults(func=_evaluate)
+
+    rules = sub.add_parser("rules", help="rules tools")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    check = rules_sub.add_parser("check", help="validate rules/ and report errors with file and line")
+    check.add_argument("--rules-dir", help="rules directory (default: built-in)")
+    check.add_argument("--profile")
+    check.set_defaults(func=_rules_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except RulesError as exc:
+        print("error: the rules did not load:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Small, forgiving helpers for FHIR R4 JSON as EHRs really send it.
+
+Plain-dict access for the cheap filter, a lenient date reader, and targeted
+validation with fhir.resources R4B models for the few resources the rules use.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterator
+from datetime import date
+from functools import cache
+from typing import Any
+
+from pydantic import ValidationError
+
+_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
+_NAIVE_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$")
+
+
+def parse_date(value: Any) -> date | None:
+    """The calendar date of a FHIR date/dateTime/instant; partial dates round down.
+
+    Day resolution is all the pathway needs, so a missing timezone is harmless here.
+    """
+    if not isinstance(value, str):
+        return None
+    m = _DATE.match(value)
+    if not m:
+        return None
+    try:
+        return date(int(m[1]), int(m[2] or 1), int(m[3] or 1))
+    except ValueError:
+        return None
+
+
+def codings(concept: Any) -> Iterator[dict[str, Any]]:
+    """The codings of a CodeableConcept (or a list of them), skipping junk."""
+    concepts = concept if isinstance(concept, list) else [concept]
+    for cc in concepts:
+        if isinstance(cc, dict):
+            for coding in cc.get("coding") or ():
+                if isinstance(coding, dict):
+                    yield coding
+
+
+def concept_text(concept: Any) -> str | None:
+    """Human text of a CodeableConcept: its text, else the first coding display."""
+    concepts = concept if isinstance(concept, list) else [concept]
+    for cc in concepts:
+        if isinstance(cc, dict):
+            if isinstance(cc.get("text"), str) and cc["text"]:
+                return cc["text"]
+            for coding in codings(cc):
+                if isinstance(coding.get("display"), str) and coding["display"]:
+                    return coding["display"]
+    return None
+
+
+def status_code(concept: Any) -> str | None:
+    """First code of a status CodeableConcept (clinicalStatus, verificationStatus)."""
+    for coding in codings(concept):
+        code = coding.get("code")
+        if isinstance(code, str):
+            return code
+    return None
+
+
+@cache
+def _model(resource_type: str) -> Any:
+    from fhir.resources.R4B import get_fhir_model_class  # slow import, needed late
+
+    return get_fhir_model_class(resource_type)
+
+
+def _drop(target: Any, loc: tuple[Any, ...]) -> bool:
+    node = target
+    for part in loc[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    if isinstance(node, dict) and loc[-1] in node:
+        del node[loc[-1]]
+        return True
+    return False
+
+
+def _fix_naive_datetimes(node: Any) -> Any:
+    """Give timezone-less datetimes a UTC offset so R4B accepts them."""
+    if isinstance(node, dict):
+        return {k: _fix_naive_datetimes(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_fix_naive_datetimes(v) for v in node]
+    if isinstance(node, str) and _NAIVE_DATETIME.match(node):
+        return node + ("Z" if node.count(":") == 2 else ":00Z")
+    return node
+
+
+def validate_resource(resource: dict[str, Any]) -> str | None:
+    """Validate one resource with its R4B model. None if valid, else a short reason.
+
+    Real EHR data carries vendor elements and timezone-less datetimes. Those do
+    not make a resource unreadable, so they are repaired on a copy and the
+    resource is validated again; anything else is a real defect.
+    """
+    resource_type = resource.get("resourceType")
+    if not isinstance(resource_type, str):
+        return "no resourceType"
+    try:
+        model = _model(resource_type)
+    except (KeyError, ValueError, AttributeError, ImportError):
+        return f"unknown resourceType {resource_type!r}"
+    try:
+        model.model_validate(resource)
+        return None
+    except ValidationError as exc:
+        errors = exc.errors()
+    except (TypeError, ValueError) as exc:  # fhir_core raises these for some junk
+        return str(exc)[:200]
+
+    repaired = _fix_naive_datetimes(resource)
+    extras = [tuple(e["loc"]) for e in errors if e["type"] == "extra_forbidden"]
+    for loc in extras:
+        _drop(repaired, loc)
+    if not extras and repaired == resource:
+        return _describe(errors)
+    try:
+        model.model_validate(repaired)
+        return None
+    except ValidationError as exc:
+        return _describe(exc.errors())
+    except (TypeError, ValueError) as exc:
+        return str(exc)[:200]
+
+
+def _describe(errors: list[Any]) -> str:
+    first = errors[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{loc}: {first['msg']}{more}"
+
+
+def build(resource_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Build a resource through its R4B model and return exact FHIR JSON."""
+    model = _model(resource_type)
+    instance = model.model_validate(copy.deepcopy(data))
+    return instance.model_dump(mode="json", by_alias=True, exclude_none=True)

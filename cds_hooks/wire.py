@@ -1,0 +1,209 @@
+"""CDS Hooks 2.0 wire models: forgiving on the way in, exact on the way out.
+
+Requests accept unknown fields (the spec reserves `extension`, and CRD says
+to ignore unrecognised context elements) but the fields we use must have the
+right JSON types: no silent coercion of 42 into "42". Responses forbid extra
+fields and are serialised without nulls or empty lists.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+_ID = r"^[A-Za-z0-9\-.]{1,64}$"
+_REF = r"^[A-Za-z]+/[A-Za-z0-9\-.]{1,64}$"
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class FhirAuthorization(_In):
+    access_token: str = Field(min_length=1)
+    token_type: str | None = None
+    expires_in: int | None = None
+    scope: str | None = None
+    subject: str | None = None
+    patient: str | None = None
+
+
+class HookRequest(_In):
+    hook: str = Field(min_length=1)
+    hookInstance: str = Field(min_length=1, max_length=200)  # noqa: N815
+    fhirServer: str | None = Field(default=None, pattern=r"^https?://")  # noqa: N815
+    fhirAuthorization: FhirAuthorization | None = None  # noqa: N815
+    context: dict[str, Any]
+    prefetch: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _authorization_needs_server(self) -> HookRequest:
+        # CDS Hooks cds-r-1: fhirAuthorization implies fhirServer.
+        if self.fhirAuthorization is not None and self.fhirServer is None:
+            raise ValueError("fhirAuthorization is present but fhirServer is missing")
+        return self
+
+
+class OrderSignContext(_In):
+    userId: str = Field(pattern=r"^(Practitioner|PractitionerRole)/.+")  # noqa: N815
+    patientId: str = Field(pattern=_ID)  # noqa: N815
+    encounterId: str | None = Field(default=None, pattern=_ID)  # noqa: N815
+    draftOrders: dict[str, Any]  # noqa: N815
+
+    @model_validator(mode="after")
+    def _draft_orders_is_bundle(self) -> OrderSignContext:
+        if self.draftOrders.get("resourceType") != "Bundle":
+            raise ValueError("context.draftOrders must be a FHIR Bundle")
+        entries = self.draftOrders.get("entry", [])
+        if entries is not None and not isinstance(entries, list):
+            raise ValueError("context.draftOrders.entry must be an array")
+        for i, entry in enumerate(entries or []):
+            if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
+                raise ValueError(f"context.draftOrders.entry[{i}] has no resource object")
+            if not isinstance(entry["resource"].get("resourceType"), str):
+                raise ValueError(f"context.draftOrders.entry[{i}].resource has no resourceType")
+        return self
+
+
+class OrderSelectContext(OrderSignContext):
+    selections: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _selections_are_drafts(self) -> OrderSelectContext:
+        drafts = {
+            f"{e['resource'].get('resourceType')}/{e['resource'].get('id')}"
+            for e in self.draftOrders.get("entry") or []
+        }
+        for i, ref in enumerate(self.selections):
+            if ref not in drafts:
+                raise ValueError(f"context.selections[{i}] {ref!r} is not an entry in draftOrders")
+        return self
+
+
+CONTEXT_MODELS: dict[str, type[OrderSignContext]] = {
+    "order-select": OrderSelectContext,
+    "order-sign": OrderSignContext,
+}
+
+
+# --------------------------------------------------------------------------- responses
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Coding(_Out):
+    system: str
+    code: str
+    display: str | None = None
+
+
+class Source(_Out):
+    label: str
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    icon: str | None = None
+    topic: Coding | None = None
+
+
+class Link(_Out):
+    label: str
+    url: str = Field(pattern=r"^https?://")
+    type: Literal["absolute", "smart"]
+    appContext: str | None = None  # noqa: N815
+
+
+class Action(_Out):
+    type: Literal["create", "update", "delete"]
+    description: str
+    resource: dict[str, Any] | None = None
+    resourceId: str | None = Field(default=None, pattern=_REF)  # noqa: N815
+
+    @model_validator(mode="after")
+    def _shape(self) -> Action:
+        if self.type in ("create", "update") and self.resource is None:
+            raise ValueError(f"{self.type} action needs a resource")
+        if self.type == "delete" and self.resourceId is None:
+            raise ValueError("delete action needs a resourceId")
+        return self
+
+
+class Suggestion(_Out):
+    label: str
+    uuid: str
+    isRecommended: bool | None = None  # noqa: N815
+    actions: list[Action] = Field(min_length=1)
+
+
+class Card(_Out):
+    uuid: str
+    summary: str = Field(min_length=1, max_length=139)
+    detail: str | None = None
+    indicator: Literal["info", "warning", "critical"]
+    source: Source
+    suggestions: list[Suggestion] | None = Field(default=None, min_length=1)
+    selectionBehavior: Literal["at-most-one", "any"] | None = None  # noqa: N815
+    overrideReasons: list[Coding] | None = Field(default=None, min_length=1)  # noqa: N815
+    links: list[Link] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _rules(self) -> Card:
+        if self.suggestions and self.selectionBehavior is None:
+            raise ValueError("selectionBehavior is required with suggestions")
+        if self.overrideReasons and any(not r.display for r in self.overrideReasons):
+            raise ValueError("override reasons need a display")
+        return self
+
+
+class CardsResponse(_Out):
+    cards: list[Card]
+
+
+class ServiceDescription(_Out):
+    hook: str
+    title: str
+    description: str
+    id: str
+    prefetch: dict[str, str] | None = None
+    usageRequirements: str | None = None  # noqa: N815
+
+
+class Discovery(_Out):
+    services: list[ServiceDescription]
+
+
+# --------------------------------------------------------------------------- feedback
+
+
+class FeedbackCoding(_In):
+    code: str = Field(min_length=1, max_length=200)
+    system: str | None = Field(default=None, max_length=500)
+    display: str | None = Field(default=None, max_length=1000)
+
+
+class OverrideReason(_In):
+    reason: FeedbackCoding | None = None
+    userComment: str | None = Field(default=None, max_length=10_000)  # noqa: N815
+
+
+class AcceptedSuggestion(_In):
+    id: str = Field(min_length=1, max_length=200)
+
+
+class FeedbackItem(_In):
+    card: str = Field(min_length=1, max_length=200)
+    outcome: Literal["accepted", "overridden"]
+    acceptedSuggestions: list[AcceptedSuggestion] | None = Field(default=None, max_length=50)  # noqa: N815
+    overrideReason: OverrideReason | None = None  # noqa: N815
+    outcomeTimestamp: str = Field(min_length=1, max_length=64)  # noqa: N815
+
+    @model_validator(mode="after")
+    def _accepted_has_suggestions(self) -> FeedbackItem:
+        if self.outcome == "accepted" and not self.acceptedSuggestions:
+            raise ValueError("an accepted outcome needs acceptedSuggestions")
+        return self
+
+
+class FeedbackRequest(_In):
+    feedback: list[FeedbackItem] = Field(min_length=1, max_length=500)
