@@ -18,7 +18,8 @@ from cds_hooks.record import Evidence, PatientRecord
 from cds_hooks.ruleset import MAX_ORDER_NAME, Rules, RuleText
 from cds_hooks.wire import Action, Card, Coding, Link, Source, Suggestion
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-!|~&])")
+# Inserted text never starts a line, so only inline Markdown and HTML matter.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
 
 
 def md_escape(text: str) -> str:

@@ -34,8 +34,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    rules = load_rules(settings.rules_dir, args.profile or settings.profile)
     document = orjson.loads(Path(args.request).read_bytes())
+    fixture_profile = document.get("profile") if isinstance(document, dict) else None
+    rules = load_rules(settings.rules_dir, args.profile or fixture_profile or settings.profile)
     today = today_utc()
     # A fixture file wraps the request and uses relative dates; a bare request is used as is.
     if isinstance(document, dict) and "request" in document and "expect" in document:

@@ -50,6 +50,7 @@ class Fixture:
     title: str
     description: str
     service: str
+    profile: str | None
     expect: dict[str, Any]
     request: dict[str, Any]
 
@@ -65,7 +66,8 @@ def load_fixture(path: Path, today: date) -> Fixture:
         title=raw["title"],
         description=raw.get("description", ""),
         service=raw["service"],
-        expect=raw["expect"],
+        profile=raw.get("profile"),
+        expect=resolve_dates(raw["expect"], today),
         request=resolve_dates(raw["request"], today),
     )
 

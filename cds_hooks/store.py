@@ -61,8 +61,7 @@ class Store:
         self.path = path
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._tx() as db:
-            db.executescript(SCHEMA)
+        self._connection().executescript(SCHEMA)  # executescript manages its own transaction
 
     def _connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)

@@ -1,0 +1,49 @@
+"""Shared fixtures: a real app on a temporary SQLite database, and the rules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from cds_hooks.app import create_app
+from cds_hooks.config import Settings
+from cds_hooks.ruleset import Rules, load_rules
+from cds_hooks.service import today_utc
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def rules() -> Rules:
+    return load_rules(REPO / "rules")
+
+
+@pytest.fixture(scope="session")
+def today() -> date:
+    return today_utc()
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Callable[..., Flask]:
+    def make(**overrides: object) -> Flask:
+        settings = Settings(data_dir=tmp_path / "data", rules_dir=REPO / "rules")
+        fields = {**settings.__dict__, **overrides}
+        return create_app(Settings(**fields))  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> Iterator[FlaskClient]:
+    with app.test_client() as c:
+        yield c
