@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cds_hooks.yamlsource import line_of, load_yaml
+from cds_hooks.yamlsource import LineDict, line_of, load_yaml
 
 Kind = Literal[
     "population",
@@ -316,8 +316,11 @@ def default_rules_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "rules"
 
 
-def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> LineDict:
+    """Deep merge that keeps each value's source line, for error messages."""
+    merged = LineDict(base)
+    merged.line = getattr(override, "line", 0) or getattr(base, "line", 0)
+    merged.key_lines = {**getattr(base, "key_lines", {}), **getattr(override, "key_lines", {})}
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
             merged[key] = _merge(merged[key], value)
@@ -390,15 +393,17 @@ def _resolve_profiles(raw: Any) -> Any:
         elif parent in seen or parent not in profiles:
             raise RulesError([f"rules/pathway.yaml: profile {name!r} extends unknown or cyclic {parent!r}"])
         else:
-            result = _merge(resolve(parent, (*seen, name)), {k: v for k, v in body.items() if k != "extends"})
+            own = _merge(body, {})
+            del own["extends"]
+            result = _merge(resolve(parent, (*seen, name)), own)
         resolved[name] = result
         return result
 
     for name in profiles:
         resolve(name, (name,))
     out = _merge(raw, {})
-    out["profiles"] = resolved
-    # Keep line info for unresolved profiles (those without extends are the same objects).
+    out["profiles"] = merged = LineDict(resolved)
+    merged.line, merged.key_lines = getattr(profiles, "line", 0), getattr(profiles, "key_lines", {})
     return out
 
 
@@ -492,7 +497,7 @@ def _check_valuesets(
     code_systems: dict[str, CodeSystem],
     pathway: Pathway,
 ) -> None:
-    seen: dict[tuple[str, str], str] = {}
+    seen: dict[tuple[str, str], tuple[str, str]] = {}
     for vs in valuesets.values():
         path, raw, i = where[vs.id]
         base = ("valuesets", i)
@@ -517,14 +522,15 @@ def _check_valuesets(
             if code.alternative and vs.contrast is not True:
                 ld.problem(path, raw, loc, f"{vs.id}: alternative is only for with-contrast imaging sets")
             key = (code.system, code.code)
-            other = seen.get(key)
-            if other is not None:
+            here = f"{ld.rel(path)}:{line_of(raw, loc)}"
+            if key in seen:
+                other, there = seen[key]
                 other_vs = valuesets[other]
                 word = "contradicting" if (other_vs.kind, other_vs.category) != (vs.kind, vs.category) else "duplicate"
                 ld.problem(path, raw, loc,
-                           f"{vs.id}: code {code.system}|{code.code} is also in {other} ({word} value sets)")
+                           f"{vs.id}: code {code.system}|{code.code} is also in {other} at {there} ({word} value sets)")
             else:
-                seen[key] = vs.id
+                seen[key] = (vs.id, here)
 
 
 def _check_profiles(

@@ -1,0 +1,151 @@
+"""rules/: the shipped rules load, and mistakes are reported with file and line."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from cds_hooks.cli import main
+from cds_hooks.ruleset import Rules, RulesError, load_rules
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_shipped_rules_load_for_every_profile(rules: Rules) -> None:
+    for profile in rules.pathway.profiles:
+        loaded = load_rules(REPO / "rules", profile)
+        assert loaded.profile_id == profile
+    assert rules.profile_id == "seeds"
+
+
+def test_every_value_set_lists_system_code_display_and_source(rules: Rules) -> None:
+    for vs in rules.valuesets.values():
+        assert vs.source and vs.title
+        for code in vs.codes:
+            assert code.system in rules.code_systems
+            assert code.code and code.display
+
+
+def test_every_citation_has_a_url(rules: Rules) -> None:
+    for citation in rules.citations.values():
+        assert citation.url.startswith("https://") or citation.url.startswith("http://")
+
+
+@pytest.fixture
+def rules_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", target)
+    return target
+
+
+def _replace(path: Path, old: str, new: str) -> int:
+    text = path.read_text()
+    assert old in text, old
+    line = text[: text.index(old)].count("\n") + 1
+    path.write_text(text.replace(old, new, 1))
+    return line
+
+
+def _problems(rules_dir: Path) -> list[str]:
+    with pytest.raises(RulesError) as info:
+        load_rules(rules_dir)
+    return info.value.problems
+
+
+def test_unknown_code_system_is_reported_with_line(rules_copy: Path) -> None:
+    path = rules_copy / "valuesets" / "red_flags.yaml"
+    line = _replace(path, "http://hl7.org/fhir/sid/icd-10-cm", "http://example.org/icd10")
+    problems = _problems(rules_copy)
+    assert any(f"red_flags.yaml:{line}" in p and "unknown code system" in p for p in problems), problems
+
+
+def test_contradicting_duplicate_code_is_reported(rules_copy: Path, rules: Rules) -> None:
+    red_flag = rules.valuesets["red-flag-cauda-equina"].codes[0]
+    path = rules_copy / "valuesets" / "diagnoses.yaml"
+    text = path.read_text()
+    anchor = "    codes:\n"
+    path.write_text(text.replace(anchor, anchor + (
+        f'      - {{system: "{red_flag.system}", code: "{red_flag.code}", display: "dup"}}\n'), 1))
+    problems = _problems(rules_copy)
+    assert any(red_flag.code in p and "contradicting" in p and "diagnoses.yaml:" in p for p in problems), problems
+
+
+def test_missing_citation_is_reported(rules_copy: Path) -> None:
+    path = rules_copy / "pathway.yaml"
+    _replace(path, "imaging-contrast: [acr-lbp-2021]", "imaging-contrast: []")
+    problems = _problems(rules_copy)
+    assert any("imaging-contrast has no citation" in p and "pathway.yaml:" in p for p in problems), problems
+
+
+def test_unknown_citation_is_reported(rules_copy: Path) -> None:
+    path = rules_copy / "pathway.yaml"
+    _replace(path, "imaging-duplicate: [acp-2011-high-value, acr-lbp-2021]", "imaging-duplicate: [nope]")
+    problems = _problems(rules_copy)
+    assert any("'nope' is not in citations.yaml" in p for p in problems), problems
+
+
+def test_bad_threshold_is_reported_with_line(rules_copy: Path) -> None:
+    line = _replace(rules_copy / "pathway.yaml", "min_symptom_weeks: 6 ", "min_symptom_weeks: six ")
+    problems = _problems(rules_copy)
+    assert any(f"pathway.yaml:{line}" in p and "min_symptom_weeks" in p for p in problems), problems
+
+
+def test_summary_template_too_long_or_with_unknown_field(rules_copy: Path) -> None:
+    path = rules_copy / "cards.yaml"
+    _replace(path, 'summary: "{order}: a lumbar MRI', 'summary: "{order} {patient_name}: a lumbar MRI')
+    problems = _problems(rules_copy)
+    assert any("unknown fields ['patient_name']" in p for p in problems), problems
+
+
+def test_yaml_syntax_error_names_the_line(rules_copy: Path) -> None:
+    path = rules_copy / "citations.yaml"
+    path.write_text(path.read_text() + "\n  broken: [unclosed\n")
+    problems = _problems(rules_copy)
+    assert any("citations.yaml:" in p and "YAML error" in p for p in problems), problems
+
+
+def test_disallowed_prefetch_token_is_reported(rules_copy: Path) -> None:
+    path = rules_copy / "services.yaml"
+    _replace(path, "Procedure?patient={{context.patientId}}", "Procedure?patient={{context.draftOrders}}")
+    problems = _problems(rules_copy)
+    assert any("context.draftOrders" in p and "not a CDS Hooks 2.0 token" in p for p in problems), problems
+
+
+def test_rules_check_command(rules_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "check", "--rules-dir", str(REPO / "rules")]) == 0
+    assert "rules OK" in capsys.readouterr().out
+    _replace(rules_copy / "pathway.yaml", "window_months: 3 ", "window_months: -3 ")
+    assert main(["rules", "check", "--rules-dir", str(rules_copy)]) == 1
+    err = capsys.readouterr().err
+    assert "rules check FAILED" in err and "pathway.yaml:" in err and "window_months" in err
+
+
+def test_rules_load_from_an_installed_wheel(tmp_path: Path) -> None:
+    """The wheel carries rules/ inside the package; a plain install finds them."""
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(REPO)],
+        check=True, capture_output=True,
+    )
+    wheel = next(dist.glob("*.whl"))
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        assert "cds_hooks/builtin_rules/pathway.yaml" in archive.namelist()
+        archive.extractall(site)
+    code = (
+        "import cds_hooks.ruleset as r; rules = r.load_rules(); "
+        "print(rules.source_dir); assert 'builtin_rules' in str(rules.source_dir)"
+    )
+    # -I isolates from the editable install; the extracted wheel is the only cds_hooks.
+    deps = [p for p in sys.path if "site-packages" in p]
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path[:0] = {[str(site), *deps]!r}; {code}"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert str(site) in result.stdout
