@@ -6,13 +6,13 @@ could not be checked, the recommendation and the guideline it rests on.
 
 from __future__ import annotations
 
+import copy
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from cds_hooks import fhir
 from cds_hooks.pathway import Finding, Reason
 from cds_hooks.record import Evidence, PatientRecord
 from cds_hooks.ruleset import MAX_ORDER_NAME, Rules, RuleText
@@ -128,19 +128,19 @@ def _detail(rules: Rules, text: RuleText, finding: Finding, record: PatientRecor
 
 
 def _pt_referral(rules: Rules, who: OrderingContext, finding: Finding) -> dict[str, Any]:
-    data: dict[str, Any] = dict(rules.cards.pt_referral)
-    data.update({
-        "resourceType": "ServiceRequest",
-        "subject": {"reference": f"Patient/{who.patient_id}"},
-        "requester": {"reference": who.user_id},
-        "authoredOn": who.today.isoformat(),
-    })
+    """The PT referral to create: the rules' template, built with fhir.resources R4B
+    when the rules load, plus references whose syntax the request models checked and
+    the reasons of a draft order that was itself validated as R4."""
+    data = copy.deepcopy(rules.pt_referral)
+    data["subject"] = {"reference": f"Patient/{who.patient_id}"}
     if who.encounter_id:
         data["encounter"] = {"reference": f"Encounter/{who.encounter_id}"}
+    data["requester"] = {"reference": who.user_id}
+    data["authoredOn"] = who.today.isoformat()
     reasons = finding.order.resource.get("reasonCode")
     if isinstance(reasons, list) and reasons:
-        data["reasonCode"] = reasons
-    return fhir.build("ServiceRequest", data)
+        data["reasonCode"] = copy.deepcopy(reasons)
+    return data
 
 
 def _suggestion(rules: Rules, kind: str, finding: Finding, who: OrderingContext) -> Suggestion:

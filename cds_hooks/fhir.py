@@ -7,12 +7,14 @@ validation with fhir.resources R4B models for the few resources the rules use.
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 from collections.abc import Iterator
 from datetime import date
 from functools import cache
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
@@ -98,7 +100,35 @@ def _fix_naive_datetimes(node: Any) -> Any:
     return node
 
 
+_VERDICTS: dict[bytes, str | None] = {}
+_VERDICTS_MAX = 8192
+
+
 def validate_resource(resource: dict[str, Any]) -> str | None:
+    """Validate one resource with its R4B model. None if valid, else a short reason.
+
+    A verdict depends only on the resource's content, and order-select re-fires
+    with the same history on every edit, so verdicts are memoised by a digest of
+    the JSON (no patient data is kept as a key).
+    """
+    try:
+        key = hashlib.blake2b(orjson.dumps(resource), digest_size=16).digest()
+    except TypeError:
+        return _validate(resource)
+    if key in _VERDICTS:
+        return _VERDICTS[key]
+    verdict = _validate(resource)
+    if len(_VERDICTS) >= _VERDICTS_MAX:
+        _VERDICTS.clear()
+    _VERDICTS[key] = verdict
+    return verdict
+
+
+def clear_validation_cache() -> None:
+    _VERDICTS.clear()
+
+
+def _validate(resource: dict[str, Any]) -> str | None:
     """Validate one resource with its R4B model. None if valid, else a short reason.
 
     Real EHR data carries vendor elements and timezone-less datetimes. Those do

@@ -22,7 +22,36 @@ from cds_hooks.fhir import (
 )
 from cds_hooks.ruleset import Match, Rules
 
-MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
+# The elements the rules read from each resource type, plus those FHIR R4 makes
+# mandatory. Only these are validated: they are all the verdict depends on, and
+# skipping narrative, identifiers and vendor extensions keeps validation cheap.
+READ_ELEMENTS: dict[str, tuple[str, ...]] = {
+    "Condition": ("clinicalStatus", "verificationStatus", "code", "subject", "onsetDateTime",
+                  "onsetPeriod", "onsetAge", "onsetString", "recordedDate", "abatementDateTime"),
+    "Procedure": ("status", "code", "subject", "performedDateTime", "performedPeriod"),
+    "Encounter": ("status", "class", "type", "serviceType", "subject", "period"),
+    "MedicationRequest": ("status", "intent", "medicationCodeableConcept", "medicationReference",
+                          "subject", "authoredOn", "contained"),
+    "MedicationStatement": ("status", "medicationCodeableConcept", "medicationReference", "subject",
+                            "effectiveDateTime", "effectivePeriod", "dateAsserted", "contained"),
+    "ServiceRequest": ("status", "intent", "code", "subject", "authoredOn", "occurrenceDateTime",
+                       "occurrencePeriod"),
+    "ImagingStudy": ("status", "subject", "started", "procedureCode"),
+    "DiagnosticReport": ("status", "code", "subject", "effectiveDateTime", "effectivePeriod", "issued"),
+}
+
+
+def read_part(res: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resource the rules read (see READ_ELEMENTS)."""
+    rtype = res.get("resourceType")
+    keep = READ_ELEMENTS.get(rtype) if isinstance(rtype, str) else None
+    if keep is None:
+        return res
+    part = {"resourceType": rtype}
+    for key in keep:
+        if key in res:
+            part[key] = res[key]
+    return part
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +175,7 @@ class _Reader:
         if not self._same_patient(res):
             self.record.skipped.append(f"{evidence.ref}: belongs to another patient")
             return
-        problem = validate_resource(res)
+        problem = validate_resource(read_part(res))
         if problem:
             self.record.skipped.append(f"{evidence.ref}: {problem}")
             return

@@ -249,14 +249,25 @@ class CodeIndex:
     prefixes: dict[tuple[str, str], list[Match]] = field(default_factory=dict)
     hierarchical: frozenset[str] = frozenset()
     text: list[tuple[str, ValueSet]] = field(default_factory=list)
+    _memo: dict[tuple[str, str], list[Match]] = field(default_factory=dict, repr=False)
 
     @staticmethod
     def _norm(code: str) -> str:
         return code.replace(".", "").upper()
 
     def lookup(self, system: str | None, code: str | None) -> list[Match]:
-        if not system or not code or not isinstance(code, str):
+        if not isinstance(system, str) or not isinstance(code, str):
             return []
+        key = (system, code)
+        memo = self._memo.get(key)
+        if memo is None:
+            memo = self._lookup(system, code)
+            if len(self._memo) >= 65536:  # bound memory on hostile input
+                self._memo.clear()
+            self._memo[key] = memo
+        return memo
+
+    def _lookup(self, system: str, code: str) -> list[Match]:
         found = self.exact.get((system, code))
         if found:
             return found
@@ -289,6 +300,11 @@ class Rules:
     services: dict[str, ServiceDef]
     index: CodeIndex
     source_dir: Path
+
+    @cached_property
+    def pt_referral(self) -> dict[str, Any]:
+        """The PT-referral template as exact R4 JSON, built through fhir.resources R4B."""
+        return build_pt_referral(self.cards.pt_referral)
 
     @cached_property
     def kinds(self) -> dict[str, list[ValueSet]]:
@@ -618,9 +634,23 @@ def _check_cards(ld: _Loader, path: Path, raw: Any, cards: CardText) -> None:
         for kind in text.suggestions:
             if kind not in cards.suggestions:
                 ld.problem(path, raw, (*loc, "suggestions"), f"{rule_id}: suggestion {kind!r} has no text")
+    try:
+        build_pt_referral(cards.pt_referral)
+    except (ValueError, TypeError) as exc:  # pydantic ValidationError is a ValueError
+        ld.problem(path, raw, ("pt_referral",), f"pt_referral is not a valid R4 ServiceRequest: {exc}")
     missing = set(RuleId.__args__) - set(cards.rules)  # type: ignore[attr-defined]
     for rule_id in sorted(missing):
         ld.problem(path, raw, ("rules",), f"rule {rule_id} has no card text")
+
+
+def build_pt_referral(template: dict[str, Any]) -> dict[str, Any]:
+    from cds_hooks.fhir import build
+
+    # A placeholder subject makes the template a complete ServiceRequest to validate.
+    built = build("ServiceRequest", {**template, "resourceType": "ServiceRequest",
+                                     "subject": {"reference": "Patient/template"}})
+    del built["subject"]
+    return built
 
 
 def _check_services(ld: _Loader, path: Path, raw: Any, doc: ServiceFile) -> None:
