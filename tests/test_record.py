@@ -1,0 +1,164 @@
+"""Reading the record from messy but real EHR JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cds_hooks.record import read_draft_orders, read_record
+from cds_hooks.ruleset import Rules
+
+ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+CPT = "http://www.ama-assn.org/go/cpt"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+
+
+def condition(cid: str, code: str = "M54.50", clinical: str = "active", **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition", "id": cid,
+        "clinicalStatus": {"coding": [{"system": CLINICAL, "code": clinical}]},
+        "code": {"coding": [{"system": ICD, "code": code, "display": "Low back pain"}]},
+        "subject": {"reference": "Patient/p1"}, **extra,
+    }
+
+
+def bundle(*resources: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Bundle", **extra, "entry": [{"resource": r} for r in resources]}
+
+
+def read(rules: Rules, **prefetch: Any) -> Any:
+    return read_record(prefetch, "p1", rules)
+
+
+def test_timezone_less_datetimes_and_vendor_elements_are_accepted(rules: Rules) -> None:
+    messy = condition(
+        "c1", onsetDateTime="2026-10-01T10:15:00", recordedDate="2026-10-02T08:00",
+        epicExtension={"anything": 1},
+    )
+    messy["code"]["coding"][0]["vendorFlag"] = True  # unknown element nested in a coding
+    rec = read(rules, conditions=bundle(messy))
+    assert rec.skipped == []
+    [item] = rec.items
+    assert item.start is not None and item.start.isoformat() == "2026-10-01"
+
+
+def test_malformed_resource_is_skipped_and_counted(rules: Rules) -> None:
+    broken = condition("bad", onsetDateTime="2026-13-45")
+    also_broken = condition("bad2")
+    also_broken["subject"] = "Patient/p1"  # a string where a Reference belongs
+    rec = read(rules, conditions=bundle(broken, also_broken, condition("ok", onsetDateTime="2026-10-01")))
+    assert [i.resource_id for i in rec.items] == ["ok"]
+    assert len(rec.skipped) == 2
+    assert rec.skipped[0].startswith("Condition/bad:")
+
+
+def test_unrelated_resources_are_not_validated_or_counted(rules: Rules) -> None:
+    junk = {"resourceType": "Condition", "id": "j", "code": {"coding": [{"system": ICD, "code": "I10"}]},
+            "onsetDateTime": "not a date", "subject": 5}
+    rec = read(rules, conditions=bundle(junk, "not an object", {"no": "resourceType"}))  # type: ignore[arg-type]
+    assert rec.items == [] and rec.skipped == []
+
+
+def test_null_is_no_data_and_operation_outcome_is_unavailable(rules: Rules) -> None:
+    outcome = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]}
+    rec = read(rules, conditions=None, procedures=outcome, encounters=bundle(outcome))
+    assert rec.items == []
+    assert rec.unavailable == ["procedures", "encounters"]
+
+
+def test_condition_statuses(rules: Rules) -> None:
+    refuted = condition("refuted", verificationStatus={"coding": [{"system": VERIFICATION, "code": "refuted"}]})
+    error = condition("error", verificationStatus={"coding": [{"system": VERIFICATION, "code": "entered-in-error"}]})
+    rec = read(rules, conditions=bundle(
+        condition("active"), condition("resolved", clinical="resolved"),
+        condition("inactive", clinical="inactive"), refuted, error))
+    assert {i.resource_id: i.active for i in rec.items} == {"active": True, "resolved": False, "inactive": False}
+
+
+def test_onset_falls_back_to_period_age_then_recorded_date(rules: Rules) -> None:
+    rec = read(
+        rules,
+        patient={"resourceType": "Patient", "id": "p1", "birthDate": "1980-06-15"},
+        conditions=bundle(
+            condition("period", onsetPeriod={"start": "2026-09-01"}),
+            condition("age", onsetAge={"value": 46, "unit": "years", "system": "http://unitsofmeasure.org",
+                                       "code": "a"}),
+            condition("recorded", onsetString="a while ago", recordedDate="2026-08-03"),
+        ),
+    )
+    onsets = {i.resource_id: i.start.isoformat() if i.start else None for i in rec.items}
+    assert onsets == {"period": "2026-09-01", "age": "2026-06-15", "recorded": "2026-08-03"}
+
+
+def test_icd10_descendants_match_under_a_listed_header(rules: Rules) -> None:
+    rec = read(rules, conditions=bundle(condition("legacy", code="M54.5"), condition("child", code="M54.41")))
+    assert {i.resource_id for i in rec.items} == {"legacy", "child"}
+
+
+def procedure(pid: str, status: str, code: str = "97110", **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Procedure", "id": pid, "status": status, "subject": {"reference": "Patient/p1"},
+            "code": {"coding": [{"system": CPT, "code": code}]}, **extra}
+
+
+def test_procedure_statuses_and_periods(rules: Rules) -> None:
+    rec = read(rules, procedures=bundle(
+        procedure("done", "completed", performedDateTime="2026-10-01"),
+        procedure("ongoing", "in-progress", performedPeriod={"start": "2026-10-01", "end": "2026-11-01"}),
+        procedure("planned", "preparation"), procedure("error", "entered-in-error"),
+    ))
+    assert {i.resource_id: (i.start and i.start.isoformat(), i.end and i.end.isoformat()) for i in rec.items} == {
+        "done": ("2026-10-01", "2026-10-01"), "ongoing": ("2026-10-01", "2026-11-01"),
+    }
+
+
+def med(mid: str, status: str = "active", **medication: Any) -> dict[str, Any]:
+    return {"resourceType": "MedicationRequest", "id": mid, "status": status, "intent": "order",
+            "subject": {"reference": "Patient/p1"}, "authoredOn": "2026-10-05", **medication}
+
+
+def test_nsaid_by_ingredient_product_reference_and_name(rules: Rules) -> None:
+    rec = read(
+        rules,
+        medicationRequests=bundle(
+            med("ingredient", medicationCodeableConcept={"coding": [{"system": RXNORM, "code": "7258"}]}),
+            med("product", medicationCodeableConcept={"coding": [{"system": RXNORM, "code": "197806"}]}),
+            med("byname", medicationCodeableConcept={
+                "coding": [{"system": RXNORM, "code": "999999999", "display": "Meloxicam 15 MG Oral Tablet"}]}),
+            med("contained", medicationReference={"reference": "#m1"},
+                contained=[{"resourceType": "Medication", "id": "m1",
+                            "code": {"coding": [{"system": RXNORM, "code": "5640"}]}}]),
+            med("included", medicationReference={"reference": "Medication/m2"}),
+            {"resourceType": "Medication", "id": "m2", "code": {"text": "Naproxen sodium 550 MG tablet"}},
+            med("cancelled", status="cancelled",
+                medicationCodeableConcept={"coding": [{"system": RXNORM, "code": "7258"}]}),
+        ),
+    )
+    found = {i.resource_id: (i.categories("conservative-care"), i.matched_by_text) for i in rec.items}
+    assert found == {
+        "ingredient": ({"nsaid"}, False), "product": ({"nsaid"}, False), "byname": ({"nsaid"}, True),
+        "contained": ({"nsaid"}, False), "included": ({"nsaid"}, True),
+    }
+
+
+def test_resources_of_another_patient_are_skipped(rules: Rules) -> None:
+    other = condition("other")
+    other["subject"] = {"reference": "Patient/someone-else"}
+    rec = read(rules, conditions=bundle(other))
+    assert rec.items == [] and rec.skipped == ["Condition/other: belongs to another patient"]
+
+
+def test_duplicates_across_prefetch_keys_count_once(rules: Rules) -> None:
+    rec = read(rules, conditions=bundle(condition("c1")), extra=bundle(condition("c1")))
+    assert len(rec.items) == 1
+
+
+def test_draft_orders_bundle_without_type(rules: Rules) -> None:
+    drafts = bundle({
+        "resourceType": "ServiceRequest", "id": "mri", "status": "draft", "intent": "plan",
+        "code": {"coding": [{"system": CPT, "code": "72148"}]},
+        "reasonCode": [{"coding": [{"system": ICD, "code": "M54.50"}]}],
+    }, {"resourceType": "MedicationRequest", "id": "rx"})
+    [order] = read_draft_orders(drafts, rules)
+    assert order.ref == "ServiceRequest/mri"
+    assert order.has("lumbar-imaging") and order.reason_has("population")
