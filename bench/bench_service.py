@@ -24,11 +24,11 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cds_hooks.app import create_app  # noqa: E402
-from cds_hooks.config import Settings  # noqa: E402
-from cds_hooks.fhir import clear_validation_cache  # noqa: E402
-from cds_hooks.ruleset import load_rules  # noqa: E402
-from cds_hooks.service import evaluate_hook  # noqa: E402
+from cds_hooks.app import create_app
+from cds_hooks.config import Settings
+from cds_hooks.fhir import clear_validation_cache
+from cds_hooks.ruleset import load_rules
+from cds_hooks.service import evaluate_hook
 
 PATIENT = "bench-patient"
 TODAY = date.today()

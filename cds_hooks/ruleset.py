@@ -200,7 +200,7 @@ class ServiceDef(_Strict):
     hook: HookName
     title: str
     description: str
-    usageRequirements: str  # noqa: N815 - CDS Hooks wire name
+    usageRequirements: str
     prefetch: dict[str, str]
     required: list[str]
 

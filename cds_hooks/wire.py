@@ -31,9 +31,9 @@ class FhirAuthorization(_In):
 
 class HookRequest(_In):
     hook: str = Field(min_length=1)
-    hookInstance: str = Field(min_length=1, max_length=200)  # noqa: N815
-    fhirServer: str | None = Field(default=None, pattern=r"^https?://")  # noqa: N815
-    fhirAuthorization: FhirAuthorization | None = None  # noqa: N815
+    hookInstance: str = Field(min_length=1, max_length=200)
+    fhirServer: str | None = Field(default=None, pattern=r"^https?://")
+    fhirAuthorization: FhirAuthorization | None = None
     context: dict[str, Any]
     prefetch: dict[str, Any] | None = None
 
@@ -46,10 +46,10 @@ class HookRequest(_In):
 
 
 class OrderSignContext(_In):
-    userId: str = Field(pattern=r"^(Practitioner|PractitionerRole)/.+")  # noqa: N815
-    patientId: str = Field(pattern=_ID)  # noqa: N815
-    encounterId: str | None = Field(default=None, pattern=_ID)  # noqa: N815
-    draftOrders: dict[str, Any]  # noqa: N815
+    userId: str = Field(pattern=r"^(Practitioner|PractitionerRole)/.+")
+    patientId: str = Field(pattern=_ID)
+    encounterId: str | None = Field(default=None, pattern=_ID)
+    draftOrders: dict[str, Any]
 
     @model_validator(mode="after")
     def _draft_orders_is_bundle(self) -> OrderSignContext:
@@ -111,14 +111,14 @@ class Link(_Out):
     label: str
     url: str = Field(pattern=r"^https?://")
     type: Literal["absolute", "smart"]
-    appContext: str | None = None  # noqa: N815
+    appContext: str | None = None
 
 
 class Action(_Out):
     type: Literal["create", "update", "delete"]
     description: str
     resource: dict[str, Any] | None = None
-    resourceId: str | None = Field(default=None, pattern=_REF)  # noqa: N815
+    resourceId: str | None = Field(default=None, pattern=_REF)
 
     @model_validator(mode="after")
     def _shape(self) -> Action:
@@ -132,7 +132,7 @@ class Action(_Out):
 class Suggestion(_Out):
     label: str
     uuid: str
-    isRecommended: bool | None = None  # noqa: N815
+    isRecommended: bool | None = None
     actions: list[Action] = Field(min_length=1)
 
 
@@ -143,8 +143,8 @@ class Card(_Out):
     indicator: Literal["info", "warning", "critical"]
     source: Source
     suggestions: list[Suggestion] | None = Field(default=None, min_length=1)
-    selectionBehavior: Literal["at-most-one", "any"] | None = None  # noqa: N815
-    overrideReasons: list[Coding] | None = Field(default=None, min_length=1)  # noqa: N815
+    selectionBehavior: Literal["at-most-one", "any"] | None = None
+    overrideReasons: list[Coding] | None = Field(default=None, min_length=1)
     links: list[Link] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
@@ -166,7 +166,7 @@ class ServiceDescription(_Out):
     description: str
     id: str
     prefetch: dict[str, str] | None = None
-    usageRequirements: str | None = None  # noqa: N815
+    usageRequirements: str | None = None
 
 
 class Discovery(_Out):
@@ -184,7 +184,7 @@ class FeedbackCoding(_In):
 
 class OverrideReason(_In):
     reason: FeedbackCoding | None = None
-    userComment: str | None = Field(default=None, max_length=10_000)  # noqa: N815
+    userComment: str | None = Field(default=None, max_length=10_000)
 
 
 class AcceptedSuggestion(_In):
@@ -194,9 +194,9 @@ class AcceptedSuggestion(_In):
 class FeedbackItem(_In):
     card: str = Field(min_length=1, max_length=200)
     outcome: Literal["accepted", "overridden"]
-    acceptedSuggestions: list[AcceptedSuggestion] | None = Field(default=None, max_length=50)  # noqa: N815
-    overrideReason: OverrideReason | None = None  # noqa: N815
-    outcomeTimestamp: str = Field(min_length=1, max_length=64)  # noqa: N815
+    acceptedSuggestions: list[AcceptedSuggestion] | None = Field(default=None, max_length=50)
+    overrideReason: OverrideReason | None = None
+    outcomeTimestamp: str = Field(min_length=1, max_length=64)
 
     @model_validator(mode="after")
     def _accepted_has_suggestions(self) -> FeedbackItem:

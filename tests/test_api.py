@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from cds_hooks.fixtures import fixtures_dir, load_fixture
-from cds_hooks.ruleset import ALLOWED_PREFETCH_TOKENS, _TOKEN
+from cds_hooks.ruleset import _TOKEN, ALLOWED_PREFETCH_TOKENS
 from tests.conformance import assert_no_null_or_empty
 
 SELECT = "/cds-services/lumbar-pathway-order-select"

@@ -67,8 +67,11 @@ def mri(rules: Rules) -> DraftOrder:
     return order(rules, "lumbar-imaging-mri-without-contrast")
 
 
-def verdict(rules: Rules, rec: PatientRecord, *orders: DraftOrder, selections: list[str] | None = None) -> list[tuple[str, list[str]]]:
-    return [(f.rule_id, [r.key for r in f.reasons]) for f in evaluate(rec, list(orders), rules, TODAY, selections)]
+def verdict(
+    rules: Rules, rec: PatientRecord, *orders: DraftOrder, selections: list[str] | None = None
+) -> list[tuple[str, list[str]]]:
+    findings = evaluate(rec, list(orders), rules, TODAY, selections)
+    return [(f.rule_id, [r.key for r in f.reasons]) for f in findings]
 
 
 def test_three_weeks_of_pain_without_pt_is_premature(rules: Rules) -> None:
