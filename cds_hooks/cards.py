@@ -113,7 +113,9 @@ def _detail(rules: Rules, text: RuleText, finding: Finding, record: PatientRecor
         parts.append(f"**{h['missing']}**\n" + "\n".join(f"- {_reason(text, m)}" for m in finding.missing))
     not_checked = []
     if record.unavailable:
-        not_checked.append(ev["unavailable"].format(keys=", ".join(sorted(record.unavailable))))
+        labels = rules.cards.history_labels
+        keys = ", ".join(sorted(labels.get(k, k) for k in record.unavailable))
+        not_checked.append(ev["unavailable"].format(keys=keys))
     if record.skipped:
         examples = "; ".join(md_escape(s) for s in record.skipped[:3])
         not_checked.append(ev["skipped"].format(count=len(record.skipped), examples=examples))
@@ -165,8 +167,8 @@ def build_cards(
     issued: list[IssuedCard] = []
     cards_text = rules.cards
     for finding in findings:
-        text = cards_text.rules[finding.rule_id]  # type: ignore[index]
-        kinds = [k for k in text.suggestions if k != "use-mri-without-contrast" or finding.replacement]
+        text = rules.card_text(finding.rule_id)
+        kinds = [k for k in text.suggestions if k not in finding.omit_suggestions]
         suggestions = [_suggestion(rules, k, finding, who) for k in kinds]
         citations = rules.citations_for(finding.rule_id)
         card = Card(

@@ -36,6 +36,7 @@ class Finding:
     missing: list[Reason] = field(default_factory=list)
     notes: list[Reason] = field(default_factory=list)
     replacement: dict[str, Any] | None = None  # the updated order, for update suggestions
+    omit_suggestions: set[str] = field(default_factory=set)
 
 
 def duration(days: int) -> str:
@@ -172,7 +173,7 @@ def _imaging(ctx: _Context, order: DraftOrder, silenced: set[str]) -> list[Findi
             warning = Finding(
                 "imaging-premature", order, reasons,
                 found=ctx.population + ctx.conservative, missing=missing,
-                notes=[_no_red_flag_found(ctx)],
+                notes=[_no_red_flag_found(ctx)], omit_suggestions=_pt_under_way(ctx),
             )
 
     duplicate = None if "imaging-duplicate" in silenced else _duplicate(ctx, order)
@@ -189,6 +190,11 @@ def _imaging(ctx: _Context, order: DraftOrder, silenced: set[str]) -> list[Findi
         if contrast:
             out.append(contrast)
     return out
+
+
+def _pt_under_way(ctx: _Context) -> set[str]:
+    """A PT referral is no alternative for a patient already referred to PT."""
+    return {"replace-with-pt"} if ctx.modality_items(["formal-pt"]) else set()
 
 
 def _duplicate(ctx: _Context, order: DraftOrder) -> Finding | None:
@@ -296,7 +302,7 @@ def _surgical(ctx: _Context, order: DraftOrder, silenced: set[str]) -> list[Find
     if reasons and "referral-premature" not in silenced:
         missing = ctx.missing_modalities(settings.expected_modalities)
         return [Finding("referral-premature", order, reasons, found=found, missing=missing,
-                        notes=[*notes, _no_red_flag_found(ctx)])]
+                        notes=[*notes, _no_red_flag_found(ctx)], omit_suggestions=_pt_under_way(ctx))]
     if notes and not reasons and "surgery-window" not in silenced:
         return [Finding("surgery-window", order, notes, found=found)]
     return []

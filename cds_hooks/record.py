@@ -177,7 +177,9 @@ class _Reader:
             return
         problem = validate_resource(read_part(res))
         if problem:
-            self.record.skipped.append(f"{evidence.ref}: {problem}")
+            # Clinicians see which element was unreadable, not the validator's prose.
+            element = problem.split(":", 1)[0]
+            self.record.skipped.append(f"{evidence.ref}: invalid {element}")
             return
         self.record.items.append(evidence)
 

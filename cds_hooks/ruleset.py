@@ -182,6 +182,16 @@ class RuleText(_Strict):
     override_reasons: bool = True
 
 
+class RuleTextOverride(_Strict):
+    """Profile-specific wording: only the fields given replace the default text."""
+
+    summary: str | None = None
+    headline: str | None = None
+    reasons: dict[str, str] | None = None
+    recommendation: str | None = None
+    suggestions: list[SuggestionKind] | None = None
+
+
 class CardText(_Strict):
     source_label: str
     source_url: str = Field(pattern=r"^https?://")
@@ -192,7 +202,19 @@ class CardText(_Strict):
     evidence: dict[str, str]
     suggestions: dict[SuggestionKind, SuggestionText]
     pt_referral: dict[str, Any]
+    history_labels: dict[str, str]
     rules: dict[RuleId, RuleText]
+    profile_overrides: dict[str, dict[RuleId, RuleTextOverride]] = Field(default_factory=dict)
+
+    def rule_text(self, profile: str, rule_id: str) -> RuleText:
+        base = self.rules[rule_id]  # type: ignore[index]
+        override = self.profile_overrides.get(profile, {}).get(rule_id)  # type: ignore[call-overload]
+        if override is None:
+            return base
+        changes = override.model_dump(exclude_none=True)
+        if "reasons" in changes:
+            changes["reasons"] = {**base.reasons, **changes["reasons"]}
+        return base.model_copy(update=changes)
 
 
 class ServiceDef(_Strict):
@@ -268,16 +290,16 @@ class CodeIndex:
         return memo
 
     def _lookup(self, system: str, code: str) -> list[Match]:
-        found = self.exact.get((system, code))
-        if found:
-            return found
+        # Every value set the code is in: listed exactly, or under a listed
+        # ICD-10-CM header (M80.08XA is both a fracture and osteoporosis).
+        found = list(self.exact.get((system, code), ()))
         if system in self.hierarchical and self.prefixes:
             norm = self._norm(code)
             for end in range(len(norm), 2, -1):
-                hit = self.prefixes.get((system, norm[:end]))
-                if hit:
-                    return hit
-        return []
+                for match in self.prefixes.get((system, norm[:end]), ()):
+                    if match not in found:
+                        found.append(match)
+        return found
 
     def lookup_text(self, text: str) -> list[Match]:
         lowered = text.lower()
@@ -312,6 +334,9 @@ class Rules:
         for vs in self.valuesets.values():
             by_kind.setdefault(vs.kind, []).append(vs)
         return by_kind
+
+    def card_text(self, rule_id: str) -> RuleText:
+        return self.cards.rule_text(self.profile_id, rule_id)
 
     def citations_for(self, rule_id: str) -> list[Citation]:
         return [self.citations[c] for c in self.profile.citations.get(rule_id, [])]  # type: ignore[call-overload]
@@ -477,7 +502,7 @@ def load_rules(rules_dir: Path | None = None, profile: str | None = None) -> Rul
         _check_valuesets(ld, valuesets, where, code_systems, pathway)
         _check_profiles(ld, pathway_file, pathway_raw, pathway, citations)
     if cards:
-        _check_cards(ld, cards_file, cards_raw, cards)
+        _check_cards(ld, cards_file, cards_raw, cards, pathway.profiles if pathway else ())
     if services_doc:
         _check_services(ld, services_file, services_raw, services_doc)
     if citations_raw is not None and citations_doc is not None and not citations:
@@ -610,9 +635,16 @@ SUMMARY_FIELDS = frozenset({"order"})
 MAX_ORDER_NAME = 60
 
 
-def _check_cards(ld: _Loader, path: Path, raw: Any, cards: CardText) -> None:
-    for rule_id, text in cards.rules.items():
-        loc = ("rules", rule_id)
+def _check_cards(ld: _Loader, path: Path, raw: Any, cards: CardText, profiles: Iterable[str]) -> None:
+    texts = [(("rules", rule_id), rule_id, text) for rule_id, text in cards.rules.items()]
+    for profile, overrides in cards.profile_overrides.items():
+        if profile not in profiles:
+            ld.problem(path, raw, ("profile_overrides", profile), f"profile_overrides: unknown profile {profile!r}")
+        for rule_id in overrides:
+            if rule_id in cards.rules:
+                loc = ("profile_overrides", profile, rule_id)
+                texts.append((loc, rule_id, cards.rule_text(profile, rule_id)))
+    for loc, rule_id, text in texts:
         extra = _placeholders(text.summary) - SUMMARY_FIELDS
         if extra:
             ld.problem(path, raw, (*loc, "summary"), f"{rule_id}: summary uses unknown fields {sorted(extra)}")
