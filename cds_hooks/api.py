@@ -13,11 +13,10 @@ from typing import Any
 
 import orjson
 from flask import Blueprint, Response, current_app, request
-from pydantic import ValidationError
 
 from cds_hooks.errors import ServiceError, operation_outcome
 from cds_hooks.ruleset import Rules
-from cds_hooks.service import _invalid, evaluate_hook
+from cds_hooks.service import evaluate_hook, parse_as
 from cds_hooks.store import Store
 from cds_hooks.wire import Discovery, FeedbackRequest, ServiceDescription
 
@@ -102,13 +101,7 @@ def call_service(service_id: str) -> Response:
 @bp.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
     service = _service(service_id)
-    body = _body()
-    if not isinstance(body, dict):
-        raise ServiceError(422, 'Feedback must be a JSON object: {"feedback": [...]}.')
-    try:
-        parsed = FeedbackRequest.model_validate(body)
-    except ValidationError as exc:
-        raise _invalid(exc) from None
+    parsed = parse_as(FeedbackRequest, _body(), 'CDS Hooks feedback: {"feedback": [...]}')
     results = _store().record_feedback(service.id, parsed.feedback)
     unknown = sum(1 for r in results if not r["knownCard"])
     log.info("feedback service=%s items=%d unknown_cards=%d", service.id, len(results), unknown)

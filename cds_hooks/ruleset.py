@@ -589,7 +589,7 @@ def _check_profiles(
         for rule_id in RuleId.__args__:  # type: ignore[attr-defined]
             refs = prof.citations.get(rule_id)
             if not refs:
-                ld.problem(path, raw, (*loc, "citations"), f"profile {name}: rule {rule_id} has no citation")
+                ld.problem(path, raw, (*loc, "citations", rule_id), f"profile {name}: rule {rule_id} has no citation")
                 continue
             for ref in refs:
                 if ref not in citations:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from cds_hooks.cards import IssuedCard, OrderingContext, build_cards
 from cds_hooks.errors import ServiceError
@@ -19,6 +19,8 @@ from cds_hooks.pathway import evaluate
 from cds_hooks.record import PatientRecord, read_draft_orders, read_record
 from cds_hooks.ruleset import Rules, ServiceDef
 from cds_hooks.wire import CONTEXT_MODELS, HookRequest, OrderSelectContext
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 @dataclass
@@ -35,7 +37,7 @@ def today_utc() -> date:
     return datetime.now(UTC).date()
 
 
-def _invalid(exc: ValidationError, prefix: str = "") -> ServiceError:
+def invalid_request(exc: ValidationError, prefix: str = "") -> ServiceError:
     parts = []
     for err in exc.errors()[:5]:
         loc = ".".join(str(p) for p in err["loc"] if p != "__root__")
@@ -44,6 +46,16 @@ def _invalid(exc: ValidationError, prefix: str = "") -> ServiceError:
         parts.append(f"{loc}: {msg}" if loc else msg)
     expression = [p.split(":")[0] for p in parts if ":" in p]
     return ServiceError(422, "Not a conformant CDS Hooks request: " + "; ".join(parts), expression or None)
+
+
+def parse_as(model: type[Model], body: Any, what: str) -> Model:
+    """Validate a parsed JSON body against a wire model; refusals are 422."""
+    if not isinstance(body, dict):
+        raise ServiceError(422, f"The request body must be a JSON object ({what}).")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise invalid_request(exc) from None
 
 
 def resolve_prefetch(service: ServiceDef, request: HookRequest) -> tuple[dict[str, Any], list[str]]:
@@ -71,12 +83,7 @@ def evaluate_hook(
     rules: Rules, service: ServiceDef, body: Any, today: date | None = None
 ) -> HookOutcome:
     """Judge one parsed request body. Raises ServiceError for requests we refuse."""
-    if not isinstance(body, dict):
-        raise ServiceError(422, "The request body must be a JSON object (a CDS Hooks request).")
-    try:
-        request = HookRequest.model_validate(body)
-    except ValidationError as exc:
-        raise _invalid(exc) from None
+    request = parse_as(HookRequest, body, "a CDS Hooks request")
     if request.hook != service.hook:
         raise ServiceError(
             422, f"Service {service.id!r} answers the {service.hook!r} hook, not {request.hook!r}.", ["hook"]
@@ -84,7 +91,7 @@ def evaluate_hook(
     try:
         context = CONTEXT_MODELS[service.hook].model_validate(request.context)
     except ValidationError as exc:
-        raise _invalid(exc, "context.") from None
+        raise invalid_request(exc, "context.") from None
 
     today = today or today_utc()
     prefetch, missing = resolve_prefetch(service, request)

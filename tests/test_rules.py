@@ -75,45 +75,33 @@ def test_contradicting_duplicate_code_is_reported(rules_copy: Path, rules: Rules
     assert any(red_flag.code in p and "contradicting" in p and "diagnoses.yaml:" in p for p in problems), problems
 
 
-def test_missing_citation_is_reported(rules_copy: Path) -> None:
-    path = rules_copy / "pathway.yaml"
-    _replace(path, "imaging-contrast: [acr-lbp-2021]", "imaging-contrast: []")
+@pytest.mark.parametrize(
+    ("file", "old", "new", "expected", "exact"),
+    [
+        ("pathway.yaml", "imaging-contrast: [acr-lbp-2021]", "imaging-contrast: []",
+         "imaging-contrast has no citation", True),
+        ("pathway.yaml", "imaging-duplicate: [acp-2011-high-value, acr-lbp-2021]", "imaging-duplicate: [nope]",
+         "'nope' is not in citations.yaml", True),
+        ("pathway.yaml", "min_symptom_weeks: 6 ", "min_symptom_weeks: six ", "min_symptom_weeks", True),
+        ("cards.yaml", 'summary: "{order}: a lumbar MRI', 'summary: "{order} {patient_name}: a lumbar MRI',
+         "unknown fields ['patient_name']", True),
+        ("cards.yaml", 'summary: "{order}: a lumbar MRI', 'summary: "{order}: ' + "x" * 90, "characters", True),
+        ("services.yaml", "Procedure?patient={{context.patientId}}", "Procedure?patient={{context.draftOrders}}",
+         "not a CDS Hooks 2.0 token", False),
+        ("cards.yaml", 'code: "308447003"', 'code: 308447003', "pt_referral is not a valid R4 ServiceRequest", False),
+        ("citations.yaml", "year: 2021\n", "year: 2021\n  broken: [unclosed\n", "YAML error", False),
+    ],
+)
+def test_rule_mistakes_are_reported_with_file_and_line(
+    rules_copy: Path, file: str, old: str, new: str, expected: str, exact: bool
+) -> None:
+    line = _replace(rules_copy / file, old, new)
     problems = _problems(rules_copy)
-    assert any("imaging-contrast has no citation" in p and "pathway.yaml:" in p for p in problems), problems
-
-
-def test_unknown_citation_is_reported(rules_copy: Path) -> None:
-    path = rules_copy / "pathway.yaml"
-    _replace(path, "imaging-duplicate: [acp-2011-high-value, acr-lbp-2021]", "imaging-duplicate: [nope]")
-    problems = _problems(rules_copy)
-    assert any("'nope' is not in citations.yaml" in p for p in problems), problems
-
-
-def test_bad_threshold_is_reported_with_line(rules_copy: Path) -> None:
-    line = _replace(rules_copy / "pathway.yaml", "min_symptom_weeks: 6 ", "min_symptom_weeks: six ")
-    problems = _problems(rules_copy)
-    assert any(f"pathway.yaml:{line}" in p and "min_symptom_weeks" in p for p in problems), problems
-
-
-def test_summary_template_too_long_or_with_unknown_field(rules_copy: Path) -> None:
-    path = rules_copy / "cards.yaml"
-    _replace(path, 'summary: "{order}: a lumbar MRI', 'summary: "{order} {patient_name}: a lumbar MRI')
-    problems = _problems(rules_copy)
-    assert any("unknown fields ['patient_name']" in p for p in problems), problems
-
-
-def test_yaml_syntax_error_names_the_line(rules_copy: Path) -> None:
-    path = rules_copy / "citations.yaml"
-    path.write_text(path.read_text() + "\n  broken: [unclosed\n")
-    problems = _problems(rules_copy)
-    assert any("citations.yaml:" in p and "YAML error" in p for p in problems), problems
-
-
-def test_disallowed_prefetch_token_is_reported(rules_copy: Path) -> None:
-    path = rules_copy / "services.yaml"
-    _replace(path, "Procedure?patient={{context.patientId}}", "Procedure?patient={{context.draftOrders}}")
-    problems = _problems(rules_copy)
-    assert any("context.draftOrders" in p and "not a CDS Hooks 2.0 token" in p for p in problems), problems
+    hits = [p for p in problems if expected in p]
+    assert hits, problems
+    assert any(p.startswith(f"rules/{file}:") for p in hits), hits
+    if exact:  # the problem points at the very line that was edited
+        assert any(p.startswith(f"rules/{file}:{line}:") for p in hits), hits
 
 
 def test_rules_check_command(rules_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
