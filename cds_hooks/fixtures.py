@@ -70,7 +70,3 @@ def load_fixture(path: Path, today: date) -> Fixture:
         expect=resolve_dates(raw["expect"], today),
         request=resolve_dates(raw["request"], today),
     )
-
-
-def load_all(today: date, directory: Path | None = None) -> list[Fixture]:
-    return [load_fixture(p, today) for p in sorted((directory or fixtures_dir()).glob("*.json"))]

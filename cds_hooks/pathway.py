@@ -117,8 +117,7 @@ def evaluate(
         surgical = any(order.has(k) for k in ("surgical-referral", "surgeon-specialty", "lumbar-spine-surgery"))
         if not (imaging or surgical):
             continue
-        order_population = [m for m in order.reason_has("population")]
-        if not ctx.population and not order_population:
+        if not ctx.population and not order.reason_has("population"):
             continue  # outside the population: say nothing
         red_flags = bool(ctx.red_flags or order.reason_has("red-flag"))
         silenced = set(rules.profile.red_flags_silence) if red_flags else set()

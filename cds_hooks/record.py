@@ -69,9 +69,6 @@ class Evidence:
     status: str | None = None
     matched_by_text: bool = False
 
-    def kinds(self) -> set[str]:
-        return {m.valueset.kind for m in self.matches}
-
     def categories(self, kind: str) -> set[str]:
         return {m.valueset.category for m in self.matches if m.valueset.kind == kind and m.valueset.category}
 

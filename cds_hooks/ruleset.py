@@ -328,13 +328,6 @@ class Rules:
         """The PT-referral template as exact R4 JSON, built through fhir.resources R4B."""
         return build_pt_referral(self.cards.pt_referral)
 
-    @cached_property
-    def kinds(self) -> dict[str, list[ValueSet]]:
-        by_kind: dict[str, list[ValueSet]] = {}
-        for vs in self.valuesets.values():
-            by_kind.setdefault(vs.kind, []).append(vs)
-        return by_kind
-
     def card_text(self, rule_id: str) -> RuleText:
         return self.cards.rule_text(self.profile_id, rule_id)
 

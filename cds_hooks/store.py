@@ -136,12 +136,6 @@ class Store:
         names = [c[0] for c in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
-    def issued_rows(self) -> list[dict[str, Any]]:
-        db = self._connection()
-        cursor = db.execute("SELECT * FROM issued_cards ORDER BY issued_at")
-        names = [c[0] for c in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
     def writable(self) -> bool:
         try:
             with self._tx() as db:
