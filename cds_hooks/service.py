@@ -16,7 +16,7 @@ from cds_hooks.cards import IssuedCard, OrderingContext, build_cards
 from cds_hooks.errors import ServiceError
 from cds_hooks.fhir import validate_resource
 from cds_hooks.pathway import evaluate
-from cds_hooks.record import PatientRecord, read_draft_orders, read_record
+from cds_hooks.record import PatientRecord, is_operation_outcome, read_draft_orders, read_record
 from cds_hooks.ruleset import Rules, ServiceDef
 from cds_hooks.wire import CONTEXT_MODELS, HookRequest, OrderSelectContext
 
@@ -68,13 +68,18 @@ def resolve_prefetch(service: ServiceDef, request: HookRequest) -> tuple[dict[st
     data = {key: supplied[key] for key in service.prefetch if key in supplied}
     missing = [key for key in service.prefetch if key not in supplied]
     required_missing = [key for key in missing if key in service.required]
-    if required_missing:
-        templates = ", ".join(f"{k} ({service.prefetch[k]})" for k in required_missing)
+    failed = [key for key in service.required if is_operation_outcome(data.get(key))]
+    if required_missing or failed:
+        parts = []
+        if required_missing:
+            parts.append("missing: " + ", ".join(f"{k} ({service.prefetch[k]})" for k in required_missing))
+        if failed:
+            parts.append("the EHR reported it could not supply: " + ", ".join(failed))
         raise ServiceError(
             412,
-            f"Required prefetch data is missing: {templates}. Send it as prefetch; "
-            "this service cannot judge the order without it.",
-            [f"prefetch.{k}" for k in required_missing],
+            f"Required prefetch data is unavailable ({'; '.join(parts)}). "
+            "This service cannot judge the order without it.",
+            [f"prefetch.{k}" for k in (*required_missing, *failed)],
         )
     return data, missing
 
