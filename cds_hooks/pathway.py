@@ -110,7 +110,8 @@ def evaluate(
     ctx = _context(record, rules, today)
     if ctx.prior_surgery:
         return []  # ACR variant 5: prior lumbar surgery is outside this pathway
-    judged = orders if selections is None else [o for o in orders if o.ref in set(selections)]
+    chosen = None if selections is None else set(selections)
+    judged = orders if chosen is None else [o for o in orders if o.ref in chosen]
     findings: list[Finding] = []
     for order in judged:
         imaging = order.has("lumbar-imaging")
