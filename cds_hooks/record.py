@@ -117,6 +117,27 @@ class DraftOrder:
         return [m for m in self.reasons if m.valueset.kind == kind]
 
 
+def match_concepts(rules: Rules, *concepts: Any) -> tuple[list[Match], dict[str, Any] | None]:
+    """Every value set the concepts' codings fall in, and the first coding that matched."""
+    found: list[Match] = []
+    first: dict[str, Any] | None = None
+    for concept in concepts:
+        for coding in codings(concept):
+            hits = rules.index.lookup(coding.get("system"), coding.get("code"))
+            if hits:
+                found.extend(hits)
+                first = first or coding
+    return found, first
+
+
+def code_label(rules: Rules, coding: dict[str, Any] | None, fallback: Any = None) -> str:
+    """'ICD-10-CM M54.50' for a card: the matched coding, else the first coding."""
+    coding = coding or next(codings(fallback), None)
+    if coding is None:
+        return "uncoded"
+    return f"{rules.system_name(str(coding.get('system')))} {coding.get('code')}"
+
+
 class _Reader:
     def __init__(self, rules: Rules, patient_id: str) -> None:
         self.rules = rules
@@ -124,28 +145,6 @@ class _Reader:
         self.record = PatientRecord(patient_id=patient_id)
         self.medications: dict[str, dict[str, Any]] = {}
         self.seen: set[tuple[str, str]] = set()
-
-    # ---- matching on plain data -------------------------------------------------
-
-    def match_concepts(self, *concepts: Any) -> tuple[list[Match], dict[str, Any] | None]:
-        found: list[Match] = []
-        first: dict[str, Any] | None = None
-        for concept in concepts:
-            for coding in codings(concept):
-                hits = self.rules.index.lookup(coding.get("system"), coding.get("code"))
-                if hits:
-                    found.extend(hits)
-                    first = first or coding
-        return found, first
-
-    def code_label(self, coding: dict[str, Any] | None, fallback: Any = None) -> str:
-        if coding is None:
-            for c in codings(fallback):
-                coding = c
-                break
-        if coding is None:
-            return "uncoded"
-        return f"{self.rules.system_name(str(coding.get('system')))} {coding.get('code')}"
 
     # ---- the record -------------------------------------------------------------
 
@@ -188,7 +187,7 @@ class _Reader:
         return ref.removeprefix("Patient/").split("/")[0] == self.record.patient_id
 
     def condition(self, res: dict[str, Any]) -> None:
-        matches, coding = self.match_concepts(res.get("code"))
+        matches, coding = match_concepts(self.rules, res.get("code"))
         if not matches:
             return
         if status_code(res.get("verificationStatus")) in self.statuses.condition_verification_excluded:
@@ -197,7 +196,7 @@ class _Reader:
         onset = self._onset(res)
         self.accept(res, Evidence(
             "Condition", _id(res), tuple(matches), concept_text(res.get("code")) or "Condition",
-            self.code_label(coding), onset, parse_date(res.get("abatementDateTime")),
+            code_label(self.rules, coding), onset, parse_date(res.get("abatementDateTime")),
             active=active, status=status_code(res.get("clinicalStatus")),
         ))
 
@@ -214,23 +213,23 @@ class _Reader:
         return onset or parse_date(res.get("recordedDate"))
 
     def procedure(self, res: dict[str, Any]) -> None:
-        matches, coding = self.match_concepts(res.get("code"))
+        matches, coding = match_concepts(self.rules, res.get("code"))
         if not matches or res.get("status") not in self.statuses.procedure_counted:
             return
         start, end = _period(res, "performedDateTime", "performedPeriod")
         self.accept(res, Evidence(
             "Procedure", _id(res), tuple(matches), concept_text(res.get("code")) or "Procedure",
-            self.code_label(coding), start, end, status=res.get("status"),
+            code_label(self.rules, coding), start, end, status=res.get("status"),
         ))
 
     def encounter(self, res: dict[str, Any]) -> None:
-        matches, coding = self.match_concepts(res.get("type"), res.get("serviceType"))
+        matches, coding = match_concepts(self.rules, res.get("type"), res.get("serviceType"))
         if not matches or res.get("status") not in self.statuses.encounter_counted:
             return
         start, end = _period(res, None, "period")
         label = concept_text(res.get("type")) or concept_text(res.get("serviceType")) or "Encounter"
         self.accept(res, Evidence(
-            "Encounter", _id(res), tuple(matches), label, self.code_label(coding),
+            "Encounter", _id(res), tuple(matches), label, code_label(self.rules, coding),
             start, end, status=res.get("status"),
         ))
 
@@ -241,7 +240,7 @@ class _Reader:
         ref = res.get("medicationReference")
         if concept is None and isinstance(ref, dict):
             concept = self._referenced_medication(res, ref)
-        matches, coding = self.match_concepts(concept)
+        matches, coding = match_concepts(self.rules, concept)
         text = concept_text(concept) or (ref.get("display") if isinstance(ref, dict) else None)
         by_text = False
         if not matches and isinstance(text, str):
@@ -256,7 +255,7 @@ class _Reader:
             start = start or parse_date(res.get("dateAsserted"))
         self.accept(res, Evidence(
             res["resourceType"], _id(res), tuple(matches), text or "Medication",
-            self.code_label(coding, concept), start, end, status=res.get("status"),
+            code_label(self.rules, coding, concept), start, end, status=res.get("status"),
             matched_by_text=by_text,
         ))
 
@@ -275,34 +274,34 @@ class _Reader:
         return med.get("code") if med else None
 
     def service_request(self, res: dict[str, Any]) -> None:
-        matches, coding = self.match_concepts(res.get("code"))
+        matches, coding = match_concepts(self.rules, res.get("code"))
         if not matches or res.get("status") not in self.statuses.service_request_counted:
             return
         start, end = _period(res, "occurrenceDateTime", "occurrencePeriod")
         start = parse_date(res.get("authoredOn")) or start
         self.accept(res, Evidence(
             "ServiceRequest", _id(res), tuple(matches), concept_text(res.get("code")) or "ServiceRequest",
-            self.code_label(coding), start, end, status=res.get("status"),
+            code_label(self.rules, coding), start, end, status=res.get("status"),
         ))
 
     def imaging_study(self, res: dict[str, Any]) -> None:
-        matches, coding = self.match_concepts(res.get("procedureCode"))
+        matches, coding = match_concepts(self.rules, res.get("procedureCode"))
         if not matches or res.get("status") in self.statuses.imaging_excluded:
             return
         self.accept(res, Evidence(
             "ImagingStudy", _id(res), tuple(matches),
             concept_text(res.get("procedureCode")) or res.get("description") or "Imaging study",
-            self.code_label(coding), parse_date(res.get("started")), None, status=res.get("status"),
+            code_label(self.rules, coding), parse_date(res.get("started")), None, status=res.get("status"),
         ))
 
     def diagnostic_report(self, res: dict[str, Any]) -> None:
-        matches, coding = self.match_concepts(res.get("code"))
+        matches, coding = match_concepts(self.rules, res.get("code"))
         if not matches or res.get("status") in self.statuses.imaging_excluded:
             return
         start, end = _period(res, "effectiveDateTime", "effectivePeriod")
         self.accept(res, Evidence(
             "DiagnosticReport", _id(res), tuple(matches), concept_text(res.get("code")) or "Report",
-            self.code_label(coding), start or parse_date(res.get("issued")), end, status=res.get("status"),
+            code_label(self.rules, coding), start or parse_date(res.get("issued")), end, status=res.get("status"),
         ))
 
 
@@ -393,30 +392,16 @@ def read_record(prefetch: dict[str, Any], patient_id: str, rules: Rules) -> Pati
 def read_draft_orders(draft_orders: Any, rules: Rules) -> list[DraftOrder]:
     """Draft ServiceRequests from context.draftOrders (a Bundle, `type` optional)."""
     orders: list[DraftOrder] = []
-    index = rules.index
     for res in bundle_resources(draft_orders):
         rtype = res.get("resourceType")
         rid = res.get("id")
         if rtype != "ServiceRequest" or not isinstance(rid, str):
             continue
-        matches: list[Match] = []
-        first = None
-        for concept in (res.get("code"), res.get("performerType")):
-            for coding in codings(concept):
-                hits = index.lookup(coding.get("system"), coding.get("code"))
-                if hits:
-                    matches.extend(hits)
-                    first = first or coding
-        reasons = [
-            m for coding in codings(res.get("reasonCode"))
-            for m in index.lookup(coding.get("system"), coding.get("code"))
-        ]
-        label = (
-            f"{rules.system_name(str(first.get('system')))} {first.get('code')}" if first else "uncoded"
-        )
+        matches, first = match_concepts(rules, res.get("code"), res.get("performerType"))
+        reasons, _ = match_concepts(rules, res.get("reasonCode"))
         orders.append(DraftOrder(
             ref=f"ServiceRequest/{rid}", resource=res,
             name=concept_text(res.get("code")) or concept_text(res.get("performerType")) or "Draft order",
-            code_label=label, matches=tuple(matches), reasons=tuple(reasons),
+            code_label=code_label(rules, first), matches=tuple(matches), reasons=tuple(reasons),
         ))
     return orders
