@@ -13,7 +13,7 @@ from datetime import date
 from typing import Any
 
 from cds_hooks.record import DraftOrder, Evidence, PatientRecord
-from cds_hooks.ruleset import Rules
+from cds_hooks.ruleset import FORMAL_PT, Rules
 
 SESSION_TYPES = ("Procedure", "Encounter")
 PRIOR_IMAGING_TYPES = ("Procedure", "ImagingStudy", "DiagnosticReport")
@@ -151,7 +151,7 @@ def _imaging(ctx: _Context, order: DraftOrder, silenced: set[str]) -> list[Findi
                     "onset": onset.isoformat(), "duration": duration(days),
                     "threshold": str(settings.min_symptom_weeks),
                 }))
-        qualifying = ["formal-pt"] if settings.formal_pt_required else settings.qualifying_modalities
+        qualifying = [FORMAL_PT] if settings.formal_pt_required else settings.qualifying_modalities
         trial = ctx.modality_items(qualifying)
         if settings.conservative_trial_weeks is not None:
             starts = [e.start for e in trial if e.start]
@@ -194,7 +194,7 @@ def _imaging(ctx: _Context, order: DraftOrder, silenced: set[str]) -> list[Findi
 
 def _pt_under_way(ctx: _Context) -> set[str]:
     """A PT referral is no alternative for a patient already referred to PT."""
-    return {"replace-with-pt"} if ctx.modality_items(["formal-pt"]) else set()
+    return {"replace-with-pt"} if ctx.modality_items([FORMAL_PT]) else set()
 
 
 def _duplicate(ctx: _Context, order: DraftOrder) -> Finding | None:
@@ -260,7 +260,7 @@ def _without_contrast(order: DraftOrder) -> dict[str, Any] | None:
 def _surgical(ctx: _Context, order: DraftOrder, silenced: set[str]) -> list[Finding]:
     settings = ctx.rules.profile.surgery
     today = ctx.today
-    pt = ctx.modality_items(["formal-pt"])
+    pt = ctx.modality_items([FORMAL_PT])
     sessions = [e for e in pt if e.resource_type in SESSION_TYPES and e.start]
     referrals = [e for e in pt if e.resource_type == "ServiceRequest"]
     reasons: list[Reason] = []

@@ -42,6 +42,10 @@ SuggestionKind = Literal["replace-with-pt", "remove-order", "use-mri-without-con
 Indicator = Literal["info", "warning", "critical"]
 HookName = Literal["order-select", "order-sign"]
 
+# The one modality the pathway names: formal PT starts the imaging trial clock
+# and is the surgery rule's subject. rules/ must define it (checked at load).
+FORMAL_PT = "formal-pt"
+
 # CDS Hooks 2.0 prefetch tokens for order-select / order-sign (spec section 1.5).
 ALLOWED_PREFETCH_TOKENS = frozenset(
     {
@@ -493,7 +497,7 @@ def load_rules(rules_dir: Path | None = None, profile: str | None = None) -> Rul
 
     if pathway:
         _check_valuesets(ld, valuesets, where, code_systems, pathway)
-        _check_profiles(ld, pathway_file, pathway_raw, pathway, citations)
+        _check_profiles(ld, pathway_file, pathway_raw, pathway, citations, valuesets)
     if cards:
         _check_cards(ld, cards_file, cards_raw, cards, pathway.profiles if pathway else ())
     if services_doc:
@@ -568,8 +572,14 @@ def _check_valuesets(
 
 
 def _check_profiles(
-    ld: _Loader, path: Path, raw: Any, pathway: Pathway, citations: dict[str, Citation]
+    ld: _Loader, path: Path, raw: Any, pathway: Pathway, citations: dict[str, Citation],
+    valuesets: dict[str, ValueSet],
 ) -> None:
+    if FORMAL_PT not in pathway.modalities:
+        ld.problem(path, raw, ("modalities",), f"modalities must define {FORMAL_PT!r}; the pathway relies on it")
+    elif not any(vs.kind == "conservative-care" and vs.category == FORMAL_PT for vs in valuesets.values()):
+        ld.problem(path, raw, ("modalities", FORMAL_PT),
+                   f"modality {FORMAL_PT!r}: no conservative-care value set has this category")
     for name, prof in pathway.profiles.items():
         loc = ("profiles", name)
         for setting in (prof.imaging, prof.surgery):

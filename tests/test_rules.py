@@ -23,19 +23,6 @@ def test_shipped_rules_load_for_every_profile(rules: Rules) -> None:
     assert rules.profile_id == "seeds"
 
 
-def test_every_value_set_lists_system_code_display_and_source(rules: Rules) -> None:
-    for vs in rules.valuesets.values():
-        assert vs.source and vs.title
-        for code in vs.codes:
-            assert code.system in rules.code_systems
-            assert code.code and code.display
-
-
-def test_every_citation_has_a_url(rules: Rules) -> None:
-    for citation in rules.citations.values():
-        assert citation.url.startswith("https://") or citation.url.startswith("http://")
-
-
 @pytest.fixture
 def rules_copy(tmp_path: Path) -> Path:
     target = tmp_path / "rules"
@@ -102,6 +89,14 @@ def test_rule_mistakes_are_reported_with_file_and_line(
     assert any(p.startswith(f"rules/{file}:") for p in hits), hits
     if exact:  # the problem points at the very line that was edited
         assert any(p.startswith(f"rules/{file}:{line}:") for p in hits), hits
+
+
+def test_the_formal_pt_modality_the_pathway_relies_on_must_exist(rules_copy: Path) -> None:
+    _replace(rules_copy / "valuesets" / "conservative_care.yaml", "category: formal-pt", "category: nsaid")
+    assert any(p.startswith("rules/pathway.yaml:") and "'formal-pt': no conservative-care value set" in p
+               for p in _problems(rules_copy))
+    _replace(rules_copy / "pathway.yaml", "  formal-pt: Formal physical therapy\n", "")
+    assert any("modalities must define 'formal-pt'" in p for p in _problems(rules_copy))
 
 
 def test_rules_check_command(rules_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
