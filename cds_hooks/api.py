@@ -62,11 +62,6 @@ def _service(service_id: str) -> Any:
     return service
 
 
-@bp.errorhandler(ServiceError)
-def _service_error(exc: ServiceError) -> Response:
-    return error_response(exc.status, exc.message, exc.expression)
-
-
 @bp.get("/cds-services")
 def discovery() -> Response:
     services = [
