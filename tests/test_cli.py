@@ -54,13 +54,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_serve_answers_discovery_on_loopback(tmp_path: Path) -> None:
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+
+
+@pytest.mark.parametrize("server", ["serve", "gunicorn"])
+def test_server_answers_discovery_on_loopback(tmp_path: Path, server: str) -> None:
+    """`lumbar-cds serve` and the README's gunicorn command both serve the real app."""
     port = _free_port()
     env = {**os.environ, "LUMBAR_CDS_DATA_DIR": str(tmp_path / "data")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cds_hooks.cli", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    command = (
+        [sys.executable, "-m", "cds_hooks.cli", "serve", "--port", str(port)] if server == "serve"
+        else [str(GUNICORN), "--workers", "2", "--bind", f"127.0.0.1:{port}", "cds_hooks.app:create_app()"]
     )
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20
         while True:
