@@ -77,10 +77,12 @@ def discovery() -> Response:
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     started = time.perf_counter()
+    deadline = time.monotonic() + current_app.extensions["lumbar_cds.settings"].fhir_timeout
     service = _service(service_id)
     body = _body()
     rules = _rules()
-    outcome = evaluate_hook(rules, service, body)
+    outcome = evaluate_hook(rules, service, body, fetcher=current_app.extensions["lumbar_cds.fetcher"],
+                            deadline=deadline)
     _store().record_cards(
         service.id, service.hook, outcome.request.hookInstance, rules.profile_id, outcome.issued
     )

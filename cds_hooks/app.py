@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from cds_hooks import api
 from cds_hooks.config import Settings
 from cds_hooks.errors import ServiceError
+from cds_hooks.fhir_fetch import FhirFetcher
 from cds_hooks.ruleset import load_rules
 from cds_hooks.store import Store
 
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     app.extensions["lumbar_cds.settings"] = settings
     app.extensions["lumbar_cds.rules"] = rules
     app.extensions["lumbar_cds.store"] = Store(settings.database_path)
+    app.extensions["lumbar_cds.fetcher"] = FhirFetcher(settings.fetch_limits, settings.fhir_allowlist)
     app.register_blueprint(api.bp)
 
     @app.errorhandler(ServiceError)

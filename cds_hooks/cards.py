@@ -112,10 +112,11 @@ def _detail(rules: Rules, text: RuleText, finding: Finding, record: PatientRecor
     if finding.missing:
         parts.append(f"**{h['missing']}**\n" + "\n".join(f"- {_reason(text, m)}" for m in finding.missing))
     not_checked = []
-    if record.unavailable:
-        labels = rules.cards.history_labels
-        keys = ", ".join(sorted(labels.get(k, k) for k in record.unavailable))
-        not_checked.append(ev["unavailable"].format(keys=keys))
+    labels = rules.cards.history_labels
+    for reason, template in rules.cards.unavailable.items():
+        keys = ", ".join(sorted(labels.get(k, k) for k, why in record.unavailable.items() if why == reason))
+        if keys:
+            not_checked.append(template.format(keys=keys[:1].upper() + keys[1:]))
     if record.skipped:
         examples = "; ".join(md_escape(s) for s in record.skipped[:3])
         not_checked.append(ev["skipped"].format(count=len(record.skipped), examples=examples))

@@ -10,6 +10,7 @@ import orjson
 
 from cds_hooks.config import Settings
 from cds_hooks.errors import ServiceError
+from cds_hooks.fhir_fetch import FhirFetcher
 from cds_hooks.fixtures import resolve_dates
 from cds_hooks.ruleset import RulesError, load_rules
 from cds_hooks.service import evaluate_hook, today_utc
@@ -52,11 +53,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     if service is None:
         print(f"error: no service for this request; choose one of {', '.join(rules.services)}", file=sys.stderr)
         return 2
+    # Same fallback as the server: keys the request omits come from its fhirServer, if allowed.
+    fetcher = FhirFetcher(settings.fetch_limits, settings.fhir_allowlist)
     try:
-        outcome = evaluate_hook(rules, service, body, today)
+        outcome = evaluate_hook(rules, service, body, today, fetcher)
     except ServiceError as exc:
         print(f"HTTP {exc.status}: {exc.message}", file=sys.stderr)
         return 1
+    finally:
+        fetcher.close()
     response = outcome.response()
     if args.json:
         sys.stdout.write(orjson.dumps(response, option=orjson.OPT_INDENT_2).decode() + "\n")

@@ -89,7 +89,8 @@ class PatientRecord:
     birth_date: date | None = None
     items: list[Evidence] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    unavailable: list[str] = field(default_factory=list)
+    # prefetch key → why it could not be read (an UnavailableReason)
+    unavailable: dict[str, str] = field(default_factory=dict)
     conditions_checked: int = 0
 
     def select(self, kind: str, *types: str, category: str | None = None) -> list[Evidence]:
@@ -378,7 +379,7 @@ def read_record(prefetch: dict[str, Any], patient_id: str, rules: Rules) -> Pati
         if value is None:
             continue
         if is_operation_outcome(value):
-            reader.record.unavailable.append(key)
+            reader.record.unavailable[key] = "ehr-error"
             continue
         for res in bundle_resources(value):
             if res.get("resourceType") == "Patient":

@@ -41,6 +41,11 @@ RuleId = Literal[
 SuggestionKind = Literal["replace-with-pt", "remove-order", "use-mri-without-contrast"]
 Indicator = Literal["info", "warning", "critical"]
 HookName = Literal["order-select", "order-sign"]
+# Why history could not be read (record.py, service.py); cards.yaml words each.
+UnavailableReason = Literal[
+    "not-sent", "ehr-error", "no-context", "timeout", "refused", "server-error", "bad-response", "unreachable",
+    "truncated",
+]
 
 # The one modality the pathway names: formal PT starts the imaging trial clock
 # and is the surgery rule's subject. rules/ must define it (checked at load).
@@ -206,6 +211,7 @@ class CardText(_Strict):
     evidence: dict[str, str]
     suggestions: dict[SuggestionKind, SuggestionText]
     pt_referral: dict[str, Any]
+    unavailable: dict[UnavailableReason, str]
     history_labels: dict[str, str]
     rules: dict[RuleId, RuleText]
     profile_overrides: dict[str, dict[RuleId, RuleTextOverride]] = Field(default_factory=dict)
@@ -673,6 +679,12 @@ def _check_cards(ld: _Loader, path: Path, raw: Any, cards: CardText, profiles: I
         build_pt_referral(cards.pt_referral)
     except (ValueError, TypeError) as exc:  # pydantic ValidationError is a ValueError
         ld.problem(path, raw, ("pt_referral",), f"pt_referral is not a valid R4 ServiceRequest: {exc}")
+    for reason in UnavailableReason.__args__:  # type: ignore[attr-defined]
+        template = cards.unavailable.get(reason)
+        if template is None:
+            ld.problem(path, raw, ("unavailable",), f"unavailable: reason {reason!r} has no line")
+        elif _placeholders(template) != {"keys"}:
+            ld.problem(path, raw, ("unavailable", reason), f"unavailable.{reason}: use exactly the field {{keys}}")
     missing = set(RuleId.__args__) - set(cards.rules)  # type: ignore[attr-defined]
     for rule_id in sorted(missing):
         ld.problem(path, raw, ("rules",), f"rule {rule_id} has no card text")

@@ -6,6 +6,7 @@ The Flask blueprint and the `lumbar-cds evaluate` command both call
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
@@ -15,10 +16,11 @@ from pydantic import BaseModel, ValidationError
 from cds_hooks.cards import IssuedCard, OrderingContext, build_cards
 from cds_hooks.errors import ServiceError
 from cds_hooks.fhir import validate_resource
+from cds_hooks.fhir_fetch import FhirFetcher, render_template
 from cds_hooks.pathway import evaluate
 from cds_hooks.record import PatientRecord, is_operation_outcome, read_draft_orders, read_record
 from cds_hooks.ruleset import Rules, ServiceDef
-from cds_hooks.wire import CONTEXT_MODELS, HookRequest, OrderSelectContext
+from cds_hooks.wire import CONTEXT_MODELS, HookRequest, OrderSelectContext, OrderSignContext
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -58,36 +60,102 @@ def parse_as(model: type[Model], body: Any, what: str) -> Model:
         raise invalid_request(exc) from None
 
 
-def resolve_prefetch(service: ServiceDef, request: HookRequest) -> tuple[dict[str, Any], list[str]]:
-    """The prefetch data to read, and the optional keys the client did not send.
+def _tokens(context: OrderSignContext) -> dict[str, str | None]:
+    """CDS Hooks 2.0 prefetch tokens from the hook context."""
+    kind, _, user = context.userId.partition("/")
+    return {
+        "context.patientId": context.patientId,
+        "context.encounterId": context.encounterId,
+        "context.userId": context.userId,
+        "userPractitionerId": user if kind == "Practitioner" else None,
+        "userPractitionerRoleId": user if kind == "PractitionerRole" else None,
+    }
 
-    `null` is a valid "no data" answer. A missing required key cannot be judged
-    without, so the answer is 412.
+
+def gather_prefetch(
+    service: ServiceDef,
+    request: HookRequest,
+    context: OrderSignContext,
+    fetcher: FhirFetcher | None,
+    deadline: float,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The data for each prefetch key, and why any key could not be had.
+
+    Keys the client sent are used as sent (`null` is a valid "no data"; an
+    OperationOutcome means the client failed). Keys it left out are fetched
+    from `fhirServer` when the deployment allows that server. Without
+    required data the service cannot judge, so the answer is 412.
     """
     supplied = request.prefetch or {}
     data = {key: supplied[key] for key in service.prefetch if key in supplied}
+    unavailable = {key: "ehr-error" for key, value in data.items() if is_operation_outcome(value)}
     missing = [key for key in service.prefetch if key not in supplied]
-    required_missing = [key for key in missing if key in service.required]
-    failed = [key for key in service.required if is_operation_outcome(data.get(key))]
-    if required_missing or failed:
-        parts = []
-        if required_missing:
-            parts.append("missing: " + ", ".join(f"{k} ({service.prefetch[k]})" for k in required_missing))
-        if failed:
-            parts.append("the EHR reported it could not supply: " + ", ".join(failed))
+    details: dict[str, str] = {}
+    if missing and request.fhirServer is None:
+        unavailable.update(dict.fromkeys(missing, "not-sent"))
+    elif missing and request.fhirServer is not None:
+        if fetcher is None or not fetcher.allowed(request.fhirServer):
+            raise ServiceError(
+                412,
+                f"fhirServer {request.fhirServer} is not a FHIR server this deployment may query, so "
+                f"{', '.join(missing)} could not be fetched. No request was sent to it. Send the prefetch, "
+                "or ask the service's operators to add the server to LUMBAR_CDS_FHIR_ALLOWLIST (https only).",
+                ["fhirServer"],
+            )
+        queries: dict[str, str] = {}
+        for key in missing:
+            query = render_template(service.prefetch[key], _tokens(context))
+            if query is None:
+                unavailable[key] = "no-context"
+            else:
+                queries[key] = query
+        token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
+        fetched = fetcher.fetch(request.fhirServer, queries, token, deadline)
+        data.update(fetched.data)
+        for key, failure in (fetched.failures | fetched.truncated).items():
+            unavailable[key] = failure.reason
+            details[key] = failure.detail
+    lacking = [key for key in service.required if unavailable.get(key, "truncated") != "truncated"]
+    if lacking:
         raise ServiceError(
             412,
-            f"Required prefetch data is unavailable ({'; '.join(parts)}). "
-            "This service cannot judge the order without it.",
-            [f"prefetch.{k}" for k in (*required_missing, *failed)],
+            "Required data is unavailable, so this service cannot judge the order: "
+            + "; ".join(_why(key, unavailable[key], details.get(key), service) for key in lacking) + ".",
+            [f"prefetch.{key}" for key in lacking],
         )
-    return data, missing
+    return data, unavailable
+
+
+def _why(key: str, reason: str, detail: str | None, service: ServiceDef) -> str:
+    # For integrators: the reason, the template and any safe detail (never a URL or token).
+    explained = {
+        "not-sent": "not in prefetch and no fhirServer to query",
+        "ehr-error": "the EHR sent an OperationOutcome instead",
+        "no-context": "its template needs a context value the request lacks",
+        "timeout": "fhirServer did not answer within the deadline",
+        "refused": "fhirServer refused the query (check fhirAuthorization)",
+        "server-error": "fhirServer returned an error",
+        "bad-response": "fhirServer's answer was not a usable FHIR response",
+        "unreachable": "fhirServer could not be reached",
+    }.get(reason, reason)
+    return f"{key} ({service.prefetch[key]}): {explained}" + (f" [{detail}]" if detail else "")
 
 
 def evaluate_hook(
-    rules: Rules, service: ServiceDef, body: Any, today: date | None = None
+    rules: Rules,
+    service: ServiceDef,
+    body: Any,
+    today: date | None = None,
+    fetcher: FhirFetcher | None = None,
+    deadline: float | None = None,
 ) -> HookOutcome:
-    """Judge one parsed request body. Raises ServiceError for requests we refuse."""
+    """Judge one parsed request body. Raises ServiceError for requests we refuse.
+
+    `fetcher` fetches what prefetch lacks, until `deadline` (a monotonic
+    instant; by default the fetcher's timeout from now).
+    """
+    if deadline is None:
+        deadline = time.monotonic() + (fetcher.limits.timeout if fetcher else 0)
     request = parse_as(HookRequest, body, "a CDS Hooks request")
     if request.hook != service.hook:
         raise ServiceError(
@@ -99,14 +167,14 @@ def evaluate_hook(
         raise invalid_request(exc, "context.") from None
 
     today = today or today_utc()
-    prefetch, missing = resolve_prefetch(service, request)
+    prefetch, unavailable = gather_prefetch(service, request, context, fetcher, deadline)
     patient = prefetch.get("patient")
     if isinstance(patient, dict) and patient.get("resourceType") == "Patient" \
             and patient.get("id") not in (None, context.patientId):
         raise ServiceError(422, "prefetch.patient is a different patient than context.patientId.",
                            ["prefetch.patient"])
     record = read_record(prefetch, context.patientId, rules)
-    record.unavailable.extend(missing)
+    record.unavailable.update(unavailable)
 
     orders = read_draft_orders(context.draftOrders, rules)
     selections = context.selections if isinstance(context, OrderSelectContext) else None

@@ -98,10 +98,10 @@ def test_replace_with_pt_creates_a_referral_for_this_patient_and_encounter(
         (lambda b: b["context"].update(selections=["ServiceRequest/nope"]), 422, ["not an entry"]),
         (lambda b: b["context"].update(draftOrders=[]), 422, ["draftOrders"]),
         (lambda b: b.update(fhirAuthorization={"access_token": "x"}), 422, ["fhirServer"]),
-        (lambda b: b["prefetch"].pop("conditions"), 412, ["conditions", "Condition?patient="]),
+        (lambda b: b["prefetch"].pop("conditions"), 412, ["conditions", "Condition?patient=", "no fhirServer"]),
         (lambda b: b.pop("prefetch"), 412, ["patient", "conditions"]),
         (lambda b: b["prefetch"].update(conditions={"resourceType": "OperationOutcome", "issue": [
-            {"severity": "error", "code": "timeout"}]}), 412, ["could not supply: conditions"]),
+            {"severity": "error", "code": "timeout"}]}), 412, ["conditions", "sent an OperationOutcome"]),
         (lambda b: b["prefetch"]["patient"].update(id="someone-else"), 422, ["different patient"]),
     ],
 )

@@ -64,7 +64,7 @@ def test_null_is_no_data_and_operation_outcome_is_unavailable(rules: Rules) -> N
     outcome = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]}
     rec = read(rules, conditions=None, procedures=outcome, encounters=bundle(outcome))
     assert rec.items == []
-    assert rec.unavailable == ["procedures", "encounters"]
+    assert rec.unavailable == {"procedures": "ehr-error", "encounters": "ehr-error"}
 
 
 def test_condition_statuses(rules: Rules) -> None:

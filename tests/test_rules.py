@@ -76,6 +76,10 @@ def test_contradicting_duplicate_code_is_reported(rules_copy: Path, rules: Rules
         ("services.yaml", "Procedure?patient={{context.patientId}}", "Procedure?patient={{context.draftOrders}}",
          "not a CDS Hooks 2.0 token", False),
         ("cards.yaml", 'code: "308447003"', 'code: 308447003', "pt_referral is not a valid R4 ServiceRequest", False),
+        ("cards.yaml", '  timeout: "{keys}: not checked;', '  timeout: "{key}: not checked;',
+         "unavailable.timeout: use exactly the field {keys}", True),
+        ("cards.yaml", '  refused: "{keys}: not checked; the EHR\'s FHIR server refused access."\n', "",
+         "unavailable: reason 'refused' has no line", False),
         ("citations.yaml", "year: 2021\n", "year: 2021\n  broken: [unclosed\n", "YAML error", False),
     ],
 )

@@ -1,0 +1,311 @@
+"""Fetch what prefetch lacks from the EHR's FHIR server, within one deadline.
+
+CDS Hooks 2.0 expects a service to run a prefetch template against
+`fhirServer` itself when the client left the key out. This module does that
+and nothing else: it never decides what is required (the rules do, in
+`service`), and it never raises for a server's failure; each key comes back
+as data or as a `FetchFailure` saying why.
+
+Server-side request forgery is the main risk of following a URL the caller
+chose, so a server must pass `server_allowed` before any connection is made,
+paging `next` links must stay on that server, and redirects are never
+followed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import time
+from collections.abc import Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
+
+import httpx
+import orjson
+
+log = logging.getLogger("cds_hooks.fhir_fetch")
+
+LOOPBACK_NAMES = frozenset({"localhost"})
+_TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
+# Token values go into URL paths and queries: FHIR ids and references only.
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9\-.]{1,64}(/[A-Za-z0-9\-.]{1,64})?$")
+FHIR_JSON = "application/fhir+json"
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    timeout: float = 2.0  # seconds, one deadline for the whole hook call
+    max_pages: int = 10  # per search, counting the first page
+    max_resources: int = 2000  # per search
+
+
+@dataclass(frozen=True)
+class FetchFailure:
+    """Why a key could not be had. `reason` is a code the cards and the 412
+    message explain; `detail` is safe to show (no URL, id or token)."""
+
+    reason: str  # timeout | refused | server-error | bad-response | unreachable | truncated
+    detail: str = ""
+
+
+@dataclass
+class Fetched:
+    """The outcome of one hook's fetches: data by key, failures by key, and
+    partial results (truncated by the caps) that were still read."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    failures: dict[str, FetchFailure] = field(default_factory=dict)
+    truncated: dict[str, FetchFailure] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- allow-list
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _origin_and_path(url: str) -> tuple[str, str, int | None, str] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a port like :99999 or a broken IPv6 literal
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        return None
+    port = port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme, parts.hostname.lower(), port, parts.path.rstrip("/")
+
+
+def check_allowlist_entry(prefix: str) -> str | None:
+    """The problem with one configured allow-list entry, or None."""
+    parsed = _origin_and_path(prefix)
+    if parsed is None:
+        return f"{prefix!r} is not an http(s) base URL without credentials"
+    if parsed[0] != "https" and not is_loopback(parsed[1]):
+        return f"{prefix!r} must use https: only loopback FHIR servers may use plain http"
+    return None
+
+
+def server_allowed(server: str, allowlist: tuple[str, ...]) -> bool:
+    """May this deployment send queries to `server`?
+
+    With no allow-list configured only loopback servers are allowed (for
+    development and the sandbox). Otherwise the server must start with a
+    configured prefix: same scheme, host and port, and a path below the
+    prefix's path on a segment boundary, so `https://ehr.example/fhir` does not
+    admit `https://ehr.example.evil/` or `https://ehr.example/fhir-admin`.
+    Plain http is never allowed off loopback.
+    """
+    parsed = _origin_and_path(server)
+    if parsed is None:
+        return False
+    scheme, host, port, path = parsed
+    if scheme != "https" and not is_loopback(host):
+        return False
+    if not allowlist:
+        return is_loopback(host)
+    for prefix in allowlist:
+        allowed = _origin_and_path(prefix)
+        if allowed is None or allowed[:3] != (scheme, host, port):
+            continue
+        if path == allowed[3] or path.startswith(allowed[3] + "/"):
+            return True
+    return False
+
+
+def _same_server(url: str, server: str) -> bool:
+    a, b = _origin_and_path(url), _origin_and_path(server)
+    return a is not None and b is not None and a[:3] == b[:3] and (a[3] + "/").startswith(b[3] + "/")
+
+
+# --------------------------------------------------------------------------- templates
+
+
+def render_template(template: str, tokens: Mapping[str, str | None]) -> str | None:
+    """The template with its `{{...}}` tokens replaced, or None when a token
+    has no value (the key cannot be fetched) or a value is not a plain FHIR id
+    or reference (it could steer the URL elsewhere)."""
+    missing = False
+
+    def value(match: re.Match[str]) -> str:
+        nonlocal missing
+        v = tokens.get(match.group(1))
+        if v is None or not _SAFE_VALUE.match(v) or any(part.strip(".") == "" for part in v.split("/")):
+            missing = True
+            return ""
+        return quote(v, safe="/")
+
+    rendered = _TOKEN.sub(value, template)
+    return None if missing else rendered
+
+
+def resource_type_of(template: str) -> str:
+    """`Condition?patient=...` → `Condition search`; `Patient/{{...}}` → `Patient read`.
+    Used in logs instead of the URL, which holds patient ids."""
+    head = re.split(r"[/?]", template, maxsplit=1)[0]
+    return f"{head} {'search' if '?' in template or '/' not in template else 'read'}"
+
+
+# --------------------------------------------------------------------------- fetching
+
+
+class _Failed(Exception):
+    def __init__(self, failure: FetchFailure) -> None:
+        super().__init__(failure.reason)
+        self.failure = failure
+
+
+class FhirFetcher:
+    """One pooled HTTP client and thread pool for the app's lifetime; one
+    `fetch` call per hook. Thread-safe."""
+
+    def __init__(self, limits: FetchLimits, allowlist: tuple[str, ...] = ()) -> None:
+        self.limits = limits
+        self.allowlist = allowlist
+        # follow_redirects=False: a redirect could point anywhere.
+        self._client = httpx.Client(
+            follow_redirects=False,
+            headers={"Accept": FHIR_JSON},
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+        )
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fhir-fetch")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
+
+    def allowed(self, server: str) -> bool:
+        return server_allowed(server, self.allowlist)
+
+    def fetch(
+        self, server: str, queries: Mapping[str, str], token: str | None, deadline: float
+    ) -> Fetched:
+        """Run each key's relative query against `server` concurrently.
+
+        `deadline` is a `time.monotonic()` instant: whatever has not answered
+        by then is a timeout failure. The caller must have checked `allowed`.
+        """
+        if not self.allowed(server):  # defence in depth; the service checks first
+            raise ValueError("FHIR server not on the allow-list")
+        base = server.rstrip("/") + "/"
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        futures: dict[Future[tuple[Any, FetchFailure | None]], str] = {
+            self._pool.submit(self._run, base, key, query, headers, deadline): key
+            for key, query in queries.items()
+        }
+        result = Fetched()
+        pending = set(futures)
+        while pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            done, pending = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
+            for future in done:
+                key = futures[future]
+                data, partial = future.result()
+                if isinstance(data, FetchFailure):
+                    result.failures[key] = data
+                    continue
+                result.data[key] = data
+                if partial is not None:
+                    result.truncated[key] = partial
+        for future in pending:  # still running at the deadline: abandon, report
+            future.cancel()
+            result.failures[futures[future]] = FetchFailure("timeout", f"{self.limits.timeout:g} s")
+        return result
+
+    def _run(
+        self, base: str, key: str, query: str, headers: dict[str, str], deadline: float
+    ) -> tuple[Any, FetchFailure | None]:
+        kind = resource_type_of(query)
+        started = time.perf_counter()
+        pages = 0
+        status: int | str = "-"
+        try:
+            body, status = self._get(base + query, headers, deadline, read="?" not in query)
+            pages = 1
+            if body is None or body.get("resourceType") != "Bundle":
+                _log(kind, status, started, pages, 0 if body is None else 1)
+                return body, None
+            entries = [e for e in body.get("entry") or [] if isinstance(e, dict)]
+            partial = None
+            while (next_url := _next_link(body)) is not None:
+                if pages >= self.limits.max_pages or len(entries) >= self.limits.max_resources:
+                    partial = FetchFailure("truncated", str(len(entries)))
+                    break
+                url = urljoin(base, next_url)
+                if not _same_server(url, base):  # a next link must not lead elsewhere
+                    raise _Failed(FetchFailure("bad-response", "paging link to another server"))
+                body, status = self._get(url, headers, deadline, read=False)
+                pages += 1
+                if body is None or body.get("resourceType") != "Bundle":
+                    raise _Failed(FetchFailure("bad-response", "a result page is not a Bundle"))
+                entries.extend(e for e in body.get("entry") or [] if isinstance(e, dict))
+            if len(entries) > self.limits.max_resources:
+                partial = FetchFailure("truncated", str(self.limits.max_resources))
+                entries = entries[: self.limits.max_resources]
+            _log(kind, status, started, pages, len(entries))
+            return {"resourceType": "Bundle", "type": "searchset", "entry": entries}, partial
+        except _Failed as exc:
+            _log(kind, status, started, pages, 0, exc.failure)
+            return exc.failure, None
+
+    def _get(self, url: str, headers: dict[str, str], deadline: float, read: bool) -> tuple[Any, int]:
+        """GET one URL; JSON or None (404 on a read); `_Failed` for anything else."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Failed(FetchFailure("timeout", f"{self.limits.timeout:g} s"))
+        try:
+            response = self._client.get(url, headers=headers, timeout=remaining)
+        except httpx.TimeoutException:
+            raise _Failed(FetchFailure("timeout", f"{self.limits.timeout:g} s")) from None
+        except httpx.HTTPError as exc:
+            # The exception text can hold the URL (patient id): keep only its kind.
+            raise _Failed(FetchFailure("unreachable", type(exc).__name__)) from None
+        status = response.status_code
+        if status in (401, 403):
+            raise _Failed(FetchFailure("refused", f"HTTP {status}"))
+        if status == 404 and read:
+            return None, status  # a read that found nothing: "no data", as prefetch null
+        if 300 <= status < 400:
+            raise _Failed(FetchFailure("bad-response", f"HTTP {status} redirect, not followed"))
+        if status != 200:
+            raise _Failed(FetchFailure("server-error", f"HTTP {status}"))
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise _Failed(FetchFailure("bad-response", "not JSON")) from None
+        if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
+            raise _Failed(FetchFailure("bad-response", "not a FHIR resource"))
+        if body["resourceType"] == "OperationOutcome":
+            raise _Failed(FetchFailure("server-error", "OperationOutcome"))
+        return body, status
+
+
+def _next_link(bundle: dict[str, Any]) -> str | None:
+    for link in bundle.get("link") or []:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return link["url"]
+    return None
+
+
+def _log(
+    kind: str, status: int | str, started: float, pages: int, count: int, failure: FetchFailure | None = None
+) -> None:
+    # What was asked and how it went; never the URL (its query holds patient ids) or the token.
+    log.info(
+        "fhir query=%r status=%s ms=%.1f pages=%d results=%d%s",
+        kind, status, (time.perf_counter() - started) * 1000, pages, count,
+        f" failure={failure.reason}" if failure else "",
+    )
