@@ -28,6 +28,10 @@ import httpx
 import orjson
 
 log = logging.getLogger("cds_hooks.fhir_fetch")
+# httpx logs every request URL at INFO (and httpcore the headers at DEBUG): the
+# URL holds the patient id and the headers the token, so they stay quiet.
+for _noisy in ("httpx", "httpcore"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
 
 LOOPBACK_NAMES = frozenset({"localhost"})
 _TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")

@@ -180,6 +180,19 @@ def test_the_access_token_is_forwarded(
     assert status == 412 and "refused" in body["issue"][0]["diagnostics"]
 
 
+def test_outbound_queries_log_no_url_patient_or_token(
+    scenarios: dict[str, Scenario], make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    scenario = scenarios["premature-mri-3-weeks"]
+    with caplog.at_level(logging.DEBUG):
+        status, _ = _call(make_app(), SELECT, scenario.bare)
+    assert status == 200
+    assert "query='Condition search' status=200" in caplog.text
+    patient = scenario.bare["context"]["patientId"]
+    for secret in (TOKEN, patient, scenario.bare["fhirServer"]):
+        assert secret not in caplog.text
+
+
 # --------------------------------------------------------------------------- allow-list
 
 
