@@ -1,4 +1,4 @@
-"""Settings from LUMBAR_CDS_* environment variables, with embedded defaults."""
+"""Settings: embedded defaults, then the TOML file named by LUMBAR_CDS_CONFIG, then LUMBAR_CDS_* variables."""
 
 from __future__ import annotations
 
@@ -9,9 +9,33 @@ from pathlib import Path
 DEFAULT_CORS_ORIGINS = ("https://sandbox.cds-hooks.org",)
 
 
+class SettingsError(ValueError):
+    """The configuration is unusable; the message says which setting and why."""
+
+
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(f"LUMBAR_CDS_{name}")
     return value if value not in (None, "") else default
+
+
+def _int(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise SettingsError(f"LUMBAR_CDS_{name} must be a whole number, not {value!r}") from None
+
+
+@dataclass(frozen=True)
+class TrustedIssuer:
+    """A CDS Client (EHR) whose JWTs are accepted; `iss` must match the token's claim exactly."""
+
+    iss: str
+    # The client's JWK Set, exchanged out-of-band: a file path or an https URL.
+    jwks: str | None = None
+    # JWK Set URLs that a token's `jku` header may name (a `jwks` URL is always allowed).
+    jku: tuple[str, ...] = ()
+    # When set, the token's `tenant` claim must be one of these.
+    tenants: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -24,6 +48,17 @@ class Settings:
     # default); any http(s) origin on a loopback host is always allowed.
     cors_origins: tuple[str, ...] = field(default=DEFAULT_CORS_ORIGINS)
     log_level: str = "INFO"
+    # CDS Hooks JWT authentication is on when at least one issuer is trusted. The JWT `aud`
+    # must equal public_base_url + the request path; the Host header is never used.
+    public_base_url: str | None = None
+    auth_issuers: tuple[TrustedIssuer, ...] = ()
+    auth_algorithms: tuple[str, ...] = ("ES384", "RS384")
+    auth_leeway_seconds: int = 60
+    auth_jwks_cache_seconds: int = 600
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_issuers)
 
     @property
     def database_path(self) -> Path:
@@ -32,6 +67,10 @@ class Settings:
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         values: dict[str, object] = {}
+        if (v := _env("CONFIG")) is not None:
+            from cds_hooks.settings_file import load_settings_file  # it imports this module
+
+            values.update(load_settings_file(Path(v)))
         if (v := _env("DATA_DIR")) is not None:
             values["data_dir"] = Path(v)
         if (v := _env("RULES_DIR")) is not None:
@@ -44,6 +83,14 @@ class Settings:
             values["cors_origins"] = tuple(o.strip().rstrip("/") for o in v.split(",") if o.strip())
         if (v := _env("LOG_LEVEL")) is not None:
             values["log_level"] = v.upper()
+        if (v := _env("PUBLIC_BASE_URL")) is not None:
+            values["public_base_url"] = v
+        if (v := _env("AUTH_ALGORITHMS")) is not None:
+            values["auth_algorithms"] = tuple(a.strip() for a in v.split(",") if a.strip())
+        if (v := _env("AUTH_LEEWAY_SECONDS")) is not None:
+            values["auth_leeway_seconds"] = _int("AUTH_LEEWAY_SECONDS", v)
+        if (v := _env("AUTH_JWKS_CACHE_SECONDS")) is not None:
+            values["auth_jwks_cache_seconds"] = _int("AUTH_JWKS_CACHE_SECONDS", v)
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
         if unknown:
