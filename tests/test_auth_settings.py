@@ -8,6 +8,7 @@ import pytest
 
 from cds_hooks.auth import validate_auth_settings
 from cds_hooks.config import Settings, SettingsError, TrustedIssuer
+from cds_hooks.gunicorn_conf import bind_hosts
 
 
 @pytest.fixture(autouse=True)
@@ -113,3 +114,8 @@ def test_loopback_http_jwks_is_allowed_for_local_key_servers() -> None:
     issuer = TrustedIssuer("https://x.example", jwks="http://127.0.0.1:8099/jwks.json", jku=("http://[::1]:1/j",))
     validate_auth_settings(Settings(public_base_url="http://127.0.0.1:8080", auth_issuers=(issuer,)))
 
+
+
+def test_gunicorn_bind_strings() -> None:
+    assert bind_hosts(["127.0.0.1:8000", "[::1]:8000", "localhost", "0.0.0.0:80", "unix:/run/x.sock", ":8080"]) == [
+        "127.0.0.1", "::1", "localhost", "0.0.0.0", ""]
