@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from cds_hooks.auth import validate_auth_settings
 from cds_hooks.config import Settings, SettingsError, TrustedIssuer
 from cds_hooks.gunicorn_conf import bind_hosts
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -22,6 +25,22 @@ def _config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> Path:
     path.write_text(text)
     monkeypatch.setenv("LUMBAR_CDS_CONFIG", str(path))
     return path
+
+
+def test_the_readme_example_deployment_loads_and_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (REPO / "README.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", readme, re.S)
+    assert example is not None
+    _config(tmp_path, monkeypatch, example.group(1))
+    settings = Settings.from_env()
+    validate_auth_settings(settings)
+    assert settings.auth_enabled
+    assert settings.public_base_url == "https://cds.example-hospital.org/lumbar"
+    assert settings.data_dir == Path("/var/lib/lumbar-cds")
+    assert [i.iss for i in settings.auth_issuers] == [
+        "https://fhir.example-hospital.org/interconnect-fhir-oauth/api/FHIR/R4", "https://sandbox.cds-hooks.org"]
+    assert settings.auth_issuers[0].tenants is None
+    assert settings.auth_issuers[1].jwks == "https://sandbox.cds-hooks.org/.well-known/jwks.json"
 
 
 def test_file_values_relative_paths_and_env_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,7 +132,6 @@ def test_unsafe_or_incomplete_auth_settings_are_refused(settings: Settings, mess
 def test_loopback_http_jwks_is_allowed_for_local_key_servers() -> None:
     issuer = TrustedIssuer("https://x.example", jwks="http://127.0.0.1:8099/jwks.json", jku=("http://[::1]:1/j",))
     validate_auth_settings(Settings(public_base_url="http://127.0.0.1:8080", auth_issuers=(issuer,)))
-
 
 
 def test_gunicorn_bind_strings() -> None:
