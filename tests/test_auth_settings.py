@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("CONFIG", "PUBLIC_BASE_URL", "AUTH_ALGORITHMS", "AUTH_LEEWAY_SECONDS", "DATA_DIR"):
+    for name in ("CONFIG", "PUBLIC_BASE_URL", "AUTH_ALGORITHMS", "AUTH_LEEWAY_SECONDS", "AUTH_JWKS_CACHE_SECONDS",
+                 "DATA_DIR"):
         monkeypatch.delenv(f"LUMBAR_CDS_{name}", raising=False)
 
 
