@@ -13,6 +13,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from cds_hooks import api
+from cds_hooks.auth_flask import install_auth
 from cds_hooks.config import Settings
 from cds_hooks.errors import ServiceError
 from cds_hooks.fhir_fetch import FhirFetcher
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     app.extensions["lumbar_cds.rules"] = rules
     app.extensions["lumbar_cds.store"] = Store(settings.database_path)
     app.extensions["lumbar_cds.fetcher"] = FhirFetcher(settings.fetch_limits, settings.fhir_allowlist)
+    install_auth(app, settings, app.extensions["lumbar_cds.store"])  # first, so 401 precedes any other check
     app.register_blueprint(api.bp)
 
     @app.errorhandler(ServiceError)

@@ -8,26 +8,23 @@ from pathlib import Path
 
 import orjson
 
-from cds_hooks.config import Settings
+from cds_hooks.config import Settings, SettingsError
 from cds_hooks.errors import ServiceError
+from cds_hooks.exposure import ExposureRefused, startup_notice
 from cds_hooks.fhir_fetch import FhirFetcher
 from cds_hooks.fixtures import resolve_dates
 from cds_hooks.ruleset import RulesError, load_rules
 from cds_hooks.service import evaluate_hook, today_utc
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
 
 def _serve(args: argparse.Namespace) -> int:
     from cds_hooks.app import create_app
 
-    if args.host not in LOOPBACK:
-        print(
-            f"WARNING: serving on {args.host}, reachable beyond this machine, without "
-            "authentication. Use a loopback address for development.",
-            file=sys.stderr,
-        )
-    app = create_app()
+    settings = Settings.from_env()
+    notice = startup_notice([args.host], settings.auth_enabled, args.insecure, "--insecure")
+    if notice:
+        print(notice, file=sys.stderr)
+    app = create_app(settings)
     print(f"lumbar-cds: CDS Hooks discovery at http://{args.host}:{args.port}/cds-services", file=sys.stderr)
     app.run(host=args.host, port=args.port, debug=False, use_reloader=False)
     return 0
@@ -105,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the development server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--insecure", action="store_true",
+        help="allow a non-loopback --host without authentication (no trusted issuers configured)",
+    )
     serve.set_defaults(func=_serve)
 
     evaluate = sub.add_parser("evaluate", help="print the cards a request (or fixture) would get")
@@ -130,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     except RulesError as exc:
         print("error: the rules did not load:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
         return 1
+    except (SettingsError, ExposureRefused) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

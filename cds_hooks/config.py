@@ -1,4 +1,4 @@
-"""Settings from LUMBAR_CDS_* environment variables, with embedded defaults."""
+"""Settings: embedded defaults, then the TOML file named by LUMBAR_CDS_CONFIG, then LUMBAR_CDS_* variables."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ from cds_hooks.fhir_fetch import FetchLimits, check_allowlist_entry
 DEFAULT_CORS_ORIGINS = ("https://sandbox.cds-hooks.org",)
 
 
+class SettingsError(ValueError):
+    """The configuration is unusable; the message says which setting and why."""
+
+
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(f"LUMBAR_CDS_{name}")
     return value if value not in (None, "") else default
@@ -20,7 +24,21 @@ def _number(name: str, value: str, kind: type[int] | type[float]) -> int | float
     try:
         return kind(value)
     except ValueError:
-        raise ValueError(f"LUMBAR_CDS_{name}={value!r} is not a number") from None
+        what = "a whole number" if kind is int else "a number"
+        raise SettingsError(f"LUMBAR_CDS_{name} must be {what}, not {value!r}") from None
+
+
+@dataclass(frozen=True)
+class TrustedIssuer:
+    """A CDS Client (EHR) whose JWTs are accepted; `iss` must match the token's claim exactly."""
+
+    iss: str
+    # The client's JWK Set, exchanged out-of-band: a file path or an https URL.
+    jwks: str | None = None
+    # JWK Set URLs that a token's `jku` header may name (a `jwks` URL is always allowed).
+    jku: tuple[str, ...] = ()
+    # When set, the token's `tenant` claim must be one of these.
+    tenants: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +65,19 @@ class Settings:
         if self.fhir_max_pages < 1 or self.fhir_max_resources < 1:
             problems.append("fhir_max_pages and fhir_max_resources must be at least 1")
         if problems:
-            raise ValueError("Invalid settings: " + "; ".join(problems))
+            raise SettingsError("Invalid settings: " + "; ".join(problems))
+
+    # CDS Hooks JWT authentication is on when at least one issuer is trusted. The JWT `aud`
+    # must equal public_base_url + the request path; the Host header is never used.
+    public_base_url: str | None = None
+    auth_issuers: tuple[TrustedIssuer, ...] = ()
+    auth_algorithms: tuple[str, ...] = ("ES384", "RS384")
+    auth_leeway_seconds: int = 60
+    auth_jwks_cache_seconds: int = 600
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_issuers)
 
     @property
     def database_path(self) -> Path:
@@ -60,6 +90,10 @@ class Settings:
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         values: dict[str, object] = {}
+        if (v := _env("CONFIG")) is not None:
+            from cds_hooks.settings_file import load_settings_file  # it imports this module
+
+            values.update(load_settings_file(Path(v)))
         if (v := _env("DATA_DIR")) is not None:
             values["data_dir"] = Path(v)
         if (v := _env("RULES_DIR")) is not None:
@@ -80,6 +114,14 @@ class Settings:
             values["fhir_max_resources"] = _number("FHIR_MAX_RESOURCES", v, int)
         if (v := _env("LOG_LEVEL")) is not None:
             values["log_level"] = v.upper()
+        if (v := _env("PUBLIC_BASE_URL")) is not None:
+            values["public_base_url"] = v
+        if (v := _env("AUTH_ALGORITHMS")) is not None:
+            values["auth_algorithms"] = tuple(a.strip() for a in v.split(",") if a.strip())
+        if (v := _env("AUTH_LEEWAY_SECONDS")) is not None:
+            values["auth_leeway_seconds"] = _number("AUTH_LEEWAY_SECONDS", v, int)
+        if (v := _env("AUTH_JWKS_CACHE_SECONDS")) is not None:
+            values["auth_jwks_cache_seconds"] = _number("AUTH_JWKS_CACHE_SECONDS", v, int)
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
         if unknown:

@@ -49,7 +49,15 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 CREATE INDEX IF NOT EXISTS feedback_card ON feedback (card_uuid);
 CREATE TABLE IF NOT EXISTS health (id INTEGER PRIMARY KEY, checked_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jti_seen (
+    iss TEXT NOT NULL,
+    jti TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (iss, jti)
+);
 """
+# Expired jti rows are deleted at most this often per process.
+JTI_PRUNE_INTERVAL_SECONDS = 60.0
 
 
 def _now() -> str:
@@ -60,6 +68,7 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
+        self._jti_pruned_at = float("-inf")
         path.parent.mkdir(parents=True, exist_ok=True)
         self._connection().executescript(SCHEMA)  # executescript manages its own transaction
 
@@ -135,6 +144,24 @@ class Store:
         cursor = db.execute("SELECT * FROM feedback ORDER BY id")
         names = [c[0] for c in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def first_use_of_jti(self, iss: str, jti: str, expires_at: float, now: float) -> bool:
+        """Record (iss, jti) until `expires_at`; False when it is already recorded and not yet expired.
+
+        One atomic statement, so two gunicorn workers racing on the same token
+        cannot both win. A stale row (its token long expired) is taken over.
+        """
+        with self._tx() as db:
+            if now - self._jti_pruned_at >= JTI_PRUNE_INTERVAL_SECONDS:
+                db.execute("DELETE FROM jti_seen WHERE expires_at < ?", (now,))
+                self._jti_pruned_at = now
+            cursor = db.execute(
+                "INSERT INTO jti_seen (iss, jti, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (iss, jti) DO UPDATE SET expires_at = excluded.expires_at"
+                " WHERE jti_seen.expires_at < ?",
+                (iss, jti, expires_at, now),
+            )
+            return cursor.rowcount == 1
 
     def writable(self) -> bool:
         try:

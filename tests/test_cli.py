@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -57,29 +58,89 @@ def _free_port() -> int:
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 
 
+def _start(server: str, host: str, port: int, env: dict[str, str], insecure: bool = False) -> subprocess.Popen[bytes]:
+    """`lumbar-cds serve`, or the README's gunicorn command, listening on host:port."""
+    if server == "serve":
+        command = [sys.executable, "-m", "cds_hooks.cli", "serve", "--host", host, "--port", str(port)]
+        command += ["--insecure"] if insecure else []
+    else:
+        command = [str(GUNICORN), "-c", "python:cds_hooks.gunicorn_conf", "--workers", "2",
+                   "--bind", f"{host}:{port}", "cds_hooks.app:create_app()"]
+        env = {**env, "LUMBAR_CDS_INSECURE": "1"} if insecure else env
+    return subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _get(url: str, proc: subprocess.Popen[bytes]) -> tuple[int, dict[str, str], bytes]:
+    """GET once the server is up (HTTP errors are answers too)."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read()
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise
+            time.sleep(0.2)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> str:
+    proc.terminate()
+    return proc.communicate(timeout=10)[1].decode()
+
+
 @pytest.mark.parametrize("server", ["serve", "gunicorn"])
 def test_server_answers_discovery_on_loopback(tmp_path: Path, server: str) -> None:
-    """`lumbar-cds serve` and the README's gunicorn command both serve the real app."""
+    """`lumbar-cds serve` and the README's gunicorn command both serve the real app, with a warning."""
     port = _free_port()
-    env = {**os.environ, "LUMBAR_CDS_DATA_DIR": str(tmp_path / "data")}
-    command = (
-        [sys.executable, "-m", "cds_hooks.cli", "serve", "--port", str(port)] if server == "serve"
-        else [str(GUNICORN), "--workers", "2", "--bind", f"127.0.0.1:{port}", "cds_hooks.app:create_app()"]
-    )
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = _start(server, "127.0.0.1", port, {"LUMBAR_CDS_DATA_DIR": str(tmp_path / "data")})
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/cds-services", timeout=2) as response:
-                    body = json.load(response)
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.2)
-        assert {s["hook"] for s in body["services"]} == {"order-select", "order-sign"}
+        status, _, body = _get(f"http://127.0.0.1:{port}/cds-services", proc)
+        assert status == 200
+        assert {s["hook"] for s in json.loads(body)["services"]} == {"order-select", "order-sign"}
         assert (tmp_path / "data" / "lumbar-cds.sqlite3").exists()
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stderr = _stop(proc)
+    assert "WARNING: authentication is OFF" in stderr
+
+
+@pytest.mark.parametrize("server", ["serve", "gunicorn"])
+def test_non_loopback_without_issuers_refuses_to_start(tmp_path: Path, server: str) -> None:
+    proc = _start(server, "0.0.0.0", _free_port(), {"LUMBAR_CDS_DATA_DIR": str(tmp_path / "data")})
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    assert "refusing to listen on 0.0.0.0 without authentication" in stderr.decode()
+
+
+@pytest.mark.parametrize("server", ["serve", "gunicorn"])
+def test_non_loopback_starts_with_insecure_and_says_so(tmp_path: Path, server: str) -> None:
+    port = _free_port()
+    proc = _start(server, "0.0.0.0", port, {"LUMBAR_CDS_DATA_DIR": str(tmp_path / "data")}, insecure=True)
+    try:
+        assert _get(f"http://127.0.0.1:{port}/cds-services", proc)[0] == 200
+    finally:
+        stderr = _stop(proc)
+    assert "WARNING: listening on 0.0.0.0 WITHOUT authentication" in stderr
+
+
+@pytest.mark.parametrize("server", ["serve", "gunicorn"])
+def test_non_loopback_starts_when_issuers_are_configured(tmp_path: Path, server: str) -> None:
+    (tmp_path / "jwks.json").write_text('{"keys": []}')
+    config = tmp_path / "lumbar-cds.toml"
+    config.write_text(
+        'data_dir = "data"\npublic_base_url = "https://cds.example.org"\n'
+        '[[auth.issuers]]\niss = "https://ehr.example.org"\njwks = "jwks.json"\n'
+    )
+    port = _free_port()
+    proc = _start(server, "0.0.0.0", port, {"LUMBAR_CDS_CONFIG": str(config)})
+    try:
+        assert _get(f"http://127.0.0.1:{port}/healthz", proc)[0] == 200  # probes need no token
+        status, headers, body = _get(f"http://127.0.0.1:{port}/cds-services", proc)
+        assert status == 401 and headers["WWW-Authenticate"] == "Bearer"
+        assert json.loads(body)["issue"][0]["diagnostics"] == "Unauthorized"
+    finally:
+        stderr = _stop(proc)
+    assert "authentication is OFF" not in stderr and "WITHOUT authentication" not in stderr
+    assert "unauthorized reason=missing-header" in stderr
+    assert (tmp_path / "data" / "lumbar-cds.sqlite3").exists()  # the file's relative data_dir

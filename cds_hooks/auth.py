@@ -1,0 +1,373 @@
+"""Verify the JWT a CDS Client sends with every call (CDS Hooks 2.0 §Trusting CDS Clients). No Flask.
+
+A token is accepted only when every check passes, in this order:
+
+1. compact JWS with a JSON header and payload, no `crit`/`b64` header;
+2. header `alg` in the accepted set (asymmetric only: never `none`, never HMAC) and a `kid`;
+3. `iss` is a trusted issuer;
+4. a `jku` header, if any, is on that issuer's allow-list;
+5. the key named by `kid` is in the issuer's JWK Set (configured file or URL, or the allowed `jku`)
+   and is of the kind `alg` needs (RSA of at least 2048 bits, or EC on the matching curve);
+6. the signature verifies;
+7. `aud` names this endpoint, `exp`/`iat`/`nbf` hold with a small leeway, `tenant` is allowed;
+8. the issuer's `jti` has not been used before (recorded until the token expires).
+
+Any failure raises AuthError with a short machine reason for the log; callers answer 401 without it.
+Reasons: missing-header, malformed, alg-not-allowed, missing-kid, unknown-issuer, jku-not-allowed,
+unknown-kid, jwks-unavailable, key-alg-mismatch, bad-signature, missing-claim, wrong-audience, expired,
+iat-in-future, not-yet-valid, tenant-not-allowed, replayed-jti.
+JWK Sets are only ever read from configured files and allow-listed URLs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from cds_hooks.config import Settings, SettingsError, TrustedIssuer
+from cds_hooks.exposure import is_loopback_host
+
+log = logging.getLogger("cds_hooks.auth")
+
+# alg -> (JWK kty, EC curve). Only asymmetric JWS algorithms exist here, so neither `none` nor any
+# HMAC algorithm can ever be configured (CDS Hooks §JWT Signing Algorithm: SHALL NOT).
+SIGNING_ALGORITHMS: dict[str, tuple[str, str | None]] = {
+    "ES256": ("EC", "P-256"), "ES384": ("EC", "P-384"), "ES512": ("EC", "P-521"),
+    "RS256": ("RSA", None), "RS384": ("RSA", None), "RS512": ("RSA", None),
+    "PS256": ("RSA", None), "PS384": ("RSA", None), "PS512": ("RSA", None),
+}
+MIN_RSA_BITS = 2048
+MAX_TOKEN_CHARS = 16 * 1024
+MAX_JWKS_BYTES = 256 * 1024
+JWKS_MIN_REFRESH_SECONDS = 30.0  # at most one JWKS load per source in this window, even for unknown kids
+JWKS_FETCH_TIMEOUT_SECONDS = 5.0
+REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
+
+
+class AuthError(Exception):
+    """The token is refused. `reason` is for the log only, never for the response."""
+
+    def __init__(self, reason: str, iss: str | None = None, jti: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.iss = iss
+        self.jti = jti
+
+
+class ReplayStore(Protocol):
+    def first_use_of_jti(self, iss: str, jti: str, expires_at: float, now: float) -> bool: ...
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    iss: str
+    jti: str
+    tenant: str | None
+    claims: dict[str, Any]
+
+
+def bearer_token(authorization: str | None) -> str:
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("missing-header")
+    return token.strip()
+
+
+def fetchable_url(url: str) -> bool:
+    """https anywhere; plain http only to this machine (tests, a local JWKS sidecar)."""
+    parts = urlsplit(url)
+    if not parts.hostname or parts.username or parts.password:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname))
+
+
+def _is_url(source: str) -> bool:
+    return "://" in source
+
+
+def validate_auth_settings(settings: Settings) -> None:
+    """Raise SettingsError unless the authentication settings are complete and safe."""
+    unknown = [a for a in settings.auth_algorithms if a not in SIGNING_ALGORITHMS]
+    if unknown or not settings.auth_algorithms:
+        raise SettingsError(
+            f"auth_algorithms {list(settings.auth_algorithms)} must be a non-empty subset of "
+            f"{', '.join(SIGNING_ALGORITHMS)}: CDS Hooks forbids 'none' and symmetric (HMAC) algorithms"
+        )
+    if settings.auth_leeway_seconds < 0 or settings.auth_jwks_cache_seconds < 0:
+        raise SettingsError("auth_leeway_seconds and auth_jwks_cache_seconds must not be negative")
+    if not settings.auth_issuers:
+        return
+    base = urlsplit(settings.public_base_url or "")
+    if base.scheme not in ("http", "https") or not base.hostname or base.query or base.fragment:
+        raise SettingsError(
+            "public_base_url (LUMBAR_CDS_PUBLIC_BASE_URL) must be the service's public http(s) base URL, "
+            f"e.g. https://cds.example.org, when trusted issuers are configured; got {settings.public_base_url!r}. "
+            "Each JWT's aud must equal it plus the endpoint path."
+        )
+    seen: set[str] = set()
+    for issuer in settings.auth_issuers:
+        _validate_issuer(issuer, seen)
+
+
+def _validate_issuer(issuer: TrustedIssuer, seen: set[str]) -> None:
+    name = f"trusted issuer {issuer.iss!r}"
+    if not issuer.iss or issuer.iss in seen:
+        raise SettingsError(f"{name}: iss must be non-empty and listed once")
+    seen.add(issuer.iss)
+    if not issuer.jwks and not issuer.jku:
+        raise SettingsError(f"{name}: give its JWK Set as jwks (a file or https URL) or a jku allow-list")
+    if issuer.jwks and _is_url(issuer.jwks) and not fetchable_url(issuer.jwks):
+        raise SettingsError(f"{name}: jwks URL {issuer.jwks!r} must be https (http only on loopback)")
+    if issuer.jwks and not _is_url(issuer.jwks) and not Path(issuer.jwks).is_file():
+        raise SettingsError(f"{name}: jwks file {issuer.jwks!r} does not exist")
+    for url in issuer.jku:
+        if not fetchable_url(url):
+            raise SettingsError(f"{name}: jku {url!r} must be an https URL (http only on loopback)")
+    if issuer.tenants is not None and not all(issuer.tenants):
+        raise SettingsError(f"{name}: tenants must be non-empty strings")
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    kid: str
+    kty: str
+    crv: str | None
+    alg: str | None  # the JWK's own `alg`, when it states one
+    key: Any
+
+    def fits(self, alg: str) -> bool:
+        kty, crv = SIGNING_ALGORITHMS[alg]
+        return self.kty == kty and (crv is None or self.crv == crv) and self.alg in (None, alg)
+
+
+def _public_key(jwk: dict[str, Any]) -> PublicKey | None:
+    kid, kty = jwk.get("kid"), jwk.get("kty")
+    if not isinstance(kid, str) or not kid or jwk.get("use", "sig") != "sig":
+        return None
+    document = json.dumps(jwk)
+    try:
+        if kty == "EC":
+            key = ECAlgorithm.from_jwk(document)
+        elif kty == "RSA":
+            key = RSAAlgorithm.from_jwk(document)
+        else:
+            return None
+    except (jwt.InvalidKeyError, ValueError, TypeError, KeyError):
+        return None
+    if isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        key = key.public_key()  # a JWKS should hold only public keys; use the public half regardless
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+        return None
+    alg = jwk.get("alg")
+    return PublicKey(kid, str(kty), jwk.get("crv"), alg if isinstance(alg, str) else None, key)
+
+
+def parse_jwks(document: bytes) -> dict[str, PublicKey]:
+    """kid -> public key; unusable keys (HMAC, encryption-only, weak RSA, no kid) are left out."""
+    try:
+        jwks = json.loads(document)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+        raise ValueError('not a JWK Set: expected {"keys": [...]}')
+    keys = (_public_key(k) for k in jwks["keys"] if isinstance(k, dict))
+    return {k.kid: k for k in keys if k is not None}
+
+
+@dataclass
+class _Entry:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    keys: dict[str, PublicKey] = field(default_factory=dict)
+    loaded_at: float | None = None
+    attempted_at: float | None = None
+
+
+def _elapsed_at_least(since: float | None, now: float, seconds: float) -> bool:
+    # A clock that went backwards counts as elapsed, so a wall-clock step cannot freeze the cache.
+    return since is None or not (0 <= now - since < seconds)
+
+
+class JwksCache:
+    """JWK Sets by source (file path or URL), kept for `ttl` seconds and reloaded on an unknown kid.
+
+    Any load, scheduled or for an unknown kid, happens at most once per JWKS_MIN_REFRESH_SECONDS per
+    source, so a stream of tokens with made-up kids cannot make us hammer the client's server.
+    A failed reload keeps the keys already loaded.
+    """
+
+    def __init__(self, ttl: float, clock: Callable[[], float], http: httpx.Client | None = None) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._http = http or httpx.Client(timeout=JWKS_FETCH_TIMEOUT_SECONDS, follow_redirects=False)
+        self._entries: dict[str, _Entry] = {}
+        self._entries_lock = threading.Lock()
+
+    def find(self, source: str, kid: str) -> tuple[PublicKey | None, bool]:
+        """(key or None, whether this source has ever loaded)."""
+        with self._entries_lock:
+            entry = self._entries.setdefault(source, _Entry())
+        with entry.lock:
+            now = self._clock()
+            wanted = kid not in entry.keys or _elapsed_at_least(entry.loaded_at, now, self.ttl)
+            if wanted and _elapsed_at_least(entry.attempted_at, now, JWKS_MIN_REFRESH_SECONDS):
+                entry.attempted_at = now
+                try:
+                    entry.keys = parse_jwks(self._read(source))
+                    entry.loaded_at = now
+                except (OSError, ValueError, httpx.HTTPError) as exc:
+                    log.warning("JWK Set not loaded from %s: %s", source, exc)
+            return entry.keys.get(kid), entry.loaded_at is not None
+
+    def _read(self, source: str) -> bytes:
+        if not _is_url(source):
+            with open(source, "rb") as f:
+                body = f.read(MAX_JWKS_BYTES + 1)
+        elif not fetchable_url(source):  # configuration is validated; this guards the code path itself
+            raise ValueError("URL not allowed")
+        else:
+            with self._http.stream("GET", source, headers={"Accept": "application/json"}) as response:
+                if response.status_code != 200:
+                    raise ValueError(f"HTTP {response.status_code}")
+                body = b""
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_JWKS_BYTES:
+                        break
+        if len(body) > MAX_JWKS_BYTES:
+            raise ValueError(f"larger than {MAX_JWKS_BYTES} bytes")
+        return body
+
+
+def _b64json(segment: str) -> Any:
+    try:
+        return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise AuthError("malformed") from None
+
+
+def _number(value: Any) -> bool:
+    # json.loads accepts NaN and Infinity, which would make every time comparison pass.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _loggable(value: Any) -> str | None:
+    return value[:200] if isinstance(value, str) else None
+
+
+class Verifier:
+    """Checks tokens against the trusted issuers. `clock` (epoch seconds) may be replaced in tests."""
+
+    def __init__(
+        self, settings: Settings, replay: ReplayStore, clock: Callable[[], float] = time.time,
+        http: httpx.Client | None = None,
+    ) -> None:
+        validate_auth_settings(settings)
+        self.clock = clock
+        self._issuers = {i.iss: i for i in settings.auth_issuers}
+        self._algorithms = frozenset(settings.auth_algorithms)
+        self._leeway = settings.auth_leeway_seconds
+        self._base_url = (settings.public_base_url or "").rstrip("/")
+        self._replay = replay
+        self._keys = JwksCache(settings.auth_jwks_cache_seconds, lambda: self.clock(), http)
+
+    def audience_for(self, path: str) -> str:
+        """The `aud` a call to `path` must carry: configured public base URL + path, never the Host header."""
+        return self._base_url + path
+
+    def verify(self, token: str, audience: str) -> VerifiedToken:
+        parts = token.split(".")
+        if len(token) > MAX_TOKEN_CHARS or len(parts) != 3:
+            raise AuthError("malformed")
+        header, unverified = _b64json(parts[0]), _b64json(parts[1])
+        if not isinstance(header, dict) or not isinstance(unverified, dict) or "crit" in header or "b64" in header:
+            raise AuthError("malformed")
+        iss = unverified.get("iss")
+        ident = {"iss": _loggable(iss), "jti": _loggable(unverified.get("jti"))}
+
+        alg, kid = header.get("alg"), header.get("kid")
+        if alg not in self._algorithms:
+            raise AuthError("alg-not-allowed", **ident)
+        if not isinstance(kid, str) or not kid:
+            raise AuthError("missing-kid", **ident)
+        issuer = self._issuers.get(iss) if isinstance(iss, str) else None
+        if issuer is None:
+            raise AuthError("unknown-issuer", **ident)
+        key = self._key(issuer, header.get("jku"), kid, ident)
+        if not key.fits(alg):
+            raise AuthError("key-alg-mismatch", **ident)
+        try:
+            payload = jwt.PyJWS().decode(token, key.key, algorithms=[alg])
+        except jwt.PyJWTError:
+            raise AuthError("bad-signature", **ident) from None
+        # From here on only what the signature covers; it must be what the issuer was chosen from.
+        claims: Any
+        try:
+            claims = json.loads(payload)
+        except ValueError:
+            claims = None
+        if claims != unverified:
+            raise AuthError("malformed", **ident)
+        self._check_claims(claims, issuer, audience, ident)
+        jti: str = claims["jti"]
+        # Last, so that only a token that passed everything else can use up its jti.
+        expires_at = float(claims["exp"]) + self._leeway
+        if not self._replay.first_use_of_jti(issuer.iss, jti, expires_at, self.clock()):
+            raise AuthError("replayed-jti", **ident)
+        tenant = claims.get("tenant")
+        return VerifiedToken(issuer.iss, jti, tenant if isinstance(tenant, str) else None, claims)
+
+    def _key(self, issuer: TrustedIssuer, jku: Any, kid: str, ident: dict[str, Any]) -> PublicKey:
+        allowed_jku = set(issuer.jku) | ({issuer.jwks} if issuer.jwks and _is_url(issuer.jwks) else set())
+        if jku is not None and (not isinstance(jku, str) or jku not in allowed_jku):
+            raise AuthError("jku-not-allowed", **ident)
+        sources: list[str] = [issuer.jwks] if issuer.jwks else []
+        if jku and jku not in sources:
+            sources.append(jku)
+        if not sources:
+            sources = list(issuer.jku)
+        any_loaded = False
+        for source in sources:
+            key, loaded = self._keys.find(source, kid)
+            if key is not None:
+                return key
+            any_loaded = any_loaded or loaded
+        raise AuthError("unknown-kid" if any_loaded else "jwks-unavailable", **ident)
+
+    def _check_claims(
+        self, claims: dict[str, Any], issuer: TrustedIssuer, audience: str, ident: dict[str, Any]
+    ) -> None:
+        if any(name not in claims for name in REQUIRED_CLAIMS):
+            raise AuthError("missing-claim", **ident)
+        aud, exp, iat, nbf = claims["aud"], claims["exp"], claims["iat"], claims.get("nbf")
+        audiences: list[Any] = aud if isinstance(aud, list) else [aud]
+        if (
+            not all(isinstance(a, str) for a in audiences) or not _number(exp) or not _number(iat)
+            or (nbf is not None and not _number(nbf)) or not isinstance(claims["jti"], str) or not claims["jti"]
+        ):
+            raise AuthError("malformed", **ident)
+        if audience not in audiences:
+            raise AuthError("wrong-audience", **ident)
+        now, leeway = self.clock(), self._leeway
+        if now >= exp + leeway:
+            raise AuthError("expired", **ident)
+        if iat > now + leeway:
+            raise AuthError("iat-in-future", **ident)
+        if nbf is not None and nbf > now + leeway:
+            raise AuthError("not-yet-valid", **ident)
+        if issuer.tenants is not None and claims.get("tenant") not in issuer.tenants:
+            raise AuthError("tenant-not-allowed", **ident)

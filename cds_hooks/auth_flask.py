@@ -1,0 +1,43 @@
+"""Require a CDS Hooks client JWT on every request once trusted issuers are configured."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, g, request
+
+from cds_hooks.api import error_response
+from cds_hooks.auth import AuthError, ReplayStore, Verifier, bearer_token
+from cds_hooks.config import Settings
+
+log = logging.getLogger("cds_hooks.auth")
+
+# Liveness and readiness probes come from the platform, not from an EHR, and carry no JWT;
+# /healthz returns no patient data, only whether the rules loaded and the database is writable.
+OPEN_ENDPOINTS = frozenset({"cds_hooks.healthz"})
+
+
+def install_auth(app: Flask, settings: Settings, replay: ReplayStore) -> None:
+    if not settings.auth_enabled:
+        log.warning("authentication is OFF: no trusted issuers configured; any caller is served")
+        return
+    verifier = Verifier(settings, replay)
+    app.extensions["lumbar_cds.verifier"] = verifier
+
+    @app.before_request
+    def _authenticate() -> Response | None:
+        # CORS preflights never carry credentials (browsers send them without Authorization).
+        if request.method == "OPTIONS" or request.endpoint in OPEN_ENDPOINTS:
+            return None
+        try:
+            token = bearer_token(request.headers.get("Authorization"))
+            g.cds_client = verifier.verify(token, verifier.audience_for(request.path))
+        except AuthError as exc:
+            # The reason goes to the log, never to the caller; the token itself goes nowhere.
+            log.warning(
+                "unauthorized reason=%s iss=%r jti=%r %s %r", exc.reason, exc.iss, exc.jti, request.method, request.path
+            )
+            response = error_response(401, "Unauthorized")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        return None
