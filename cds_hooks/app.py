@@ -40,6 +40,10 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     app.extensions["lumbar_cds.rules"] = rules
     app.extensions["lumbar_cds.store"] = Store(settings.database_path)
     app.register_blueprint(api.bp)
+    if settings.sandbox:
+        from cds_hooks import sandbox  # the page's modules load only when it is on
+
+        app.register_blueprint(sandbox.bp)
 
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError) -> Response:

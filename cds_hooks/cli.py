@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -26,8 +27,13 @@ def _serve(args: argparse.Namespace) -> int:
             "authentication. Use a loopback address for development.",
             file=sys.stderr,
         )
-    app = create_app()
+    settings = Settings.from_env()
+    if settings.sandbox is None:  # development on loopback: the sandbox page is on unless LUMBAR_CDS_SANDBOX=0
+        settings = dataclasses.replace(settings, sandbox=args.host in LOOPBACK)
+    app = create_app(settings)
     print(f"lumbar-cds: CDS Hooks discovery at http://{args.host}:{args.port}/cds-services", file=sys.stderr)
+    if settings.sandbox:
+        print(f"lumbar-cds: scenario sandbox at http://{args.host}:{args.port}/sandbox", file=sys.stderr)
     app.run(host=args.host, port=args.port, debug=False, use_reloader=False)
     return 0
 

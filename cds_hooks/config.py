@@ -14,6 +14,15 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
+def _flag(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 1 or 0 (or true/false), not {value!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".lumbar-cds")
@@ -24,6 +33,11 @@ class Settings:
     # default); any http(s) origin on a loopback host is always allowed.
     cors_origins: tuple[str, ...] = field(default=DEFAULT_CORS_ORIGINS)
     log_level: str = "INFO"
+    # The scenario sandbox page (/sandbox). None means "not set": off under the
+    # WSGI factory (production), switched on by `lumbar-cds serve` (development).
+    sandbox: bool | None = None
+    # Scenario fixtures the sandbox lists; None means the built-in ones.
+    fixtures_dir: Path | None = None
 
     @property
     def database_path(self) -> Path:
@@ -44,6 +58,10 @@ class Settings:
             values["cors_origins"] = tuple(o.strip().rstrip("/") for o in v.split(",") if o.strip())
         if (v := _env("LOG_LEVEL")) is not None:
             values["log_level"] = v.upper()
+        if (v := _env("SANDBOX")) is not None:
+            values["sandbox"] = _flag("LUMBAR_CDS_SANDBOX", v)
+        if (v := _env("FIXTURES_DIR")) is not None:
+            values["fixtures_dir"] = Path(v)
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
         if unknown:
