@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -62,6 +63,7 @@ def test_server_answers_discovery_on_loopback(tmp_path: Path, server: str) -> No
     """`lumbar-cds serve` and the README's gunicorn command both serve the real app."""
     port = _free_port()
     env = {**os.environ, "LUMBAR_CDS_DATA_DIR": str(tmp_path / "data")}
+    env.pop("LUMBAR_CDS_SANDBOX", None)
     command = (
         [sys.executable, "-m", "cds_hooks.cli", "serve", "--port", str(port)] if server == "serve"
         else [str(GUNICORN), "--workers", "2", "--bind", f"127.0.0.1:{port}", "cds_hooks.app:create_app()"]
@@ -80,6 +82,13 @@ def test_server_answers_discovery_on_loopback(tmp_path: Path, server: str) -> No
                 time.sleep(0.2)
         assert {s["hook"] for s in body["services"]} == {"order-select", "order-sign"}
         assert (tmp_path / "data" / "lumbar-cds.sqlite3").exists()
+        # The sandbox page is on for the development server, off under the WSGI factory.
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/sandbox", timeout=5) as response:
+                sandbox_status = response.status
+        except urllib.error.HTTPError as exc:
+            sandbox_status = exc.code
+        assert sandbox_status == (200 if server == "serve" else 404)
     finally:
         proc.terminate()
         proc.wait(timeout=10)

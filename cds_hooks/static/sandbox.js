@@ -83,13 +83,26 @@
 
   // ---------------------------------------------------------------- scenarios
 
-  function expectedText(scenario) {
-    const expected = scenario.expected;
-    let text;
-    if (expected.status !== 200) text = `HTTP ${expected.status}`;
-    else if (!expected.cards.length) text = "no card";
-    else text = expected.cards.map((c) => `${c.rule} (${c.indicator})`).join(", ");
-    return text;
+  // "imaging-premature (warning), ..." / "no card" / "HTTP 412": one wording for expected and actual.
+  function outcomeText(status, cards) {
+    if (status !== 200) return `HTTP ${status}`;
+    if (!cards.length) return "no card";
+    return cards.map((c) => `${c.rule} (${c.indicator})`).sort().join(", ");
+  }
+
+  const expectedText = (scenario) => outcomeText(scenario.expected.status, scenario.expected.cards);
+
+  function showResult(status, cards) {
+    const line = $("scenario-result");
+    if (state.built.changes.length) {
+      line.className = "result";
+      line.textContent = "What-ifs applied: the expected outcome above is for the scenario as recorded.";
+      return;
+    }
+    const got = outcomeText(status, cards.map((c) => ({ rule: (c.source && c.source.topic || {}).code, indicator: c.indicator })));
+    const want = expectedText(state.current);
+    line.className = got === want ? "result result-ok" : "result result-differs";
+    line.textContent = got === want ? `Result: ${got}, as expected.` : `Result: ${got}; expected ${want}.`;
   }
 
   function renderScenarioList() {
@@ -179,7 +192,7 @@
     const starts = events.map((e) => dayNumber(e.start));
     const from = Math.min(today - 42, ...starts) - 3;
     const to = today + 5;
-    const width = 760, left = 200, right = 16, laneHeight = 30, top = 10;
+    const width = 760, left = 210, right = 16, laneHeight = 30, top = 10;
     const height = top + lanes.length * laneHeight + 34;
     const x = (day) => left + ((day - from) / (to - from)) * (width - left - right);
     const root = svg("svg", {
@@ -189,7 +202,7 @@
     lanes.forEach((lane, i) => {
       const y = top + i * laneHeight + laneHeight / 2;
       root.append(svg("line", { x1: left, x2: width - right, y1: y, y2: y, class: "lane-line" }));
-      const label = lane.label.length > 30 ? `${lane.label.slice(0, 29)}…` : lane.label;
+      const label = lane.label.length > 26 ? `${lane.label.slice(0, 25)}…` : lane.label;
       root.append(svg("text", { x: left - 8, y: y + 4, "text-anchor": "end", class: "lane-label" }, label));
     });
     for (const e of events) {
@@ -264,6 +277,7 @@
     setBusy(true);
     $("orders-effect").hidden = true;
     setStatus("Sending…");
+    $("scenario-result").textContent = "";
     try {
       const built = await call("POST", "/sandbox/api/request", {
         scenario: state.current.name,
@@ -291,6 +305,7 @@
       $("raw-response").textContent = pretty(answer.body);
       $("exchange-line").textContent = `POST ${url} (${state.built.hook}) → HTTP ${answer.status}`;
       if (!answer.ok) {
+        showResult(answer.status, []);
         fill($("cards"), el("p", { class: "muted", text: "No cards: the service refused the request." }));
         setStatus(`${state.built.hook} sent: HTTP ${answer.status}.`);
         showError(`The service answered HTTP ${answer.status}.`, answer.body);
@@ -298,6 +313,7 @@
       }
       const cards = Array.isArray(answer.body.cards) ? answer.body.cards : [];
       renderCards(cards);
+      showResult(answer.status, cards);
       setStatus(`${state.built.hook} sent to ${state.built.service}: HTTP ${answer.status}, ` +
         `${cards.length} card${cards.length === 1 ? "" : "s"}.`);
     } catch (err) {
