@@ -8,6 +8,7 @@ Registered only when the `sandbox` setting is on (see config.py).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +32,7 @@ from cds_hooks.whatif import (
     red_flag_menu,
 )
 
+log = logging.getLogger("cds_hooks.sandbox")
 bp = Blueprint("sandbox", __name__, template_folder="templates",
                static_folder="static", static_url_path="/sandbox/static")
 
@@ -68,11 +70,18 @@ def _fixtures() -> dict[str, Path]:
     return fixture_paths(_settings().fixtures_dir or fixtures_dir())
 
 
+def _load(path: Path) -> Fixture:
+    try:
+        return load_fixture(path, today_utc())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # orjson errors are ValueErrors
+        raise ServiceError(422, f"Scenario file {path.name} could not be read: {type(exc).__name__}: {exc}") from None
+
+
 def _fixture(name: str) -> Fixture:
     path = _fixtures().get(name)
     if path is None:
         raise ServiceError(404, f"No scenario {name!r}. GET /sandbox/api/scenarios lists them.", ["scenario"])
-    return load_fixture(path, today_utc())
+    return _load(path)
 
 
 @bp.get("/sandbox")
@@ -106,7 +115,11 @@ def scenarios() -> Response:
     rules = api._rules()
     listed = []
     for name, path in _fixtures().items():
-        fixture = load_fixture(path, today_utc())
+        try:
+            fixture = _load(path)
+        except ServiceError as exc:
+            log.warning("sandbox: scenario skipped: %s", exc.message)  # synthetic files: no patient data
+            continue
         profile = fixture.profile or rules.pathway.default_profile
         listed.append({
             "name": name, "title": fixture.title, "description": fixture.description,

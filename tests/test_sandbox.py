@@ -148,9 +148,13 @@ def test_fixtures_dir_setting(make_app: Callable[..., Flask], tmp_path: Path) ->
     own = tmp_path / "scenarios"
     own.mkdir()
     shutil.copy(FIXTURES["red-flag-fever-mri"], own / "only-one.json")
+    (own / "broken.json").write_text('{"title": "no request"}')
     client = make_app(sandbox=True, fixtures_dir=own).test_client()
     assert [s["name"] for s in client.get("/sandbox/api/scenarios").json["scenarios"]] == ["only-one"]
     assert client.post("/sandbox/api/request", json={"scenario": "premature-mri-3-weeks"}).status_code == 404
+    broken = client.post("/sandbox/api/request", json={"scenario": "broken"})
+    assert broken.status_code == 422
+    assert "broken.json could not be read" in broken.json["issue"][0]["diagnostics"]
 
 
 @pytest.mark.parametrize("body", [
