@@ -44,6 +44,10 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     app.extensions["lumbar_cds.fetcher"] = FhirFetcher(settings.fetch_limits, settings.fhir_allowlist)
     install_auth(app, settings, app.extensions["lumbar_cds.store"])  # first, so 401 precedes any other check
     app.register_blueprint(api.bp)
+    if settings.sandbox:
+        from cds_hooks import sandbox  # the page's modules load only when it is on
+
+        app.register_blueprint(sandbox.bp)
 
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import orjson
 
 from cds_hooks.config import Settings, SettingsError
 from cds_hooks.errors import ServiceError
-from cds_hooks.exposure import ExposureRefused, startup_notice
+from cds_hooks.exposure import ExposureRefused, is_loopback_host, startup_notice
 from cds_hooks.fhir_fetch import FhirFetcher
 from cds_hooks.fixtures import resolve_dates
 from cds_hooks.ruleset import RulesError, load_rules
@@ -24,8 +25,12 @@ def _serve(args: argparse.Namespace) -> int:
     notice = startup_notice([args.host], settings.auth_enabled, args.insecure, "--insecure")
     if notice:
         print(notice, file=sys.stderr)
+    if settings.sandbox is None:  # development on loopback: the sandbox page is on unless LUMBAR_CDS_SANDBOX=0
+        settings = dataclasses.replace(settings, sandbox=is_loopback_host(args.host))
     app = create_app(settings)
     print(f"lumbar-cds: CDS Hooks discovery at http://{args.host}:{args.port}/cds-services", file=sys.stderr)
+    if settings.sandbox:
+        print(f"lumbar-cds: scenario sandbox at http://{args.host}:{args.port}/sandbox", file=sys.stderr)
     app.run(host=args.host, port=args.port, debug=False, use_reloader=False)
     return 0
 

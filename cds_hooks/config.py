@@ -41,6 +41,15 @@ class TrustedIssuer:
     tenants: tuple[str, ...] | None = None
 
 
+def _flag(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be 1 or 0 (or true/false), not {value!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".lumbar-cds")
@@ -58,6 +67,20 @@ class Settings:
     fhir_max_pages: int = 10
     fhir_max_resources: int = 2000
 
+    # CDS Hooks JWT authentication is on when at least one issuer is trusted. The JWT `aud`
+    # must equal public_base_url + the request path; the Host header is never used.
+    public_base_url: str | None = None
+    auth_issuers: tuple[TrustedIssuer, ...] = ()
+    auth_algorithms: tuple[str, ...] = ("ES384", "RS384")
+    auth_leeway_seconds: int = 60
+    auth_jwks_cache_seconds: int = 600
+
+    # The scenario sandbox page (/sandbox). None means "not set": off under the
+    # WSGI factory (production), switched on by `lumbar-cds serve` (development).
+    sandbox: bool | None = None
+    # Scenario fixtures the sandbox lists; None means the built-in ones.
+    fixtures_dir: Path | None = None
+
     def __post_init__(self) -> None:
         problems = [p for p in map(check_allowlist_entry, self.fhir_allowlist) if p]
         if not 0 < self.fhir_timeout <= 60:
@@ -66,14 +89,6 @@ class Settings:
             problems.append("fhir_max_pages and fhir_max_resources must be at least 1")
         if problems:
             raise SettingsError("Invalid settings: " + "; ".join(problems))
-
-    # CDS Hooks JWT authentication is on when at least one issuer is trusted. The JWT `aud`
-    # must equal public_base_url + the request path; the Host header is never used.
-    public_base_url: str | None = None
-    auth_issuers: tuple[TrustedIssuer, ...] = ()
-    auth_algorithms: tuple[str, ...] = ("ES384", "RS384")
-    auth_leeway_seconds: int = 60
-    auth_jwks_cache_seconds: int = 600
 
     @property
     def auth_enabled(self) -> bool:
@@ -122,6 +137,12 @@ class Settings:
             values["auth_leeway_seconds"] = _number("AUTH_LEEWAY_SECONDS", v, int)
         if (v := _env("AUTH_JWKS_CACHE_SECONDS")) is not None:
             values["auth_jwks_cache_seconds"] = _number("AUTH_JWKS_CACHE_SECONDS", v, int)
+
+
+        if (v := _env("SANDBOX")) is not None:
+            values["sandbox"] = _flag("LUMBAR_CDS_SANDBOX", v)
+        if (v := _env("FIXTURES_DIR")) is not None:
+            values["fixtures_dir"] = Path(v)
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
         if unknown:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,18 @@ class Fixture:
 
 
 def fixtures_dir() -> Path:
+    """Fixtures shipped in the wheel, else the repository's top-level fixtures/."""
+    packaged = resources.files("cds_hooks") / "builtin_fixtures"
+    if packaged.is_dir():
+        return Path(str(packaged))
     return Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def fixture_paths(directory: Path) -> dict[str, Path]:
+    """Scenario name (file stem) → file, sorted by name; empty if the directory is missing."""
+    if not directory.is_dir():
+        return {}
+    return {path.stem: path for path in sorted(directory.glob("*.json"))}
 
 
 def load_fixture(path: Path, today: date) -> Fixture:

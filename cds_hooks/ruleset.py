@@ -43,8 +43,8 @@ Indicator = Literal["info", "warning", "critical"]
 HookName = Literal["order-select", "order-sign"]
 # Why history could not be read (record.py, service.py); cards.yaml words each.
 UnavailableReason = Literal[
-    "not-sent", "ehr-error", "no-context", "timeout", "refused", "server-error", "bad-response", "unreachable",
-    "truncated",
+    "not-sent", "not-allowed", "ehr-error", "no-context", "timeout", "refused", "server-error", "bad-response",
+    "unreachable", "truncated",
 ]
 
 # The one modality the pathway names: formal PT starts the imaging trial clock

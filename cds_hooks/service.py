@@ -93,8 +93,11 @@ def gather_prefetch(
     details: dict[str, str] = {}
     if missing and request.fhirServer is None:
         unavailable.update(dict.fromkeys(missing, "not-sent"))
-    elif missing and request.fhirServer is not None:
-        if fetcher is None or not fetcher.allowed(request.fhirServer):
+    elif missing and (fetcher is None or not fetcher.allowed(request.fhirServer or "")):
+        # No connection at all to a server the deployment has not allowed (SSRF). Without
+        # required data that is a 412; optional history is reported on the card instead,
+        # so a sandbox whose public FHIR server answered only some templates still works.
+        if any(key in service.required for key in missing):
             raise ServiceError(
                 412,
                 f"fhirServer {request.fhirServer} is not a FHIR server this deployment may query, so "
@@ -102,6 +105,8 @@ def gather_prefetch(
                 "or ask the service's operators to add the server to LUMBAR_CDS_FHIR_ALLOWLIST (https only).",
                 ["fhirServer"],
             )
+        unavailable.update(dict.fromkeys(missing, "not-allowed"))
+    elif missing and fetcher is not None and request.fhirServer is not None:
         queries: dict[str, str] = {}
         for key in missing:
             query = render_template(service.prefetch[key], _tokens(context))
@@ -130,6 +135,7 @@ def _why(key: str, reason: str, detail: str | None, service: ServiceDef) -> str:
     # For integrators: the reason, the template and any safe detail (never a URL or token).
     explained = {
         "not-sent": "not in prefetch and no fhirServer to query",
+        "not-allowed": "fhirServer is not on this deployment's allow-list",
         "ehr-error": "the EHR sent an OperationOutcome instead",
         "no-context": "its template needs a context value the request lacks",
         "timeout": "fhirServer did not answer within the deadline",

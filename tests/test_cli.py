@@ -100,6 +100,13 @@ def test_server_answers_discovery_on_loopback(tmp_path: Path, server: str) -> No
         assert status == 200
         assert {s["hook"] for s in json.loads(body)["services"]} == {"order-select", "order-sign"}
         assert (tmp_path / "data" / "lumbar-cds.sqlite3").exists()
+        # The sandbox page is on for the development server, off under the WSGI factory.
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/sandbox", timeout=5) as response:
+                sandbox_status = response.status
+        except urllib.error.HTTPError as exc:
+            sandbox_status = exc.code
+        assert sandbox_status == (200 if server == "serve" else 404)
     finally:
         stderr = _stop(proc)
     assert "WARNING: authentication is OFF" in stderr

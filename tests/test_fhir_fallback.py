@@ -218,10 +218,25 @@ def test_a_server_not_on_the_allowlist_gets_412_and_no_connection(
 def test_default_allowlist_is_loopback_only(
     server: str, scenarios: dict[str, Scenario], make_app: Callable[..., Flask]
 ) -> None:
+    app = make_app()
     started = time.monotonic()
-    status, outcome = _call(make_app(), SELECT, scenarios["premature-mri-3-weeks"].bare | {"fhirServer": server})
+    status, outcome = _call(app, SELECT, scenarios["premature-mri-3-weeks"].bare | {"fhirServer": server})
     assert status == 412 and outcome["issue"][0]["expression"] == ["fhirServer"]
     assert time.monotonic() - started < 0.5  # refused before any network attempt
+
+
+def test_optional_history_from_a_server_not_allowed_is_reported_not_fetched(
+    scenarios: dict[str, Scenario], make_app: Callable[..., Flask]
+) -> None:
+    body = copy.deepcopy(scenarios["premature-mri-3-weeks"].full)
+    del body["prefetch"]["procedures"]
+    with FaultyServer() as server:
+        app = make_app(fhir_allowlist=("https://ehr.example.org/fhir",))
+        status, response = _call(app, SELECT, body | {"fhirServer": server.url("ok")})
+        assert server.connections == 0
+    assert status == 200
+    assert "Procedures (including therapy sessions): not checked; the EHR's FHIR server is not one" \
+        in response["cards"][0]["detail"]
 
 
 def test_full_prefetch_needs_no_server_even_if_not_allowed(

@@ -113,7 +113,8 @@ def test_rules_check_command(rules_copy: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_rules_load_from_an_installed_wheel(tmp_path: Path) -> None:
-    """The wheel carries rules/ inside the package; a plain install finds them."""
+    """The wheel carries rules/ inside the package; a plain install finds them, and the
+    sandbox page's template, scripts and scenario fixtures."""
     dist = tmp_path / "dist"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(REPO)],
@@ -122,11 +123,18 @@ def test_rules_load_from_an_installed_wheel(tmp_path: Path) -> None:
     wheel = next(dist.glob("*.whl"))
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as archive:
-        assert "cds_hooks/builtin_rules/pathway.yaml" in archive.namelist()
+        names = archive.namelist()
+        assert "cds_hooks/builtin_rules/pathway.yaml" in names
+        assert {"cds_hooks/templates/sandbox.html", "cds_hooks/static/sandbox.js", "cds_hooks/static/markdown.js",
+                "cds_hooks/builtin_fixtures/premature-mri-3-weeks.json"} <= set(names)
         archive.extractall(site)
     code = (
         "import cds_hooks.ruleset as r; rules = r.load_rules(); "
-        "print(rules.source_dir); assert 'builtin_rules' in str(rules.source_dir)"
+        "print(rules.source_dir); assert 'builtin_rules' in str(rules.source_dir); "
+        "from pathlib import Path; from cds_hooks.app import create_app; "
+        f"c = create_app(data_dir=Path({str(tmp_path / 'data')!r}), sandbox=True).test_client(); "
+        "assert c.get('/sandbox').status_code == 200 and c.get('/sandbox/static/sandbox.js').status_code == 200; "
+        "assert len(c.get('/sandbox/api/scenarios').json['scenarios']) > 20"
     )
     # -I isolates from the editable install; the extracted wheel is the only cds_hooks.
     deps = [p for p in sys.path if "site-packages" in p]
