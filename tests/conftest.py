@@ -12,10 +12,19 @@ from flask.testing import FlaskClient
 
 from cds_hooks.app import create_app
 from cds_hooks.config import Settings
+from cds_hooks.migrate import upgrade
 from cds_hooks.ruleset import Rules, load_rules
 from cds_hooks.service import today_utc
+from cds_hooks.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def migrated_store(target: str | Path) -> Store:
+    """A store on a database (URL, or SQLite file) brought to the current schema."""
+    store = Store(target)
+    upgrade(store.engine)
+    return store
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +40,8 @@ def today() -> date:
 @pytest.fixture
 def make_app(tmp_path: Path) -> Callable[..., Flask]:
     def make(**overrides: object) -> Flask:
-        settings = Settings(data_dir=tmp_path / "data", rules_dir=REPO / "rules")
+        # A fresh SQLite file per test, given its schema at start-up as `lumbar-cds serve` does.
+        settings = Settings(data_dir=tmp_path / "data", rules_dir=REPO / "rules", auto_migrate=True)
         fields = {**settings.__dict__, **overrides}
         return create_app(Settings(**fields))  # type: ignore[arg-type]
 
