@@ -152,13 +152,14 @@ class Store:
         """
         with self.engine.begin() as db:
             if now - self._jti_pruned_at >= JTI_PRUNE_INTERVAL_SECONDS:
-                db.execute(jti_seen.delete().where(jti_seen.c.expires_at < now))
+                db.execute(jti_seen.delete().where(jti_seen.c.expires_at < float(now)))
                 self._jti_pruned_at = now
             claim = self._upsert(
                 jti_seen, {"iss": iss, "jti": jti, "expires_at": expires_at}, ["iss", "jti"], ["expires_at"],
-                where=jti_seen.c.expires_at < now,
+                where=jti_seen.c.expires_at < float(now),
             )
-            return db.execute(claim).rowcount == 1
+            # SQLAlchemy keeps an INSERT's rowcount only when asked (psycopg would report -1).
+            return db.execute(claim.execution_options(preserve_rowcount=True)).rowcount == 1
 
     def writable(self) -> bool:
         try:

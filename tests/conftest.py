@@ -16,6 +16,7 @@ from cds_hooks.migrate import upgrade
 from cds_hooks.ruleset import Rules, load_rules
 from cds_hooks.service import today_utc
 from cds_hooks.store import Store
+from tests.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,3 +58,20 @@ def app(make_app: Callable[..., Flask]) -> Flask:
 def client(app: Flask) -> Iterator[FlaskClient]:
     with app.test_client() as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the whole session, started on first use; fails if not installed."""
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty database on each backend: an SQLite file, or a database on the real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    return request.getfixturevalue("postgres").create_database()
