@@ -123,10 +123,14 @@ def test_rules_load_from_an_installed_wheel(tmp_path: Path) -> None:
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as archive:
         assert "cds_hooks/builtin_rules/pathway.yaml" in archive.namelist()
+        assert "cds_hooks/migrations/versions/0001_initial.py" in archive.namelist()
         archive.extractall(site)
     code = (
         "import cds_hooks.ruleset as r; rules = r.load_rules(); "
-        "print(rules.source_dir); assert 'builtin_rules' in str(rules.source_dir)"
+        "print(rules.source_dir); assert 'builtin_rules' in str(rules.source_dir); "
+        # The migrations ship too: the installed package can create its schema.
+        "from cds_hooks.migrate import upgrade, current_revision; from cds_hooks.store import Store; "
+        "engine = Store('sqlite:///wheel.sqlite3').engine; upgrade(engine); assert current_revision(engine)"
     )
     # -I isolates from the editable install; the extracted wheel is the only cds_hooks.
     deps = [p for p in sys.path if "site-packages" in p]
