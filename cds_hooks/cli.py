@@ -8,14 +8,17 @@ from datetime import date
 from pathlib import Path
 
 import orjson
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_hooks.config import Settings, SettingsError
+from cds_hooks.database import create_db_engine, safe_url
 from cds_hooks.errors import ServiceError
 from cds_hooks.exposure import ExposureRefused, startup_notice
 from cds_hooks.fhir_fetch import FhirFetcher
 from cds_hooks.fixtures import resolve_dates
-from cds_hooks.migrate import SchemaNotCurrent
+from cds_hooks.migrate import SchemaNotCurrent, check_schema, current_revision, head_revision, upgrade
+from cds_hooks.report import FORMATS, build_report, render
 from cds_hooks.ruleset import RulesError, load_rules
 from cds_hooks.service import evaluate_hook, today_utc
 
@@ -99,12 +102,13 @@ def _rules_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _db_upgrade(args: argparse.Namespace) -> int:
-    from cds_hooks.database import safe_url
-    from cds_hooks.migrate import current_revision, upgrade
-    from cds_hooks.store import Store
+def _engine() -> Engine:
+    """The service's database, from the same settings as the service."""
+    return create_db_engine(Settings.from_env().store_url)
 
-    engine = Store(Settings.from_env().store_url).engine
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    engine = _engine()
     before = current_revision(engine)
     after = upgrade(engine)
     change = "already at" if before == after else f"upgraded from {before or 'empty'} to"
@@ -113,11 +117,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _db_current(args: argparse.Namespace) -> int:
-    from cds_hooks.database import safe_url
-    from cds_hooks.migrate import current_revision, head_revision
-    from cds_hooks.store import Store
-
-    engine = Store(Settings.from_env().store_url).engine
+    engine = _engine()
     found, needed = current_revision(engine), head_revision()
     state = "up to date" if found == needed else f"needs `lumbar-cds db upgrade` to {needed}"
     print(f"database {safe_url(engine.url)}: revision {found or 'none'} ({state})")
@@ -125,11 +125,7 @@ def _db_current(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from cds_hooks.migrate import check_schema
-    from cds_hooks.report import build_report, render
-    from cds_hooks.store import Store
-
-    engine = Store(Settings.from_env().store_url).engine
+    engine = _engine()
     check_schema(engine)
     sys.stdout.write(render(build_report(engine, args.since, args.top), args.since, args.format))
     return 0
@@ -171,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="per rule: cards issued, accepted, overridden, top override reasons")
     report.add_argument("--since", type=date.fromisoformat, help="only cards issued on or after this day (YYYY-MM-DD)")
-    report.add_argument("--format", choices=("text", "csv", "json"), default="text")
+    report.add_argument("--format", choices=FORMATS, default="text")
     report.add_argument("--top", type=int, default=3, help="override reasons listed per rule (default 3)")
     report.set_defaults(func=_report)
     return parser
