@@ -77,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, sekmet_server(Path(tmp)) as base:
         full, bare, count = _requests(base, args.resources)
-        app = create_app(Settings(data_dir=Path(tmp) / "cds", log_level="WARNING"))
+        app = create_app(Settings(data_dir=Path(tmp) / "cds", log_level="WARNING", auto_migrate=True))
         client = app.test_client()
         full_body, bare_body = orjson.dumps(full), orjson.dumps(bare)
         cards_full = client.post(SERVICE, data=full_body, content_type="application/json").get_json()["cards"]

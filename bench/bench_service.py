@@ -194,7 +194,7 @@ def main() -> None:
     rules = load_rules()
     service = rules.services["lumbar-pathway-order-select"]
     with tempfile.TemporaryDirectory() as tmp:
-        app = create_app(Settings(data_dir=Path(tmp), log_level="WARNING"))
+        app = create_app(Settings(data_dir=Path(tmp), log_level="WARNING", auto_migrate=True))
         client = app.test_client()
         print(f"{'resources':>9} {'body kB':>8} {'floor µs':>9} {'cold µs':>8} {'cold×':>6} {'warm µs':>8}"
               f" {'warm×':>6} {'HTTP µs':>8} {'HTTP×':>6}")

@@ -17,6 +17,7 @@ from cds_hooks.auth_flask import install_auth
 from cds_hooks.config import Settings
 from cds_hooks.errors import ServiceError
 from cds_hooks.fhir_fetch import FhirFetcher
+from cds_hooks.migrate import check_schema
 from cds_hooks.ruleset import load_rules
 from cds_hooks.store import Store
 
@@ -40,9 +41,11 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["lumbar_cds.settings"] = settings
     app.extensions["lumbar_cds.rules"] = rules
-    app.extensions["lumbar_cds.store"] = Store(settings.database_path)
+    store = Store(settings.store_url)
+    check_schema(store.engine, settings.auto_migrate)  # SchemaNotCurrent: run `lumbar-cds db upgrade`
+    app.extensions["lumbar_cds.store"] = store
     app.extensions["lumbar_cds.fetcher"] = FhirFetcher(settings.fetch_limits, settings.fhir_allowlist)
-    install_auth(app, settings, app.extensions["lumbar_cds.store"])  # first, so 401 precedes any other check
+    install_auth(app, settings, store)  # first, so 401 precedes any other check
     app.register_blueprint(api.bp)
     if settings.sandbox:
         from cds_hooks import sandbox  # the page's modules load only when it is on

@@ -1,19 +1,25 @@
-"""`lumbar-cds`: serve the API, evaluate a request file, check the rules."""
+"""`lumbar-cds`: serve the API, evaluate a request file, check the rules, migrate the database, report."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import sys
+from datetime import date
 from pathlib import Path
 
 import orjson
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from cds_hooks.config import Settings, SettingsError
+from cds_hooks.database import create_db_engine, safe_url
 from cds_hooks.errors import ServiceError
 from cds_hooks.exposure import ExposureRefused, is_loopback_host, startup_notice
 from cds_hooks.fhir_fetch import FhirFetcher
 from cds_hooks.fixtures import resolve_dates
+from cds_hooks.migrate import SchemaNotCurrent, check_schema, current_revision, head_revision, upgrade
+from cds_hooks.report import FORMATS, build_report, render
 from cds_hooks.ruleset import RulesError, load_rules
 from cds_hooks.service import evaluate_hook, today_utc
 
@@ -21,7 +27,8 @@ from cds_hooks.service import evaluate_hook, today_utc
 def _serve(args: argparse.Namespace) -> int:
     from cds_hooks.app import create_app
 
-    settings = Settings.from_env()
+    # The embedded default stays one command: a brand-new SQLite file gets its schema here.
+    settings = Settings.from_env(auto_migrate=True)
     notice = startup_notice([args.host], settings.auth_enabled, args.insecure, "--insecure")
     if notice:
         print(notice, file=sys.stderr)
@@ -100,6 +107,35 @@ def _rules_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine() -> Engine:
+    """The service's database, from the same settings as the service."""
+    return create_db_engine(Settings.from_env().store_url)
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    engine = _engine()
+    before = current_revision(engine)
+    after = upgrade(engine)
+    change = "already at" if before == after else f"upgraded from {before or 'empty'} to"
+    print(f"database {safe_url(engine.url)}: {change} revision {after}")
+    return 0
+
+
+def _db_current(args: argparse.Namespace) -> int:
+    engine = _engine()
+    found, needed = current_revision(engine), head_revision()
+    state = "up to date" if found == needed else f"needs `lumbar-cds db upgrade` to {needed}"
+    print(f"database {safe_url(engine.url)}: revision {found or 'none'} ({state})")
+    return 0 if found == needed else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    engine = _engine()
+    check_schema(engine)
+    sys.stdout.write(render(build_report(engine, args.since, args.top), args.since, args.format))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lumbar-cds", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--rules-dir", help="rules directory (default: built-in)")
     check.add_argument("--profile")
     check.set_defaults(func=_rules_check)
+
+    db = sub.add_parser("db", help="database schema (LUMBAR_CDS_DATABASE_URL, default SQLite under the data dir)")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply the schema migrations (safe to repeat)").set_defaults(func=_db_upgrade)
+    db_sub.add_parser("current", help="show the schema revision; exit 1 when an upgrade is needed").set_defaults(
+        func=_db_current
+    )
+
+    report = sub.add_parser("report", help="per rule: cards issued, accepted, overridden, top override reasons")
+    report.add_argument("--since", type=date.fromisoformat, help="only cards issued on or after this day (YYYY-MM-DD)")
+    report.add_argument("--format", choices=FORMATS, default="text")
+    report.add_argument("--top", type=int, default=3, help="override reasons listed per rule (default 3)")
+    report.set_defaults(func=_report)
     return parser
 
 
@@ -136,9 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     except RulesError as exc:
         print("error: the rules did not load:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
         return 1
-    except (SettingsError, ExposureRefused) as exc:
+    except (SettingsError, ExposureRefused, SchemaNotCurrent) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SQLAlchemyError as exc:
+        # The driver's own message (never the URL, so no password); the statement is left out.
+        print(f"error: database: {getattr(exc, 'orig', None) or exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from cds_hooks.database import backend_problem, sqlite_url
 from cds_hooks.fhir_fetch import FetchLimits, check_allowlist_entry
 
 DEFAULT_CORS_ORIGINS = ("https://sandbox.cds-hooks.org",)
@@ -66,6 +67,11 @@ class Settings:
     fhir_allowlist: tuple[str, ...] = ()
     fhir_max_pages: int = 10
     fhir_max_resources: int = 2000
+    # Storage: an SQLAlchemy URL (sqlite:///... or postgresql+psycopg://...); unset means SQLite under data_dir.
+    database_url: str | None = None
+    # Create the schema in a brand-new, empty SQLite database at start-up (`lumbar-cds serve`, tests).
+    # Anything else must be migrated with `lumbar-cds db upgrade` first.
+    auto_migrate: bool = False
 
     # CDS Hooks JWT authentication is on when at least one issuer is trusted. The JWT `aud`
     # must equal public_base_url + the request path; the Host header is never used.
@@ -83,6 +89,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         problems = [p for p in map(check_allowlist_entry, self.fhir_allowlist) if p]
+        if self.database_url is not None and (problem := backend_problem(self.database_url)):
+            problems.append(problem)
         if not 0 < self.fhir_timeout <= 60:
             problems.append(f"fhir_timeout must be between 0 and 60 seconds, not {self.fhir_timeout}")
         if self.fhir_max_pages < 1 or self.fhir_max_resources < 1:
@@ -99,6 +107,10 @@ class Settings:
         return self.data_dir / "lumbar-cds.sqlite3"
 
     @property
+    def store_url(self) -> str:
+        return self.database_url or sqlite_url(self.database_path)
+
+    @property
     def fetch_limits(self) -> FetchLimits:
         return FetchLimits(self.fhir_timeout, self.fhir_max_pages, self.fhir_max_resources)
 
@@ -111,6 +123,8 @@ class Settings:
             values.update(load_settings_file(Path(v)))
         if (v := _env("DATA_DIR")) is not None:
             values["data_dir"] = Path(v)
+        if (v := _env("DATABASE_URL")) is not None:
+            values["database_url"] = v
         if (v := _env("RULES_DIR")) is not None:
             values["rules_dir"] = Path(v)
         if (v := _env("PROFILE")) is not None:

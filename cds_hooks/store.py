@@ -1,172 +1,170 @@
-"""Durable storage (SQLite): the cards we issued and the feedback clinicians sent.
+"""Durable storage (SQLAlchemy Core): the cards we issued, the feedback clinicians sent, used JWT ids.
 
 Issued cards carry no patient identifiers: uuid, rule, service, hook,
 hookInstance and time are enough to trace feedback to the rule that fired.
-Feedback is committed with a full fsync before the API acknowledges it.
+Every write is committed before the method returns, so before the API answers:
+on SQLite with a full fsync (see database.py), on PostgreSQL with its default
+synchronous commit. The schema itself is created by the Alembic migrations
+(cds_hooks/migrations); these table definitions only describe it for queries.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Column, Engine, Float, Index, Integer, MetaData, Table, Text, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
 from cds_hooks.cards import IssuedCard
+from cds_hooks.database import create_db_engine, sqlite_url
 from cds_hooks.wire import FeedbackItem
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS issued_cards (
-    uuid TEXT PRIMARY KEY,
-    rule_id TEXT NOT NULL,
-    indicator TEXT NOT NULL,
-    service_id TEXT NOT NULL,
-    hook TEXT NOT NULL,
-    hook_instance TEXT NOT NULL,
-    profile TEXT NOT NULL,
-    suggestion_uuids TEXT NOT NULL,
-    issued_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS feedback (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    service_id TEXT NOT NULL,
-    card_uuid TEXT NOT NULL,
-    known_card INTEGER NOT NULL,
-    rule_id TEXT,
-    outcome TEXT NOT NULL,
-    outcome_timestamp TEXT NOT NULL,
-    accepted_suggestions TEXT,
-    unknown_suggestions TEXT,
-    override_system TEXT,
-    override_code TEXT,
-    override_display TEXT,
-    user_comment TEXT,
-    received_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS feedback_card ON feedback (card_uuid);
-CREATE TABLE IF NOT EXISTS health (id INTEGER PRIMARY KEY, checked_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS jti_seen (
-    iss TEXT NOT NULL,
-    jti TEXT NOT NULL,
-    expires_at REAL NOT NULL,
-    PRIMARY KEY (iss, jti)
-);
-"""
+metadata = MetaData()
+issued_cards = Table(
+    "issued_cards", metadata,
+    Column("uuid", Text, primary_key=True),
+    Column("rule_id", Text, nullable=False),
+    Column("indicator", Text, nullable=False),
+    Column("service_id", Text, nullable=False),
+    Column("hook", Text, nullable=False),
+    Column("hook_instance", Text, nullable=False),
+    Column("profile", Text, nullable=False),
+    Column("suggestion_uuids", Text, nullable=False),
+    Column("issued_at", Text, nullable=False),
+)
+feedback = Table(
+    "feedback", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service_id", Text, nullable=False),
+    Column("card_uuid", Text, nullable=False),
+    Column("known_card", Integer, nullable=False),
+    Column("rule_id", Text),
+    Column("outcome", Text, nullable=False),
+    Column("outcome_timestamp", Text, nullable=False),
+    Column("accepted_suggestions", Text),
+    Column("unknown_suggestions", Text),
+    Column("override_system", Text),
+    Column("override_code", Text),
+    Column("override_display", Text),
+    Column("user_comment", Text),
+    Column("received_at", Text, nullable=False),
+    Index("feedback_card", "card_uuid"),
+    sqlite_autoincrement=True,
+)
+health = Table(
+    "health", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("checked_at", Text, nullable=False),
+)
+jti_seen = Table(
+    "jti_seen", metadata,
+    Column("iss", Text, primary_key=True),
+    Column("jti", Text, primary_key=True),
+    Column("expires_at", Float, nullable=False),
+)
 # Expired jti rows are deleted at most this often per process.
 JTI_PRUNE_INTERVAL_SECONDS = 60.0
 
 
-def _now() -> str:
+def now_text() -> str:
+    """Stored times: ISO 8601 UTC with milliseconds and Z, so text order is time order."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
+    """`Store(url)` for a database URL, or `Store(path)` for an SQLite file. The schema must be migrated."""
+
+    def __init__(self, target: str | Path) -> None:
+        self.engine: Engine = create_db_engine(sqlite_url(target) if isinstance(target, Path) else target)
         self._jti_pruned_at = float("-inf")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._connection().executescript(SCHEMA)  # executescript manages its own transaction
 
-    def _connection(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            self._local.db = db
-        return db
-
-    @contextmanager
-    def _tx(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
-        db = self._connection()
-        # NORMAL is crash-safe in WAL mode; FULL also survives power loss, which
-        # is what "acknowledged feedback is never lost" needs.
-        db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _upsert(self, table: Table, rows: list[dict[str, Any]] | dict[str, Any], keys: list[str],
+                update: list[str], where: Any = None) -> Any:
+        """INSERT ... ON CONFLICT (keys) DO UPDATE SET update [WHERE where], in this backend's dialect."""
+        insert = (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(table)
+        insert = insert.values(rows)
+        return insert.on_conflict_do_update(
+            index_elements=keys, set_={name: insert.excluded[name] for name in update}, where=where
+        )
 
     def record_cards(
         self, service_id: str, hook: str, hook_instance: str, profile: str, issued: Iterable[IssuedCard]
     ) -> None:
+        issued_at = now_text()
         rows = [
-            (
-                item.card.uuid, item.rule_id, item.card.indicator, service_id, hook, hook_instance, profile,
-                json.dumps([s.uuid for s in item.card.suggestions or ()]), _now(),
-            )
+            {
+                "uuid": item.card.uuid, "rule_id": item.rule_id, "indicator": item.card.indicator,
+                "service_id": service_id, "hook": hook, "hook_instance": hook_instance, "profile": profile,
+                "suggestion_uuids": json.dumps([s.uuid for s in item.card.suggestions or ()]),
+                "issued_at": issued_at,
+            }
             for item in issued
         ]
         if not rows:
             return
-        with self._tx() as db:
-            db.executemany("INSERT OR REPLACE INTO issued_cards VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        columns = [c.name for c in issued_cards.columns if c.name != "uuid"]
+        with self.engine.begin() as db:
+            db.execute(self._upsert(issued_cards, rows, ["uuid"], columns))
 
     def record_feedback(self, service_id: str, items: list[FeedbackItem]) -> list[dict[str, Any]]:
-        """Store every item durably; unknown card or suggestion uuids are kept and flagged."""
-        received = _now()
+        """Store every item, all or nothing; unknown card or suggestion uuids are kept and flagged."""
+        received = now_text()
         results: list[dict[str, Any]] = []
-        with self._tx(durable=True) as db:
+        with self.engine.begin() as db:
             for item in items:
-                row = db.execute(
-                    "SELECT rule_id, suggestion_uuids FROM issued_cards WHERE uuid = ?", (item.card,)
-                ).fetchone()
+                card = db.execute(
+                    select(issued_cards.c.rule_id, issued_cards.c.suggestion_uuids)
+                    .where(issued_cards.c.uuid == item.card)
+                ).first()
                 accepted = [s.id for s in item.acceptedSuggestions or ()]
-                known_suggestions = set(json.loads(row[1])) if row else set()
+                known_suggestions = set(json.loads(card.suggestion_uuids)) if card else set()
                 unknown = [s for s in accepted if s not in known_suggestions]
-                reason = item.overrideReason.reason if item.overrideReason else None
-                db.execute(
-                    "INSERT INTO feedback (service_id, card_uuid, known_card, rule_id, outcome,"
-                    " outcome_timestamp, accepted_suggestions, unknown_suggestions, override_system,"
-                    " override_code, override_display, user_comment, received_at)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        service_id, item.card, 1 if row else 0, row[0] if row else None, item.outcome,
-                        item.outcomeTimestamp, json.dumps(accepted) if accepted else None,
-                        json.dumps(unknown) if unknown else None,
-                        reason.system if reason else None, reason.code if reason else None,
-                        reason.display if reason else None,
-                        item.overrideReason.userComment if item.overrideReason else None, received,
-                    ),
-                )
-                results.append({"card": item.card, "knownCard": bool(row), "unknownSuggestions": unknown})
+                override = item.overrideReason
+                reason = override.reason if override else None
+                db.execute(feedback.insert().values(
+                    service_id=service_id, card_uuid=item.card, known_card=1 if card else 0,
+                    rule_id=card.rule_id if card else None, outcome=item.outcome,
+                    outcome_timestamp=item.outcomeTimestamp,
+                    accepted_suggestions=json.dumps(accepted) if accepted else None,
+                    unknown_suggestions=json.dumps(unknown) if unknown else None,
+                    override_system=reason.system if reason else None,
+                    override_code=reason.code if reason else None,
+                    override_display=reason.display if reason else None,
+                    user_comment=override.userComment if override else None, received_at=received,
+                ))
+                results.append({"card": item.card, "knownCard": bool(card), "unknownSuggestions": unknown})
         return results
 
     def feedback_rows(self) -> list[dict[str, Any]]:
-        db = self._connection()
-        cursor = db.execute("SELECT * FROM feedback ORDER BY id")
-        names = [c[0] for c in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        with self.engine.connect() as db:
+            return [dict(row._mapping) for row in db.execute(select(feedback).order_by(feedback.c.id))]
 
     def first_use_of_jti(self, iss: str, jti: str, expires_at: float, now: float) -> bool:
         """Record (iss, jti) until `expires_at`; False when it is already recorded and not yet expired.
 
-        One atomic statement, so two gunicorn workers racing on the same token
+        One atomic statement, so two gunicorn workers (or instances) racing on the same token
         cannot both win. A stale row (its token long expired) is taken over.
         """
-        with self._tx() as db:
+        with self.engine.begin() as db:
             if now - self._jti_pruned_at >= JTI_PRUNE_INTERVAL_SECONDS:
-                db.execute("DELETE FROM jti_seen WHERE expires_at < ?", (now,))
+                db.execute(jti_seen.delete().where(jti_seen.c.expires_at < float(now)))
                 self._jti_pruned_at = now
-            cursor = db.execute(
-                "INSERT INTO jti_seen (iss, jti, expires_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (iss, jti) DO UPDATE SET expires_at = excluded.expires_at"
-                " WHERE jti_seen.expires_at < ?",
-                (iss, jti, expires_at, now),
+            claim = self._upsert(
+                jti_seen, {"iss": iss, "jti": jti, "expires_at": expires_at}, ["iss", "jti"], ["expires_at"],
+                where=jti_seen.c.expires_at < float(now),
             )
-            return cursor.rowcount == 1
+            # SQLAlchemy keeps an INSERT's rowcount only when asked (psycopg would report -1).
+            return db.execute(claim.execution_options(preserve_rowcount=True)).rowcount == 1
 
     def writable(self) -> bool:
         try:
-            with self._tx() as db:
-                db.execute("INSERT OR REPLACE INTO health VALUES (1, ?)", (_now(),))
+            with self.engine.begin() as db:
+                db.execute(self._upsert(health, {"id": 1, "checked_at": now_text()}, ["id"], ["checked_at"]))
             return True
-        except sqlite3.Error:
+        except SQLAlchemyError:
             return False

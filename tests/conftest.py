@@ -12,10 +12,20 @@ from flask.testing import FlaskClient
 
 from cds_hooks.app import create_app
 from cds_hooks.config import Settings
+from cds_hooks.migrate import upgrade
 from cds_hooks.ruleset import Rules, load_rules
 from cds_hooks.service import today_utc
+from cds_hooks.store import Store
+from tests.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def migrated_store(target: str | Path) -> Store:
+    """A store on a database (URL, or SQLite file) brought to the current schema."""
+    store = Store(target)
+    upgrade(store.engine)
+    return store
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +41,8 @@ def today() -> date:
 @pytest.fixture
 def make_app(tmp_path: Path) -> Callable[..., Flask]:
     def make(**overrides: object) -> Flask:
-        settings = Settings(data_dir=tmp_path / "data", rules_dir=REPO / "rules")
+        # A fresh SQLite file per test, given its schema at start-up as `lumbar-cds serve` does.
+        settings = Settings(data_dir=tmp_path / "data", rules_dir=REPO / "rules", auto_migrate=True)
         fields = {**settings.__dict__, **overrides}
         return create_app(Settings(**fields))  # type: ignore[arg-type]
 
@@ -47,3 +58,20 @@ def app(make_app: Callable[..., Flask]) -> Flask:
 def client(app: Flask) -> Iterator[FlaskClient]:
     with app.test_client() as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the whole session, started on first use; fails if not installed."""
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty database on each backend: an SQLite file, or a database on the real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    return request.getfixturevalue("postgres").create_database()

@@ -13,6 +13,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from cds_hooks.database import create_db_engine
 from cds_hooks.fixtures import fixtures_dir, load_fixture
 from cds_hooks.ruleset import _TOKEN, ALLOWED_PREFETCH_TOKENS
 from tests.conformance import assert_no_null_or_empty
@@ -245,7 +246,7 @@ def test_healthz(client: FlaskClient) -> None:
 def test_healthz_reports_unwritable_database(app: Flask, client: FlaskClient) -> None:
     path: Path = app.extensions["lumbar_cds.settings"].database_path
     store = app.extensions["lumbar_cds.store"]
-    store._local.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    store.engine = create_db_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
     response = client.get("/healthz")
     assert response.status_code == 503
 

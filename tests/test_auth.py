@@ -32,7 +32,7 @@ from cds_hooks.auth import AuthError, Verifier
 from cds_hooks.config import Settings, TrustedIssuer
 from cds_hooks.fixtures import fixtures_dir, load_fixture
 from cds_hooks.store import Store
-from tests.conftest import REPO
+from tests.conftest import REPO, migrated_store
 
 BASE = "https://cds.example.org/lumbar"
 SANDBOX = "https://sandbox.cds-hooks.org"
@@ -104,7 +104,8 @@ def issuers(tmp_path_factory: pytest.TempPathFactory, sandbox: Client, epic: Cli
 def authed(tmp_path_factory: pytest.TempPathFactory, issuers: tuple[TrustedIssuer, ...]) -> Flask:
     """One app for the module (every token has a fresh jti, so the tests cannot interfere)."""
     data_dir = tmp_path_factory.mktemp("data")
-    return create_app(Settings(data_dir=data_dir, rules_dir=REPO / "rules", public_base_url=BASE, auth_issuers=issuers))
+    return create_app(Settings(data_dir=data_dir, rules_dir=REPO / "rules", public_base_url=BASE, auth_issuers=issuers,
+                               auto_migrate=True))
 
 
 @pytest.fixture
@@ -355,7 +356,7 @@ def jwks_server() -> Iterator[JwksServer]:
 
 def _verifier(tmp_path: Path, *issuers: TrustedIssuer, clock: list[float]) -> Verifier:
     settings = Settings(public_base_url=BASE, auth_issuers=issuers)
-    return Verifier(settings, Store(tmp_path / "db.sqlite3"), clock=lambda: clock[0])
+    return Verifier(settings, migrated_store(tmp_path / "db.sqlite3"), clock=lambda: clock[0])
 
 
 def test_jwks_url_is_cached_and_refreshed_on_unknown_kid_at_most_every_30_s(
@@ -436,7 +437,7 @@ def test_a_jwk_that_names_another_alg_is_not_used(tmp_path: Path, epic: Client) 
 
 def test_jti_store_is_atomic_across_connections_and_forgets_expired_tokens(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
-    stores = [Store(path) for _ in range(8)]  # one connection each, like separate workers
+    stores = [migrated_store(path) for _ in range(8)]  # one engine each, like separate workers
     results: list[bool] = []
     barrier = threading.Barrier(len(stores))
 
@@ -452,7 +453,7 @@ def test_jti_store_is_atomic_across_connections_and_forgets_expired_tokens(tmp_p
     assert sorted(results) == [False] * 7 + [True]
     assert stores[0].first_use_of_jti("other-iss", "jti-1", expires_at=2000.0, now=1000.0)  # keyed by issuer too
     assert stores[0].first_use_of_jti("iss", "jti-1", expires_at=3000.0, now=2001.0)  # its token expired
-    fresh = Store(path)
+    fresh = migrated_store(path)
     fresh.first_use_of_jti("iss", "jti-2", expires_at=5000.0, now=4000.0)  # prunes rows expired by then
     rows = sqlite3.connect(path).execute("SELECT iss, jti FROM jti_seen ORDER BY iss, jti").fetchall()
     assert rows == [("iss", "jti-2")]

@@ -64,6 +64,9 @@ def _start(server: str, host: str, port: int, env: dict[str, str], insecure: boo
         command = [sys.executable, "-m", "cds_hooks.cli", "serve", "--host", host, "--port", str(port)]
         command += ["--insecure"] if insecure else []
     else:
+        # Production never migrates at start-up: the README's order is `db upgrade`, then gunicorn.
+        upgrade = [sys.executable, "-m", "cds_hooks.cli", "db", "upgrade"]
+        subprocess.run(upgrade, env={**os.environ, **env}, check=True, capture_output=True)
         command = [str(GUNICORN), "-c", "python:cds_hooks.gunicorn_conf", "--workers", "2",
                    "--bind", f"{host}:{port}", "cds_hooks.app:create_app()"]
         env = {**env, "LUMBAR_CDS_INSECURE": "1"} if insecure else env

@@ -73,7 +73,8 @@ def serving(app: Flask) -> Iterator[str]:
 
 
 def sandbox_app(data_dir: Path, rules_dir: Path = REPO / "rules") -> Flask:
-    return create_app(Settings(data_dir=data_dir, rules_dir=rules_dir, sandbox=True, log_level="WARNING"))
+    return create_app(Settings(data_dir=data_dir, rules_dir=rules_dir, sandbox=True, log_level="WARNING",
+                               auto_migrate=True))
 
 
 @pytest.fixture(scope="module")

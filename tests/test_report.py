@@ -1,0 +1,121 @@
+"""`lumbar-cds report` on data stored through the real app, on both backends."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from cds_hooks.cli import main
+from cds_hooks.fixtures import fixtures_dir, load_fixture
+from cds_hooks.service import today_utc
+from tests.conftest import migrated_store
+
+
+def _card(client: FlaskClient, fixture: str) -> dict[str, Any]:
+    """The fixture's first card, with the service that issued it under "service" (feedback goes there)."""
+    case = load_fixture(fixtures_dir() / f"{fixture}.json", today_utc())
+    response = client.post(f"/cds-services/{case.service}", json=case.request)
+    assert response.status_code == 200
+    return {**response.get_json()["cards"][0], "service": case.service}
+
+
+def _feedback(client: FlaskClient, card: dict[str, Any], accept: bool = False, reason: int | None = None,
+              with_display: bool = True) -> None:
+    item: dict[str, Any] = {"card": card["uuid"], "outcomeTimestamp": "2026-11-21T10:00:00Z"}
+    if accept:
+        item |= {"outcome": "accepted", "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}]}
+    else:
+        item["outcome"] = "overridden"
+        if reason is not None:
+            coding = dict(card["overrideReasons"][reason])
+            if not with_display:
+                del coding["display"]  # as the CDS Hooks Sandbox sends it
+            item["overrideReason"] = {"reason": coding}
+    response = client.post(f"/cds-services/{card['service']}/feedback", json={"feedback": [item]})
+    assert response.status_code == 200
+
+
+@pytest.fixture
+def stored(database_url: str, make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Five cards through the app and their feedback; the report reads the same database from the environment."""
+    migrated_store(database_url)
+    client = make_app(database_url=database_url).test_client()
+    imaging = [_card(client, "premature-mri-3-weeks") for _ in range(3)]
+    referral = [_card(client, "referral-orthopedic-surgeon-no-pt") for _ in range(2)]
+    _feedback(client, imaging[0], accept=True)
+    _feedback(client, imaging[1], reason=1)
+    _feedback(client, imaging[1], reason=1)  # a duplicate post counts once
+    _feedback(client, imaging[2], reason=1, with_display=False)
+    _feedback(client, referral[0], reason=0)
+    _feedback(client, referral[0], reason=2)  # the same card overridden again, for another reason
+    response = client.post(f"/cds-services/{imaging[0]['service']}/feedback", json={"feedback": [
+        {"card": "never-issued", "outcome": "overridden", "outcomeTimestamp": "2026-11-21T10:00:00Z"}]})
+    assert response.status_code == 200
+    monkeypatch.delenv("LUMBAR_CDS_CONFIG", raising=False)
+    monkeypatch.setenv("LUMBAR_CDS_DATABASE_URL", database_url)
+    return {"imaging": imaging, "referral": referral}
+
+
+def _report(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    capsys.readouterr()
+    assert main(["report", *args]) == 0
+    return capsys.readouterr().out
+
+
+def test_report_json(stored: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    imaging, referral = stored["imaging"], stored["referral"]
+    rules = {r["rule"]: r for r in json.loads(_report(capsys, "--format", "json"))["rules"]}
+    assert set(rules) == {imaging[0]["source"]["topic"]["code"], referral[0]["source"]["topic"]["code"]}
+    first = rules[imaging[0]["source"]["topic"]["code"]]
+    assert (first["issued"], first["accepted"], first["overridden"], first["withFeedback"]) == (3, 1, 2, 3)
+    assert first["overrideRate"] == pytest.approx(2 / 3)
+    reason = imaging[1]["overrideReasons"][1]
+    assert first["topOverrideReasons"] == [
+        {"system": reason["system"], "code": reason["code"], "display": reason["display"], "cards": 2}
+    ]
+    second = rules[referral[0]["source"]["topic"]["code"]]
+    assert (second["issued"], second["accepted"], second["overridden"], second["withFeedback"]) == (2, 0, 1, 1)
+    assert second["overrideRate"] == 1.0
+    codes = [r["code"] for r in referral[0]["overrideReasons"]]
+    assert [(r["code"], r["cards"]) for r in second["topOverrideReasons"]] == sorted([(codes[0], 1), (codes[2], 1)])
+    top_one = json.loads(_report(capsys, "--format", "json", "--top", "1"))["rules"]
+    assert all(len(r["topOverrideReasons"]) == 1 for r in top_one)
+
+
+def test_report_csv_and_text(stored: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    imaging = stored["imaging"]
+    rule = imaging[0]["source"]["topic"]["code"]
+    reason = imaging[1]["overrideReasons"][1]
+    rows = {r["rule"]: r for r in csv.DictReader(io.StringIO(_report(capsys, "--format", "csv")))}
+    assert (rows[rule]["issued"], rows[rule]["accepted"], rows[rule]["overridden"]) == ("3", "1", "2")
+    assert rows[rule]["override_rate"] == "0.6667"
+    assert rows[rule]["top_override_reasons"] == f"{reason['code']} ({reason['display']}): 2"
+    text = _report(capsys)
+    line = next(line for line in text.splitlines() if line.startswith(rule))
+    assert line.split() == [rule, "3", "1", "2", "3", "66.7%"]
+    assert f"2  {reason['code']} ({reason['display']})" in text
+
+
+def test_report_since(stored: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    today = today_utc()
+    assert len(json.loads(_report(capsys, "--format", "json", "--since", today.isoformat()))["rules"]) == 2
+    later = json.loads(_report(capsys, "--format", "json", "--since", (today + timedelta(days=1)).isoformat()))
+    assert later == {"since": (today + timedelta(days=1)).isoformat(), "rules": []}
+    assert "(no cards issued)" in _report(capsys, "--since", (today + timedelta(days=1)).isoformat())
+
+
+def test_report_refuses_an_unmigrated_database(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("LUMBAR_CDS_CONFIG", raising=False)
+    monkeypatch.setenv("LUMBAR_CDS_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.sqlite3'}")
+    assert main(["report"]) == 2
+    assert "lumbar-cds db upgrade" in capsys.readouterr().err
