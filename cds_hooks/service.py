@@ -15,8 +15,15 @@ from pydantic import BaseModel, ValidationError
 from cds_hooks.cards import IssuedCard, OrderingContext, build_cards
 from cds_hooks.errors import ServiceError
 from cds_hooks.fhir import validate_resource
+from cds_hooks.limits import MAX_DEPTH, deeper_than
 from cds_hooks.pathway import evaluate
-from cds_hooks.record import PatientRecord, is_operation_outcome, read_draft_orders, read_record
+from cds_hooks.record import (
+    PatientRecord,
+    is_operation_outcome,
+    prefetch_problem,
+    read_draft_orders,
+    read_record,
+)
 from cds_hooks.ruleset import Rules, ServiceDef
 from cds_hooks.wire import CONTEXT_MODELS, HookRequest, OrderSelectContext
 
@@ -48,10 +55,16 @@ def invalid_request(exc: ValidationError, prefix: str = "") -> ServiceError:
     return ServiceError(422, "Not a conformant CDS Hooks request: " + "; ".join(parts), expression or None)
 
 
-def parse_as(model: type[Model], body: Any, what: str) -> Model:
-    """Validate a parsed JSON body against a wire model; refusals are 422."""
+def parse_as(model: type[Model], body: Any, what: str, unread: tuple[str, ...] = ()) -> Model:
+    """Validate a parsed JSON body against a wire model; refusals are 422.
+
+    `unread` names top-level members not walked for depth here because the
+    reader checks only the parts of them it uses (see limits.py).
+    """
     if not isinstance(body, dict):
         raise ServiceError(422, f"The request body must be a JSON object ({what}).")
+    if deeper_than({k: v for k, v in body.items() if k not in unread}):
+        raise ServiceError(422, f"The request nests JSON arrays or objects more than {MAX_DEPTH} levels deep.")
     try:
         return model.model_validate(body)
     except ValidationError as exc:
@@ -66,6 +79,10 @@ def resolve_prefetch(service: ServiceDef, request: HookRequest) -> tuple[dict[st
     """
     supplied = request.prefetch or {}
     data = {key: supplied[key] for key in service.prefetch if key in supplied}
+    for key, value in data.items():
+        problem = prefetch_problem(value)
+        if problem:
+            raise ServiceError(422, f"prefetch.{key} {problem}.", [f"prefetch.{key}"])
     missing = [key for key in service.prefetch if key not in supplied]
     required_missing = [key for key in missing if key in service.required]
     failed = [key for key in service.required if is_operation_outcome(data.get(key))]
@@ -88,7 +105,7 @@ def evaluate_hook(
     rules: Rules, service: ServiceDef, body: Any, today: date | None = None
 ) -> HookOutcome:
     """Judge one parsed request body. Raises ServiceError for requests we refuse."""
-    request = parse_as(HookRequest, body, "a CDS Hooks request")
+    request = parse_as(HookRequest, body, "a CDS Hooks request", unread=("prefetch",))
     if request.hook != service.hook:
         raise ServiceError(
             422, f"Service {service.id!r} answers the {service.hook!r} hook, not {request.hook!r}.", ["hook"]

@@ -58,11 +58,19 @@ class OrderSignContext(_In):
         entries = self.draftOrders.get("entry", [])
         if entries is not None and not isinstance(entries, list):
             raise ValueError("context.draftOrders.entry must be an array")
+        refs: set[str] = set()
         for i, entry in enumerate(entries or []):
             if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
                 raise ValueError(f"context.draftOrders.entry[{i}] has no resource object")
-            if not isinstance(entry["resource"].get("resourceType"), str):
+            resource = entry["resource"]
+            if not isinstance(resource.get("resourceType"), str):
                 raise ValueError(f"context.draftOrders.entry[{i}].resource has no resourceType")
+            # Suggestions name a draft order by resourceId: two drafts under one id
+            # would make "delete ServiceRequest/x" ambiguous.
+            ref = f"{resource['resourceType']}/{resource.get('id')}"
+            if isinstance(resource.get("id"), str) and ref in refs:
+                raise ValueError(f"context.draftOrders has two entries {ref}")
+            refs.add(ref)
         return self
 
 
