@@ -7,31 +7,22 @@ uses the embedded defaults (SQLite under ./.lumbar-cds, built-in rules).
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from cds_hooks import api
+from cds_hooks import api, headers, logs
 from cds_hooks.config import Settings
 from cds_hooks.errors import ServiceError
 from cds_hooks.ruleset import load_rules
 from cds_hooks.store import Store
 
 log = logging.getLogger("cds_hooks")
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
-
-
-def _origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
-    if origin.rstrip("/") in allowed:
-        return True
-    parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and (parts.hostname or "") in LOOPBACK_HOSTS
 
 
 def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     settings = settings or Settings.from_env(**overrides)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     rules = load_rules(settings.rules_dir, settings.profile)  # RulesError names file and line
 
     app = Flask(__name__)
@@ -39,6 +30,8 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     app.extensions["lumbar_cds.settings"] = settings
     app.extensions["lumbar_cds.rules"] = rules
     app.extensions["lumbar_cds.store"] = Store(settings.database_path)
+    logs.install(app)  # first, so every request is timed and logged
+    headers.install(app, settings.cors_origins)
     app.register_blueprint(api.bp)
 
     @app.errorhandler(ServiceError)
@@ -53,26 +46,17 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
             413: f"The request body is larger than {settings.max_body_bytes} bytes.",
         }
         status = exc.code or 500
-        return api.error_response(status, messages.get(status, exc.description or exc.name))
+        response = api.error_response(status, messages.get(status, exc.description or exc.name))
+        for name, value in exc.get_headers():  # e.g. Allow on 405
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         # Log the type and place, never the request: it holds patient data.
         log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.path, exc_info=exc)
         return api.error_response(500, "Internal error; the request was not evaluated.")
-
-    @app.after_request
-    def _headers(response: Response) -> Response:
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        origin = request.headers.get("Origin")
-        if origin and _origin_allowed(origin, settings.cors_origins):
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Vary"] = "Origin"
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
-            response.headers["Access-Control-Max-Age"] = "600"
-        return response
 
     log.info("rules loaded: profile=%s value_sets=%d services=%d",
              rules.profile_id, len(rules.valuesets), len(rules.services))

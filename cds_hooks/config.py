@@ -24,6 +24,9 @@ class Settings:
     # default); any http(s) origin on a loopback host is always allowed.
     cors_origins: tuple[str, ...] = field(default=DEFAULT_CORS_ORIGINS)
     log_level: str = "INFO"
+    log_format: str = "json"  # or "text"; see logs.py
+    # Feedback items per request; more is refused (413) before any is stored.
+    max_feedback_items: int = 100
 
     @property
     def database_path(self) -> Path:
@@ -44,6 +47,10 @@ class Settings:
             values["cors_origins"] = tuple(o.strip().rstrip("/") for o in v.split(",") if o.strip())
         if (v := _env("LOG_LEVEL")) is not None:
             values["log_level"] = v.upper()
+        if (v := _env("LOG_FORMAT")) is not None:
+            values["log_format"] = v.lower()
+        if (v := _env("MAX_FEEDBACK_ITEMS")) is not None:
+            values["max_feedback_items"] = int(v)
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
         if unknown:

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 RULES: Rules = load_rules(REPO / "rules")
 TODAY = date(2026, 11, 21)
 PATIENT = "p1"
-BOUNDED = settings(max_examples=300, deadline=None, database=None, derandomize=True,
+BOUNDED = settings(max_examples=200, deadline=None, database=None, derandomize=True,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # ---- plain JSON ---------------------------------------------------------------------------
