@@ -294,7 +294,7 @@ class _Reader:
             return
         self.accept(res, Evidence(
             "ImagingStudy", _id(res), tuple(matches),
-            concept_text(res.get("procedureCode")) or res.get("description") or "Imaging study",
+            concept_text(res.get("procedureCode")) or _text(res.get("description")) or "Imaging study",
             code_label(self.rules, coding), parse_date(res.get("started")), None, status=res.get("status"),
         ))
 
@@ -322,7 +322,10 @@ _HANDLERS = {
 
 
 def _id(res: dict[str, Any]) -> str | None:
-    value = res.get("id")
+    return _text(res.get("id"))
+
+
+def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 

@@ -141,7 +141,10 @@ prefetches = st.dictionaries(prefetch_keys, prefetch_values, max_size=9)
 def test_read_record_never_raises(prefetch: dict[str, Any]) -> None:
     record = read_record(prefetch, PATIENT, RULES)
     assert isinstance(record, PatientRecord)
-    assert all(e.resource_type in READ_ELEMENTS for e in record.items)
+    for evidence in record.items:  # what a card may quote is typed, whatever came in
+        assert evidence.resource_type in READ_ELEMENTS
+        assert isinstance(evidence.label, str) and isinstance(evidence.code_label, str)
+        assert evidence.resource_id is None or isinstance(evidence.resource_id, str)
 
 
 @BOUNDED
@@ -194,3 +197,14 @@ def test_reader_helpers_accept_junk_where_arrays_belong(junk: Any) -> None:
                 "more": {"resourceType": "Bundle", "entry": [{"resource": condition}, {"resource": medication}]}}
     record = read_record(prefetch, PATIENT, RULES)
     assert record.items == []
+
+
+@pytest.mark.parametrize("description", [{"div": "x"}, 7, ["a"], None])
+def test_labels_are_text_whatever_the_description_holds(description: Any) -> None:
+    """A description that is not a string used to become an ImagingStudy's card label."""
+    code = next(c for vs in RULES.valuesets.values() if vs.kind == "lumbar-imaging" for c in vs.codes)
+    study = {"resourceType": "ImagingStudy", "id": "s1", "status": "available", "started": "2026-09-01",
+             "subject": {"reference": f"Patient/{PATIENT}"}, "description": description,
+             "procedureCode": [{"coding": [{"system": code.system, "code": code.code}]}]}
+    record = read_record({"imagingStudies": study}, PATIENT, RULES)
+    assert [e.label for e in record.items] == ["Imaging study"]
