@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any
@@ -203,3 +204,21 @@ def test_openapi_card_schema_is_the_wire_model(document: dict[str, Any]) -> None
     assert card["additionalProperties"] is False
     outcome = document["components"]["schemas"]["OperationOutcome"]
     assert outcome["properties"]["resourceType"]["const"] == "OperationOutcome"
+
+
+LIMIT = 5 * 1024 * 1024
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    (b"x" * (LIMIT + 1), 413),
+    # Cut at the limit this would be valid JSON: the rest must not be silently dropped.
+    (b'{"hook": 1}' + b" " * LIMIT, 413),
+    (b'{"hook": 1}', 422),
+])
+def test_body_limit_holds_without_content_length(client: FlaskClient, body: bytes, status: int) -> None:
+    """A chunked body (no Content-Length) is counted as it is read, so the limit still holds."""
+    response = client.post(SELECT, input_stream=io.BytesIO(body), content_type="application/json",
+                           headers={"Transfer-Encoding": "chunked"},
+                           environ_overrides={"wsgi.input_terminated": True})
+    assert response.status_code == status
+    assert response.get_json()["resourceType"] == "OperationOutcome"
