@@ -6,7 +6,6 @@ every refusal into a 4xx with an OperationOutcome. Logs carry no patient data.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import Counter
 from typing import Any
@@ -14,13 +13,14 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, request
 
+from cds_hooks import logs, openapi
+from cds_hooks.config import Settings
 from cds_hooks.errors import ServiceError, operation_outcome
 from cds_hooks.ruleset import Rules
 from cds_hooks.service import evaluate_hook, parse_as
 from cds_hooks.store import Store
-from cds_hooks.wire import Discovery, FeedbackRequest, ServiceDescription
+from cds_hooks.wire import Discovery, FeedbackRequest, FeedbackResponse, Health, ServiceDescription
 
-log = logging.getLogger("cds_hooks.api")
 bp = Blueprint("cds_hooks", __name__)
 
 JSON_TYPES = ("application/json", "application/fhir+json")
@@ -42,12 +42,20 @@ def _store() -> Store:
     return current_app.extensions["lumbar_cds.store"]
 
 
+def _settings() -> Settings:
+    return current_app.extensions["lumbar_cds.settings"]
+
+
 def _body() -> Any:
     """The JSON body, parsed once. Refuses other media types and broken JSON."""
     mimetype = request.mimetype
     if mimetype and mimetype not in JSON_TYPES:
         raise ServiceError(415, f"Send the request as application/json, not {mimetype}.")
     raw = request.get_data(cache=False)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        # werkzeug cuts a chunked body at the limit without complaint; reading on raises its 413.
+        request.stream.read(1)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -59,6 +67,7 @@ def _service(service_id: str) -> Any:
     if service is None:
         known = ", ".join(sorted(_rules().services))
         raise ServiceError(404, f"No CDS service {service_id!r}. Services: {known}.")
+    logs.annotate(service=service.id, hook=service.hook)
     return service
 
 
@@ -76,7 +85,6 @@ def discovery() -> Response:
 
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
-    started = time.perf_counter()
     deadline = time.monotonic() + current_app.extensions["lumbar_cds.settings"].fhir_timeout
     service = _service(service_id)
     body = _body()
@@ -86,11 +94,10 @@ def call_service(service_id: str) -> Response:
     _store().record_cards(
         service.id, service.hook, outcome.request.hookInstance, rules.profile_id, outcome.issued
     )
-    by_rule = Counter(i.rule_id for i in outcome.issued)
-    log.info(
-        "hook service=%s hook=%s cards=%s skipped=%d unavailable=%d ms=%.1f",
-        service.id, service.hook, dict(by_rule) or "{}", len(outcome.record.skipped),
-        len(outcome.record.unavailable), (time.perf_counter() - started) * 1000,
+    logs.annotate(
+        hookInstance=logs.safe_token(outcome.request.hookInstance),
+        cards=dict(Counter(i.rule_id for i in outcome.issued)),
+        skipped=len(outcome.record.skipped), unavailable=len(outcome.record.unavailable),
     )
     return json_response(outcome.response())
 
@@ -98,24 +105,35 @@ def call_service(service_id: str) -> Response:
 @bp.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
     service = _service(service_id)
-    parsed = parse_as(FeedbackRequest, _body(), 'CDS Hooks feedback: {"feedback": [...]}')
+    body = _body()
+    items = body.get("feedback") if isinstance(body, dict) else None
+    limit = _settings().max_feedback_items
+    if isinstance(items, list) and len(items) > limit:
+        raise ServiceError(413, f"At most {limit} feedback items per request; send the rest in another.",
+                           ["feedback"])
+    parsed = parse_as(FeedbackRequest, body, 'CDS Hooks feedback: {"feedback": [...]}')
     results = _store().record_feedback(service.id, parsed.feedback)
     unknown = sum(1 for r in results if not r["knownCard"])
-    log.info("feedback service=%s items=%d unknown_cards=%d", service.id, len(results), unknown)
-    return json_response({"stored": len(results), "unknownCards": unknown})
+    logs.annotate(items=len(results), unknownCards=unknown)
+    return json_response(FeedbackResponse(stored=len(results), unknownCards=unknown).model_dump())
 
 
 @bp.get("/healthz")
 def healthz() -> Response:
     rules = _rules()
     writable = _store().writable()
-    status = 200 if writable else 503
-    return json_response(
-        {
-            "status": "ok" if writable else "database not writable",
-            "rulesProfile": rules.profile_id,
-            "valueSets": len(rules.valuesets),
-            "services": len(rules.services),
-        },
-        status,
+    health = Health(
+        status="ok" if writable else "database not writable", rulesProfile=rules.profile_id,
+        valueSets=len(rules.valuesets), services=len(rules.services),
     )
+    return json_response(health.model_dump(), 200 if writable else 503)
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    # Built once per app from the wire models and the loaded services.
+    cached = current_app.extensions.get("lumbar_cds.openapi")
+    if cached is None:
+        cached = current_app.extensions["lumbar_cds.openapi"] = orjson.dumps(
+            openapi.document(_rules(), auth_required=current_app.extensions["lumbar_cds.settings"].auth_enabled))
+    return Response(cached, mimetype="application/json")

@@ -7,12 +7,11 @@ uses the embedded defaults (SQLite under ./.lumbar-cds, built-in rules).
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from cds_hooks import api
+from cds_hooks import api, headers, logs
 from cds_hooks.auth_flask import install_auth
 from cds_hooks.config import Settings
 from cds_hooks.errors import ServiceError
@@ -22,19 +21,11 @@ from cds_hooks.ruleset import load_rules
 from cds_hooks.store import Store
 
 log = logging.getLogger("cds_hooks")
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
-
-
-def _origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
-    if origin.rstrip("/") in allowed:
-        return True
-    parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and (parts.hostname or "") in LOOPBACK_HOSTS
 
 
 def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     settings = settings or Settings.from_env(**overrides)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     rules = load_rules(settings.rules_dir, settings.profile)  # RulesError names file and line
 
     app = Flask(__name__)
@@ -45,7 +36,9 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     check_schema(store.engine, settings.auto_migrate)  # SchemaNotCurrent: run `lumbar-cds db upgrade`
     app.extensions["lumbar_cds.store"] = store
     app.extensions["lumbar_cds.fetcher"] = FhirFetcher(settings.fetch_limits, settings.fhir_allowlist)
-    install_auth(app, settings, store)  # first, so 401 precedes any other check
+    logs.install(app)  # first, so every request is timed and logged, 401s included
+    headers.install(app, settings.cors_origins)  # before auth: CORS preflights carry no credentials
+    install_auth(app, settings, store)  # before the blueprint, so 401 precedes any other check
     app.register_blueprint(api.bp)
     if settings.sandbox:
         from cds_hooks import sandbox  # the page's modules load only when it is on
@@ -64,26 +57,17 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
             413: f"The request body is larger than {settings.max_body_bytes} bytes.",
         }
         status = exc.code or 500
-        return api.error_response(status, messages.get(status, exc.description or exc.name))
+        response = api.error_response(status, messages.get(status, exc.description or exc.name))
+        for name, value in exc.get_headers():  # e.g. Allow on 405
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         # Log the type and place, never the request: it holds patient data.
         log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.path, exc_info=exc)
         return api.error_response(500, "Internal error; the request was not evaluated.")
-
-    @app.after_request
-    def _headers(response: Response) -> Response:
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        origin = request.headers.get("Origin")
-        if origin and _origin_allowed(origin, settings.cors_origins):
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Vary"] = "Origin"
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
-            response.headers["Access-Control-Max-Age"] = "600"
-        return response
 
     log.info("rules loaded: profile=%s value_sets=%d services=%d",
              rules.profile_id, len(rules.valuesets), len(rules.services))

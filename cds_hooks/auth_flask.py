@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask, Response, g, request
 
+from cds_hooks import logs
 from cds_hooks.api import error_response
 from cds_hooks.auth import AuthError, ReplayStore, Verifier, bearer_token
 from cds_hooks.config import Settings
@@ -14,7 +15,8 @@ log = logging.getLogger("cds_hooks.auth")
 
 # Liveness and readiness probes come from the platform, not from an EHR, and carry no JWT;
 # /healthz returns no patient data, only whether the rules loaded and the database is writable.
-OPEN_ENDPOINTS = frozenset({"cds_hooks.healthz"})
+# The OpenAPI document describes the API, not patients, and tells integrators how to authenticate.
+OPEN_ENDPOINTS = frozenset({"cds_hooks.healthz", "cds_hooks.openapi_document"})
 
 
 def install_auth(app: Flask, settings: Settings, replay: ReplayStore) -> None:
@@ -37,6 +39,7 @@ def install_auth(app: Flask, settings: Settings, replay: ReplayStore) -> None:
             log.warning(
                 "unauthorized reason=%s iss=%r jti=%r %s %r", exc.reason, exc.iss, exc.jti, request.method, request.path
             )
+            logs.annotate(auth=exc.reason)
             response = error_response(401, "Unauthorized")
             response.headers["WWW-Authenticate"] = "Bearer"
             return response

@@ -61,6 +61,9 @@ class Settings:
     # default); any http(s) origin on a loopback host is always allowed.
     cors_origins: tuple[str, ...] = field(default=DEFAULT_CORS_ORIGINS)
     log_level: str = "INFO"
+    log_format: str = "json"  # or "text"; see logs.py
+    # Feedback items per request; more is refused (413) before any is stored.
+    max_feedback_items: int = 100
     # FHIR fallback: one deadline per hook call for everything fetched from
     # fhirServer, and the servers that may be queried (empty: loopback only).
     fhir_timeout: float = 2.0
@@ -151,12 +154,14 @@ class Settings:
             values["auth_leeway_seconds"] = _number("AUTH_LEEWAY_SECONDS", v, int)
         if (v := _env("AUTH_JWKS_CACHE_SECONDS")) is not None:
             values["auth_jwks_cache_seconds"] = _number("AUTH_JWKS_CACHE_SECONDS", v, int)
-
-
         if (v := _env("SANDBOX")) is not None:
             values["sandbox"] = _flag("LUMBAR_CDS_SANDBOX", v)
         if (v := _env("FIXTURES_DIR")) is not None:
             values["fixtures_dir"] = Path(v)
+        if (v := _env("LOG_FORMAT")) is not None:
+            values["log_format"] = v.lower()
+        if (v := _env("MAX_FEEDBACK_ITEMS")) is not None:
+            values["max_feedback_items"] = _number("MAX_FEEDBACK_ITEMS", v, int)
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
         if unknown:

@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from cds_hooks.limits import MAX_DEPTH, deeper_than
+
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
 _NAIVE_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$")
 
@@ -41,10 +43,10 @@ def codings(concept: Any) -> Iterator[dict[str, Any]]:
     """The codings of a CodeableConcept (or a list of them), skipping junk."""
     concepts = concept if isinstance(concept, list) else [concept]
     for cc in concepts:
-        if isinstance(cc, dict):
-            for coding in cc.get("coding") or ():
-                if isinstance(coding, dict):
-                    yield coding
+        items = cc.get("coding") if isinstance(cc, dict) else None
+        for coding in items if isinstance(items, list) else ():
+            if isinstance(coding, dict):
+                yield coding
 
 
 def concept_text(concept: Any) -> str | None:
@@ -111,6 +113,8 @@ def validate_resource(resource: dict[str, Any]) -> str | None:
     with the same history on every edit, so verdicts are memoised by a digest of
     the JSON (no patient data is kept as a key).
     """
+    if deeper_than(resource):
+        return f"nesting: more than {MAX_DEPTH} levels"
     try:
         key = hashlib.blake2b(orjson.dumps(resource), digest_size=16).digest()
     except TypeError:

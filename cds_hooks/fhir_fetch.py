@@ -14,7 +14,6 @@ followed.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import time
@@ -27,13 +26,14 @@ from urllib.parse import quote, urljoin, urlsplit
 import httpx
 import orjson
 
+from cds_hooks.exposure import is_loopback_host
+
 log = logging.getLogger("cds_hooks.fhir_fetch")
 # httpx logs every request URL at INFO (and httpcore the headers at DEBUG): the
 # URL holds the patient id and the headers the token, so they stay quiet.
 for _noisy in ("httpx", "httpcore"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 
-LOOPBACK_NAMES = frozenset({"localhost"})
 _TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
 # Token values go into URL paths and queries: FHIR ids and references only.
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9\-.]{1,64}(/[A-Za-z0-9\-.]{1,64})?$")
@@ -69,16 +69,6 @@ class Fetched:
 # --------------------------------------------------------------------------- allow-list
 
 
-def is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _origin_and_path(url: str) -> tuple[str, str, int | None, str] | None:
     try:
         parts = urlsplit(url)
@@ -96,7 +86,7 @@ def check_allowlist_entry(prefix: str) -> str | None:
     parsed = _origin_and_path(prefix)
     if parsed is None:
         return f"{prefix!r} is not an http(s) base URL without credentials"
-    if parsed[0] != "https" and not is_loopback(parsed[1]):
+    if parsed[0] != "https" and not is_loopback_host(parsed[1]):
         return f"{prefix!r} must use https: only loopback FHIR servers may use plain http"
     return None
 
@@ -115,10 +105,10 @@ def server_allowed(server: str, allowlist: tuple[str, ...]) -> bool:
     if parsed is None:
         return False
     scheme, host, port, path = parsed
-    if scheme != "https" and not is_loopback(host):
+    if scheme != "https" and not is_loopback_host(host):
         return False
     if not allowlist:
-        return is_loopback(host)
+        return is_loopback_host(host)
     for prefix in allowlist:
         allowed = _origin_and_path(prefix)
         if allowed is None or allowed[:3] != (scheme, host, port):

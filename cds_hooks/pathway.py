@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from cds_hooks.fhir import codings
 from cds_hooks.record import DraftOrder, Evidence, PatientRecord
 from cds_hooks.ruleset import FORMAL_PT, Rules
 
@@ -246,7 +247,7 @@ def _without_contrast(order: DraftOrder) -> dict[str, Any] | None:
         for m in order.matches if m.code.alternative
     }
     new_codings = []
-    for coding in order.resource.get("code", {}).get("coding", []):
+    for coding in codings(order.resource.get("code")):
         alt = alternatives.get((coding.get("system"), coding.get("code")))
         if alt:
             new_codings.append({"system": coding["system"], "code": alt.code, "display": alt.display})

@@ -145,7 +145,7 @@ class _Reader:
         self.statuses = rules.pathway.record_statuses
         self.record = PatientRecord(patient_id=patient_id)
         self.medications: dict[str, dict[str, Any]] = {}
-        self.seen: set[tuple[str, str]] = set()
+        self.seen: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
     # ---- the record -------------------------------------------------------------
 
@@ -165,10 +165,13 @@ class _Reader:
 
     def accept(self, res: dict[str, Any], evidence: Evidence) -> None:
         """Validate a resource the rules will use, then keep its evidence."""
-        key = (evidence.resource_type, evidence.resource_id or str(id(res)))
-        if key in self.seen:
+        # The same resource can come back from two prefetch searches: count it once.
+        # Two different resources under one id (an EHR defect) are both read, so
+        # neither a red flag nor a PT session is lost to whichever came first.
+        same_id = self.seen.setdefault((evidence.resource_type, evidence.resource_id or str(id(res))), [])
+        if any(earlier == res for earlier in same_id):
             return
-        self.seen.add(key)
+        same_id.append(res)
         if not self._same_patient(res):
             self.record.skipped.append(f"{evidence.ref}: belongs to another patient")
             return
@@ -265,9 +268,10 @@ class _Reader:
         if not isinstance(target, str):
             return None
         if target.startswith("#"):
-            for contained in res.get("contained") or ():
-                if isinstance(contained, dict) and contained.get("id") == target[1:]:
-                    return contained.get("code")
+            contained = res.get("contained")
+            for inner in contained if isinstance(contained, list) else ():
+                if isinstance(inner, dict) and inner.get("id") == target[1:]:
+                    return inner.get("code")
             return None
         med = self.medications.get(target) or self.medications.get(
             "Medication/" + target.rsplit("/", 1)[-1]
@@ -291,7 +295,7 @@ class _Reader:
             return
         self.accept(res, Evidence(
             "ImagingStudy", _id(res), tuple(matches),
-            concept_text(res.get("procedureCode")) or res.get("description") or "Imaging study",
+            concept_text(res.get("procedureCode")) or _text(res.get("description")) or "Imaging study",
             code_label(self.rules, coding), parse_date(res.get("started")), None, status=res.get("status"),
         ))
 
@@ -319,7 +323,10 @@ _HANDLERS = {
 
 
 def _id(res: dict[str, Any]) -> str | None:
-    value = res.get("id")
+    return _text(res.get("id"))
+
+
+def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
@@ -340,16 +347,39 @@ def _add_years(born: date, years: int) -> date:
         return born.replace(year=born.year + years, day=28)
 
 
+def _entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    """A Bundle's entries that are objects; junk entries are ignored."""
+    entries = bundle.get("entry")
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
 def bundle_resources(value: Any) -> Iterator[dict[str, Any]]:
     """Resources in a Bundle (type optional) or a single resource; junk is ignored."""
     if not isinstance(value, dict):
         return
     if value.get("resourceType") == "Bundle":
-        for entry in value.get("entry") or ():
-            if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
+        for entry in _entries(value):
+            if isinstance(entry.get("resource"), dict):
                 yield entry["resource"]
     else:
         yield value
+
+
+def prefetch_problem(value: Any) -> str | None:
+    """Why a prefetch value is not FHIR the reader can use, or None.
+
+    Null (no data) is fine, and so are junk entries inside a Bundle (skipped); a
+    value that is not a resource at all is a non-conformant request, not "no data".
+    """
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        return "is neither a FHIR resource nor null"
+    if not isinstance(value.get("resourceType"), str):
+        return "has no resourceType"
+    if value["resourceType"] == "Bundle" and not isinstance(value.get("entry", []), list | None):
+        return "is a Bundle whose entry is not an array"
+    return None
 
 
 def is_operation_outcome(value: Any) -> bool:
@@ -359,7 +389,7 @@ def is_operation_outcome(value: Any) -> bool:
     if value.get("resourceType") == "OperationOutcome":
         return True
     if value.get("resourceType") == "Bundle":
-        entries = [e for e in value.get("entry") or () if isinstance(e, dict)]
+        entries = _entries(value)
         return bool(entries) and all(
             isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") == "OperationOutcome"
             for e in entries

@@ -17,8 +17,15 @@ from cds_hooks.cards import IssuedCard, OrderingContext, build_cards
 from cds_hooks.errors import ServiceError
 from cds_hooks.fhir import validate_resource
 from cds_hooks.fhir_fetch import FhirFetcher, render_template
+from cds_hooks.limits import MAX_DEPTH, deeper_than
 from cds_hooks.pathway import evaluate
-from cds_hooks.record import PatientRecord, is_operation_outcome, read_draft_orders, read_record
+from cds_hooks.record import (
+    PatientRecord,
+    is_operation_outcome,
+    prefetch_problem,
+    read_draft_orders,
+    read_record,
+)
 from cds_hooks.ruleset import Rules, ServiceDef
 from cds_hooks.wire import CONTEXT_MODELS, HookRequest, OrderSelectContext, OrderSignContext
 
@@ -50,10 +57,16 @@ def invalid_request(exc: ValidationError, prefix: str = "") -> ServiceError:
     return ServiceError(422, "Not a conformant CDS Hooks request: " + "; ".join(parts), expression or None)
 
 
-def parse_as(model: type[Model], body: Any, what: str) -> Model:
-    """Validate a parsed JSON body against a wire model; refusals are 422."""
+def parse_as(model: type[Model], body: Any, what: str, unread: tuple[str, ...] = ()) -> Model:
+    """Validate a parsed JSON body against a wire model; refusals are 422.
+
+    `unread` names top-level members not walked for depth here because the
+    reader checks only the parts of them it uses (see limits.py).
+    """
     if not isinstance(body, dict):
         raise ServiceError(422, f"The request body must be a JSON object ({what}).")
+    if deeper_than({k: v for k, v in body.items() if k not in unread}):
+        raise ServiceError(422, f"The request nests JSON arrays or objects more than {MAX_DEPTH} levels deep.")
     try:
         return model.model_validate(body)
     except ValidationError as exc:
@@ -88,6 +101,10 @@ def gather_prefetch(
     """
     supplied = request.prefetch or {}
     data = {key: supplied[key] for key in service.prefetch if key in supplied}
+    for key, value in data.items():
+        problem = prefetch_problem(value)
+        if problem:
+            raise ServiceError(422, f"prefetch.{key} {problem}.", [f"prefetch.{key}"])
     unavailable = {key: "ehr-error" for key, value in data.items() if is_operation_outcome(value)}
     missing = [key for key in service.prefetch if key not in supplied]
     details: dict[str, str] = {}
@@ -162,7 +179,7 @@ def evaluate_hook(
     """
     if deadline is None:
         deadline = time.monotonic() + (fetcher.limits.timeout if fetcher else 0)
-    request = parse_as(HookRequest, body, "a CDS Hooks request")
+    request = parse_as(HookRequest, body, "a CDS Hooks request", unread=("prefetch",))
     if request.hook != service.hook:
         raise ServiceError(
             422, f"Service {service.id!r} answers the {service.hook!r} hook, not {request.hook!r}.", ["hook"]

@@ -49,7 +49,18 @@ class OrderSignContext(_In):
     userId: str = Field(pattern=r"^(Practitioner|PractitionerRole)/.+")
     patientId: str = Field(pattern=_ID)
     encounterId: str | None = Field(default=None, pattern=_ID)
-    draftOrders: dict[str, Any]
+    # The schema states what the validator below checks, for the OpenAPI document.
+    draftOrders: dict[str, Any] = Field(json_schema_extra={
+        "required": ["resourceType"],
+        "properties": {
+            "resourceType": {"const": "Bundle"},
+            "entry": {"type": ["array", "null"], "items": {
+                "type": "object", "required": ["resource"],
+                "properties": {"resource": {"type": "object", "required": ["resourceType"],
+                                            "properties": {"resourceType": {"type": "string"}}}},
+            }},
+        },
+    })
 
     @model_validator(mode="after")
     def _draft_orders_is_bundle(self) -> OrderSignContext:
@@ -58,11 +69,19 @@ class OrderSignContext(_In):
         entries = self.draftOrders.get("entry", [])
         if entries is not None and not isinstance(entries, list):
             raise ValueError("context.draftOrders.entry must be an array")
+        refs: set[str] = set()
         for i, entry in enumerate(entries or []):
             if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
                 raise ValueError(f"context.draftOrders.entry[{i}] has no resource object")
-            if not isinstance(entry["resource"].get("resourceType"), str):
+            resource = entry["resource"]
+            if not isinstance(resource.get("resourceType"), str):
                 raise ValueError(f"context.draftOrders.entry[{i}].resource has no resourceType")
+            # Suggestions name a draft order by resourceId: two drafts under one id
+            # would make "delete ServiceRequest/x" ambiguous.
+            ref = f"{resource['resourceType']}/{resource.get('id')}"
+            if isinstance(resource.get("id"), str) and ref in refs:
+                raise ValueError(f"context.draftOrders has two entries {ref}")
+            refs.add(ref)
         return self
 
 
@@ -206,4 +225,34 @@ class FeedbackItem(_In):
 
 
 class FeedbackRequest(_In):
-    feedback: list[FeedbackItem] = Field(min_length=1, max_length=500)
+    # The number of items is bounded by the max_feedback_items setting (413), checked before parsing.
+    feedback: list[FeedbackItem] = Field(min_length=1)
+
+
+class FeedbackResponse(_Out):
+    stored: int = Field(ge=0)
+    unknownCards: int = Field(ge=0)
+
+
+# --------------------------------------------------------------------------- service
+
+
+class Health(_Out):
+    status: Literal["ok", "database not writable"]
+    rulesProfile: str
+    valueSets: int
+    services: int
+
+
+class Issue(_Out):
+    severity: Literal["fatal", "error", "warning", "information"]
+    code: str
+    diagnostics: str
+    expression: list[str] | None = None
+
+
+class OperationOutcome(_Out):
+    """Every error body (errors.operation_outcome builds it)."""
+
+    resourceType: Literal["OperationOutcome"]
+    issue: list[Issue] = Field(min_length=1)

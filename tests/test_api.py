@@ -260,7 +260,7 @@ def test_security_and_cors_headers(client: FlaskClient) -> None:
         "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "authorization, content-type",
     })
-    assert preflight.status_code == 200
+    assert preflight.status_code == 204
     assert preflight.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
     assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
     other = client.get("/cds-services", headers={"Origin": "https://evil.example"})

@@ -150,7 +150,7 @@ def test_preflight_and_healthz_need_no_token(client: FlaskClient) -> None:
         "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "authorization, content-type",
     })
-    assert preflight.status_code == 200
+    assert preflight.status_code == 204
     assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
     assert client.get("/healthz").status_code == 200
     # Everything else needs one, even a path that does not exist (no route probing).

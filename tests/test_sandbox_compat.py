@@ -132,7 +132,7 @@ def test_cors_preflight_from_the_sandbox(client: FlaskClient, url: str, method: 
         "Origin": SANDBOX, "Access-Control-Request-Method": method,
         "Access-Control-Request-Headers": "authorization,content-type",
     })
-    assert response.status_code == 200
+    assert response.status_code == 204
     assert response.headers["Access-Control-Allow-Origin"] == SANDBOX
     assert method in response.headers["Access-Control-Allow-Methods"]
     allowed = {h.strip().lower() for h in response.headers["Access-Control-Allow-Headers"].split(",")}

@@ -1,0 +1,65 @@
+"""Response headers: security headers on every response, CORS for allowed origins.
+
+Browsers (the CDS Hooks Sandbox, SMART apps) call the API cross-origin with an
+`Authorization` header and a JSON body, so they send a preflight OPTIONS first.
+A preflight is answered here, before any other hook, with 204 and no
+authentication: it carries no credentials and does nothing. An origin not on
+the allow-list gets no CORS headers at all, so the browser refuses the call.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, request
+
+from cds_hooks.exposure import is_loopback_host
+
+ALLOWED_HEADERS = "Authorization, Content-Type, X-Request-ID"
+EXPOSED_HEADERS = "X-Request-ID"
+PREFLIGHT_MAX_AGE = "600"
+
+
+def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
+    """On the allow-list, or any http(s) origin on a loopback host (development)."""
+    if origin.rstrip("/") in allowed:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and is_loopback_host(parts.hostname or "")
+
+
+def _is_preflight() -> bool:
+    return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+
+
+def _route_methods() -> str:
+    methods = set(request.url_rule.methods or ()) if request.url_rule else set()
+    return ", ".join(sorted(methods - {"HEAD"}))
+
+
+def install(app: Flask, cors_origins: tuple[str, ...]) -> None:
+    @app.before_request
+    def _preflight() -> Response | None:
+        # Unknown paths fall through to the 404 handler.
+        if _is_preflight() and request.url_rule is not None:
+            response = Response(status=204)
+            del response.headers["Content-Type"]  # no body, so no media type
+            return response
+        return None
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.vary.add("Origin")
+        origin = request.headers.get("Origin")
+        if not origin or not origin_allowed(origin, cors_origins):
+            return response
+        response.headers["Access-Control-Allow-Origin"] = origin
+        if _is_preflight():
+            response.headers["Access-Control-Allow-Methods"] = _route_methods()
+            response.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
+            response.headers["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
+        else:
+            response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+        return response
