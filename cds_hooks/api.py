@@ -14,11 +14,12 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, request
 
+from cds_hooks import metrics
 from cds_hooks.errors import ServiceError, operation_outcome
 from cds_hooks.ruleset import Rules
 from cds_hooks.service import evaluate_hook, parse_as
 from cds_hooks.store import Store
-from cds_hooks.wire import Discovery, FeedbackRequest, ServiceDescription
+from cds_hooks.wire import Discovery, FeedbackItem, FeedbackRequest, ServiceDescription
 
 log = logging.getLogger("cds_hooks.api")
 bp = Blueprint("cds_hooks", __name__)
@@ -87,6 +88,10 @@ def call_service(service_id: str) -> Response:
         service.id, service.hook, outcome.request.hookInstance, rules.profile_id, outcome.issued
     )
     by_rule = Counter(i.rule_id for i in outcome.issued)
+    for issued in outcome.issued:
+        metrics.CARDS.labels(service.id, issued.rule_id, issued.card.indicator).inc()
+    if outcome.record.skipped:
+        metrics.SKIPPED.labels(service.id).inc(len(outcome.record.skipped))
     log.info(
         "hook service=%s hook=%s cards=%s skipped=%d unavailable=%d ms=%.1f",
         service.id, service.hook, dict(by_rule) or "{}", len(outcome.record.skipped),
@@ -100,22 +105,38 @@ def feedback(service_id: str) -> Response:
     service = _service(service_id)
     parsed = parse_as(FeedbackRequest, _body(), 'CDS Hooks feedback: {"feedback": [...]}')
     results = _store().record_feedback(service.id, parsed.feedback)
+    _count_feedback(service.id, parsed.feedback, results)
     unknown = sum(1 for r in results if not r["knownCard"])
     log.info("feedback service=%s items=%d unknown_cards=%d", service.id, len(results), unknown)
     return json_response({"stored": len(results), "unknownCards": unknown})
 
 
+def _count_feedback(service_id: str, items: list[FeedbackItem], results: list[dict[str, Any]]) -> None:
+    offered = {reason.code for reason in _rules().cards.override_reasons}
+    for item, result in zip(items, results, strict=True):
+        coding = item.overrideReason.reason if item.overrideReason else None
+        reason = metrics.label(coding.code, offered, metrics.OTHER) if coding else metrics.NONE
+        rule = result.get("ruleId") or metrics.UNKNOWN  # ids come from our own issued_cards table
+        metrics.FEEDBACK.labels(service_id, rule, item.outcome, reason).inc()
+
+
+def _rules_summary(status: str) -> dict[str, Any]:
+    rules = _rules()
+    return {"status": status, "rulesProfile": rules.profile_id, "valueSets": len(rules.valuesets),
+            "services": len(rules.services)}
+
+
 @bp.get("/healthz")
 def healthz() -> Response:
-    rules = _rules()
-    writable = _store().writable()
-    status = 200 if writable else 503
-    return json_response(
-        {
-            "status": "ok" if writable else "database not writable",
-            "rulesProfile": rules.profile_id,
-            "valueSets": len(rules.valuesets),
-            "services": len(rules.services),
-        },
-        status,
-    )
+    """Liveness: the process answers. It touches no database, so an outage of a shared database
+    makes instances unready (/readyz) instead of getting every one of them restarted."""
+    return json_response(_rules_summary("ok"))
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """Readiness: the rules are loaded (create_app refuses to build without them) and the database
+    takes a write, which is what acknowledging feedback needs."""
+    if not _store().writable():
+        return error_response(503, "Not ready: the database cannot be written.")
+    return json_response(_rules_summary("ready"))

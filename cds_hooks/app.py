@@ -17,6 +17,7 @@ from cds_hooks.auth_flask import install_auth
 from cds_hooks.config import Settings
 from cds_hooks.errors import ServiceError
 from cds_hooks.fhir_fetch import FhirFetcher
+from cds_hooks.metrics_flask import install_metrics
 from cds_hooks.ruleset import load_rules
 from cds_hooks.store import Store
 
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     app.extensions["lumbar_cds.rules"] = rules
     app.extensions["lumbar_cds.store"] = Store(settings.database_path)
     app.extensions["lumbar_cds.fetcher"] = FhirFetcher(settings.fetch_limits, settings.fhir_allowlist)
+    install_metrics(app, rules, settings.metrics_enabled)  # first: its timer must see 401s too
     install_auth(app, settings, app.extensions["lumbar_cds.store"])  # first, so 401 precedes any other check
     app.register_blueprint(api.bp)
 

@@ -28,6 +28,13 @@ def _number(name: str, value: str, kind: type[int] | type[float]) -> int | float
         raise SettingsError(f"LUMBAR_CDS_{name} must be {what}, not {value!r}") from None
 
 
+def _flag(name: str, value: str) -> bool:
+    word = value.strip().lower()
+    if word not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise SettingsError(f"LUMBAR_CDS_{name} must be 1 or 0 (true or false), not {value!r}")
+    return word in ("1", "true", "yes", "on")
+
+
 @dataclass(frozen=True)
 class TrustedIssuer:
     """A CDS Client (EHR) whose JWTs are accepted; `iss` must match the token's claim exactly."""
@@ -57,6 +64,8 @@ class Settings:
     fhir_allowlist: tuple[str, ...] = ()
     fhir_max_pages: int = 10
     fhir_max_resources: int = 2000
+    # GET /metrics (Prometheus, no authentication: scrape it on a private network).
+    metrics_enabled: bool = True
 
     def __post_init__(self) -> None:
         problems = [p for p in map(check_allowlist_entry, self.fhir_allowlist) if p]
@@ -112,6 +121,8 @@ class Settings:
             values["fhir_max_pages"] = _number("FHIR_MAX_PAGES", v, int)
         if (v := _env("FHIR_MAX_RESOURCES")) is not None:
             values["fhir_max_resources"] = _number("FHIR_MAX_RESOURCES", v, int)
+        if (v := _env("METRICS_ENABLED")) is not None:
+            values["metrics_enabled"] = _flag("METRICS_ENABLED", v)
         if (v := _env("LOG_LEVEL")) is not None:
             values["log_level"] = v.upper()
         if (v := _env("PUBLIC_BASE_URL")) is not None:

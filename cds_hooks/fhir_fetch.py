@@ -27,6 +27,8 @@ from urllib.parse import quote, urljoin, urlsplit
 import httpx
 import orjson
 
+from cds_hooks import metrics
+
 log = logging.getLogger("cds_hooks.fhir_fetch")
 # httpx logs every request URL at INFO (and httpcore the headers at DEBUG): the
 # URL holds the patient id and the headers the token, so they stay quiet.
@@ -308,6 +310,10 @@ def _log(
     kind: str, status: int | str, started: float, pages: int, count: int, failure: FetchFailure | None = None
 ) -> None:
     # What was asked and how it went; never the URL (its query holds patient ids) or the token.
+    resource_type = kind.split(" ", 1)[0]  # from the rules' prefetch template, so a bounded set
+    metrics.FHIR_QUERIES.labels(resource_type).inc()
+    if failure:
+        metrics.FHIR_FAILURES.labels(resource_type, failure.reason).inc()
     log.info(
         "fhir query=%r status=%s ms=%.1f pages=%d results=%d%s",
         kind, status, (time.perf_counter() - started) * 1000, pages, count,

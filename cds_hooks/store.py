@@ -136,7 +136,8 @@ class Store:
                         item.overrideReason.userComment if item.overrideReason else None, received,
                     ),
                 )
-                results.append({"card": item.card, "knownCard": bool(row), "unknownSuggestions": unknown})
+                results.append({"card": item.card, "knownCard": bool(row), "ruleId": row[0] if row else None,
+                                "unknownSuggestions": unknown})
         return results
 
     def feedback_rows(self) -> list[dict[str, Any]]:
