@@ -13,13 +13,13 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, request
 
-from cds_hooks import logs, openapi
+from cds_hooks import logs, metrics, openapi
 from cds_hooks.config import Settings
 from cds_hooks.errors import ServiceError, operation_outcome
 from cds_hooks.ruleset import Rules
 from cds_hooks.service import evaluate_hook, parse_as
 from cds_hooks.store import Store
-from cds_hooks.wire import Discovery, FeedbackRequest, FeedbackResponse, Health, ServiceDescription
+from cds_hooks.wire import Discovery, FeedbackItem, FeedbackRequest, FeedbackResponse, Health, ServiceDescription
 
 bp = Blueprint("cds_hooks", __name__)
 
@@ -94,6 +94,10 @@ def call_service(service_id: str) -> Response:
     _store().record_cards(
         service.id, service.hook, outcome.request.hookInstance, rules.profile_id, outcome.issued
     )
+    for issued in outcome.issued:
+        metrics.CARDS.labels(service.id, issued.rule_id, issued.card.indicator).inc()
+    if outcome.record.skipped:
+        metrics.SKIPPED.labels(service.id).inc(len(outcome.record.skipped))
     logs.annotate(
         hookInstance=logs.safe_token(outcome.request.hookInstance),
         cards=dict(Counter(i.rule_id for i in outcome.issued)),
@@ -113,20 +117,41 @@ def feedback(service_id: str) -> Response:
                            ["feedback"])
     parsed = parse_as(FeedbackRequest, body, 'CDS Hooks feedback: {"feedback": [...]}')
     results = _store().record_feedback(service.id, parsed.feedback)
+    _count_feedback(service.id, parsed.feedback, results)
     unknown = sum(1 for r in results if not r["knownCard"])
     logs.annotate(items=len(results), unknownCards=unknown)
     return json_response(FeedbackResponse(stored=len(results), unknownCards=unknown).model_dump())
 
 
+def _count_feedback(service_id: str, items: list[FeedbackItem], results: list[dict[str, Any]]) -> None:
+    offered = {reason.code for reason in _rules().cards.override_reasons}
+    for item, result in zip(items, results, strict=True):
+        coding = item.overrideReason.reason if item.overrideReason else None
+        reason = metrics.label(coding.code, offered, metrics.OTHER) if coding else metrics.NONE
+        rule = result.get("ruleId") or metrics.UNKNOWN  # ids come from our own issued_cards table
+        metrics.FEEDBACK.labels(service_id, rule, item.outcome, reason).inc()
+
+
+def _rules_summary(status: str) -> dict[str, Any]:
+    rules = _rules()
+    return Health(status=status, rulesProfile=rules.profile_id, valueSets=len(rules.valuesets),
+                  services=len(rules.services)).model_dump()
+
+
 @bp.get("/healthz")
 def healthz() -> Response:
-    rules = _rules()
-    writable = _store().writable()
-    health = Health(
-        status="ok" if writable else "database not writable", rulesProfile=rules.profile_id,
-        valueSets=len(rules.valuesets), services=len(rules.services),
-    )
-    return json_response(health.model_dump(), 200 if writable else 503)
+    """Liveness: the process answers. It touches no database, so an outage of a shared database
+    makes instances unready (/readyz) instead of getting every one of them restarted."""
+    return json_response(_rules_summary("ok"))
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """Readiness: the rules are loaded (create_app refuses to build without them) and the database
+    takes a write, which is what acknowledging feedback needs."""
+    if not _store().writable():
+        return error_response(503, "Not ready: the database cannot be written.")
+    return json_response(_rules_summary("ready"))
 
 
 @bp.get("/openapi.json")

@@ -16,6 +16,7 @@ from cds_hooks.auth_flask import install_auth
 from cds_hooks.config import Settings
 from cds_hooks.errors import ServiceError
 from cds_hooks.fhir_fetch import FhirFetcher
+from cds_hooks.metrics_flask import install_metrics
 from cds_hooks.migrate import check_schema
 from cds_hooks.ruleset import load_rules
 from cds_hooks.store import Store
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     app.extensions["lumbar_cds.store"] = store
     app.extensions["lumbar_cds.fetcher"] = FhirFetcher(settings.fetch_limits, settings.fhir_allowlist)
     logs.install(app)  # first, so every request is timed and logged, 401s included
+    install_metrics(app, rules, settings.metrics_enabled)  # before CORS and auth: it must see preflights and 401s
     headers.install(app, settings.cors_origins)  # before auth: CORS preflights carry no credentials
     install_auth(app, settings, store)  # before the blueprint, so 401 precedes any other check
     app.register_blueprint(api.bp)

@@ -10,13 +10,15 @@ from cds_hooks import logs
 from cds_hooks.api import error_response
 from cds_hooks.auth import AuthError, ReplayStore, Verifier, bearer_token
 from cds_hooks.config import Settings
+from cds_hooks.metrics import AUTH_FAILURES
+from cds_hooks.metrics_flask import METRICS_ENDPOINT
 
 log = logging.getLogger("cds_hooks.auth")
 
-# Liveness and readiness probes come from the platform, not from an EHR, and carry no JWT;
-# /healthz returns no patient data, only whether the rules loaded and the database is writable.
+# Liveness and readiness probes and the Prometheus scrape come from the platform, not from an EHR,
+# and carry no JWT; they return no patient data (rules profile, counts, metric values only).
 # The OpenAPI document describes the API, not patients, and tells integrators how to authenticate.
-OPEN_ENDPOINTS = frozenset({"cds_hooks.healthz", "cds_hooks.openapi_document"})
+OPEN_ENDPOINTS = frozenset({"cds_hooks.healthz", "cds_hooks.readyz", "cds_hooks.openapi_document", METRICS_ENDPOINT})
 
 
 def install_auth(app: Flask, settings: Settings, replay: ReplayStore) -> None:
@@ -40,6 +42,7 @@ def install_auth(app: Flask, settings: Settings, replay: ReplayStore) -> None:
                 "unauthorized reason=%s iss=%r jti=%r %s %r", exc.reason, exc.iss, exc.jti, request.method, request.path
             )
             logs.annotate(auth=exc.reason)
+            AUTH_FAILURES.labels(exc.reason).inc()
             response = error_response(401, "Unauthorized")
             response.headers["WWW-Authenticate"] = "Bearer"
             return response

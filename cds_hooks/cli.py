@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -18,13 +19,27 @@ from cds_hooks.errors import ServiceError
 from cds_hooks.exposure import ExposureRefused, is_loopback_host, startup_notice
 from cds_hooks.fhir_fetch import FhirFetcher
 from cds_hooks.fixtures import resolve_dates
+from cds_hooks.launch import DEFAULT_PORT, INSECURE_ENV, gunicorn_args
 from cds_hooks.migrate import SchemaNotCurrent, check_schema, current_revision, head_revision, upgrade
 from cds_hooks.report import FORMATS, build_report, render
 from cds_hooks.ruleset import RulesError, load_rules
 from cds_hooks.service import evaluate_hook, today_utc
 
 
+def _serve_production(args: argparse.Namespace) -> int:
+    """Replace this process with gunicorn and the production configuration (`gunicorn_conf`)."""
+    if args.insecure:
+        os.environ[INSECURE_ENV] = "1"  # gunicorn_conf applies the secure-default rule itself
+    command = [sys.executable, "-m", "gunicorn", *gunicorn_args(args.host, args.port)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
+    return 1  # not reached
+
+
 def _serve(args: argparse.Namespace) -> int:
+    if args.production:
+        return _serve_production(args)
     from cds_hooks.app import create_app
 
     # The embedded default stays one command: a brand-new SQLite file gets its schema here.
@@ -140,9 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lumbar-cds", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the development server")
+    serve = sub.add_parser("serve", help="run the development server, or gunicorn with --production")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.add_argument(
+        "--production", action="store_true",
+        help="run gunicorn with cds_hooks.gunicorn_conf (workers from CPU count; see README, Production)",
+    )
     serve.add_argument(
         "--insecure", action="store_true",
         help="allow a non-loopback --host without authentication (no trusted issuers configured)",

@@ -29,6 +29,13 @@ def _number(name: str, value: str, kind: type[int] | type[float]) -> int | float
         raise SettingsError(f"LUMBAR_CDS_{name} must be {what}, not {value!r}") from None
 
 
+def _flag(name: str, value: str) -> bool:
+    word = value.strip().lower()
+    if word not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise SettingsError(f"LUMBAR_CDS_{name} must be 1 or 0 (true or false), not {value!r}")
+    return word in ("1", "true", "yes", "on")
+
+
 @dataclass(frozen=True)
 class TrustedIssuer:
     """A CDS Client (EHR) whose JWTs are accepted; `iss` must match the token's claim exactly."""
@@ -40,15 +47,6 @@ class TrustedIssuer:
     jku: tuple[str, ...] = ()
     # When set, the token's `tenant` claim must be one of these.
     tenants: tuple[str, ...] | None = None
-
-
-def _flag(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name} must be 1 or 0 (or true/false), not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -75,6 +73,8 @@ class Settings:
     # Create the schema in a brand-new, empty SQLite database at start-up (`lumbar-cds serve`, tests).
     # Anything else must be migrated with `lumbar-cds db upgrade` first.
     auto_migrate: bool = False
+    # GET /metrics (Prometheus, no authentication: scrape it on a private network).
+    metrics_enabled: bool = True
 
     # CDS Hooks JWT authentication is on when at least one issuer is trusted. The JWT `aud`
     # must equal public_base_url + the request path; the Host header is never used.
@@ -144,6 +144,8 @@ class Settings:
             values["fhir_max_pages"] = _number("FHIR_MAX_PAGES", v, int)
         if (v := _env("FHIR_MAX_RESOURCES")) is not None:
             values["fhir_max_resources"] = _number("FHIR_MAX_RESOURCES", v, int)
+        if (v := _env("METRICS_ENABLED")) is not None:
+            values["metrics_enabled"] = _flag("METRICS_ENABLED", v)
         if (v := _env("LOG_LEVEL")) is not None:
             values["log_level"] = v.upper()
         if (v := _env("PUBLIC_BASE_URL")) is not None:
@@ -155,7 +157,7 @@ class Settings:
         if (v := _env("AUTH_JWKS_CACHE_SECONDS")) is not None:
             values["auth_jwks_cache_seconds"] = _number("AUTH_JWKS_CACHE_SECONDS", v, int)
         if (v := _env("SANDBOX")) is not None:
-            values["sandbox"] = _flag("LUMBAR_CDS_SANDBOX", v)
+            values["sandbox"] = _flag("SANDBOX", v)
         if (v := _env("FIXTURES_DIR")) is not None:
             values["fixtures_dir"] = Path(v)
         if (v := _env("LOG_FORMAT")) is not None:

@@ -26,6 +26,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import httpx
 import orjson
 
+from cds_hooks import metrics
 from cds_hooks.exposure import is_loopback_host
 
 log = logging.getLogger("cds_hooks.fhir_fetch")
@@ -298,6 +299,10 @@ def _log(
     kind: str, status: int | str, started: float, pages: int, count: int, failure: FetchFailure | None = None
 ) -> None:
     # What was asked and how it went; never the URL (its query holds patient ids) or the token.
+    resource_type = kind.split(" ", 1)[0]  # from the rules' prefetch template, so a bounded set
+    metrics.FHIR_QUERIES.labels(resource_type).inc()
+    if failure:
+        metrics.FHIR_FAILURES.labels(resource_type, failure.reason).inc()
     log.info(
         "fhir query=%r status=%s ms=%.1f pages=%d results=%d%s",
         kind, status, (time.perf_counter() - started) * 1000, pages, count,

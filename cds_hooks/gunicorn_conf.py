@@ -1,23 +1,77 @@
 """gunicorn settings: `gunicorn -c python:cds_hooks.gunicorn_conf --bind HOST:PORT 'cds_hooks.app:create_app()'`.
 
+`lumbar-cds serve --production` runs exactly that command (`cds_hooks.launch`), and so does the
+Dockerfile; tests/test_dockerfile.py keeps them in step.
+
 The app cannot see where gunicorn binds, so the secure-default rule of `lumbar-cds serve` is applied
 here, in the master, before any socket is opened: without trusted issuers, a non-loopback bind
-refuses to start unless LUMBAR_CDS_INSECURE=1. gunicorn reads only the names it knows from this
-module (`on_starting`), so the helpers below are not mistaken for settings.
+refuses to start unless LUMBAR_CDS_INSECURE=1.
+
+gunicorn treats every module-level name that is one of its settings as a setting, so helpers and
+constants here are named to match none. Every setting below can be
+overridden on the gunicorn command line, or by the LUMBAR_CDS_* variable named next to it.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-from cds_hooks.auth import validate_auth_settings
-from cds_hooks.config import Settings, SettingsError
-from cds_hooks.exposure import ExposureRefused, startup_notice
+# prometheus_client chooses multiprocess mode when it is first imported (the imports below pull it
+# in), and the workers inherit that choice, so the directory is named before anything else happens.
+_PROM_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_PROM_DIR_CREATED = _PROM_ENV not in os.environ
+if _PROM_DIR_CREATED:
+    os.environ[_PROM_ENV] = tempfile.mkdtemp(prefix="lumbar-cds-prometheus-")
 
-INSECURE_ENV = "LUMBAR_CDS_INSECURE"
+from cds_hooks.auth import validate_auth_settings  # noqa: E402
+from cds_hooks.config import Settings, SettingsError  # noqa: E402
+from cds_hooks.exposure import ExposureRefused, startup_notice  # noqa: E402
+from cds_hooks.launch import INSECURE_ENV  # noqa: E402
+from cds_hooks.metrics import mark_process_dead  # noqa: E402
+
+MAX_DEFAULT_WORKERS = 12
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(f"LUMBAR_CDS_{name}", "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise RuntimeError(f"lumbar-cds: LUMBAR_CDS_{name} must be a whole number, not {value!r}") from None
+
+
+def default_workers(cores: int | None) -> int:
+    """2 × cores + 1, the usual figure for sync workers, capped so a large host does not get dozens."""
+    return min(2 * (cores or 1) + 1, MAX_DEFAULT_WORKERS)
+
+
+# ------------------------------------------------------------------------------------ settings
+# Hook calls are CPU-bound (parse, read, evaluate) with one short SQLite write: sync workers,
+# one request each, are the simplest fit (see "Performance" in the README for the measurements).
+workers = _env_int("WORKERS", int(os.environ.get("WEB_CONCURRENCY") or default_workers(os.cpu_count())))
+worker_class = os.environ.get("LUMBAR_CDS_WORKER_CLASS", "sync")
+threads = _env_int("THREADS", 1)  # used by worker_class=gthread only
+# A hook call's FHIR fallback has a 2 s deadline; 30 s leaves room for a slow database.
+timeout = _env_int("TIMEOUT", 30)
+graceful_timeout = _env_int("GRACEFUL_TIMEOUT", 30)  # SIGTERM: in-flight requests may finish
+keepalive = _env_int("KEEPALIVE", 5)  # seconds; only non-sync workers keep connections open
+# Recycle workers now and then (bounds any slow leak); the jitter keeps them from restarting together.
+# Not often: a new worker spends ~0.5 s of CPU loading the rules, and at 2000 the load benchmark's
+# tail latency rose tenfold while workers restarted mid-run.
+max_requests = _env_int("MAX_REQUESTS", 20000)
+max_requests_jitter = _env_int("MAX_REQUESTS_JITTER", 2000)
+# Not preloaded: each worker opens its own SQLite connections, HTTP pool and threads after the fork.
+preload_app = False
+# The heartbeat file is touched constantly; keep it off a container's overlay disk.
+worker_tmp_dir = "/dev/shm" if Path("/dev/shm").is_dir() else None
 
 
 def bind_hosts(binds: Iterable[str]) -> list[str]:
@@ -37,6 +91,14 @@ def bind_hosts(binds: Iterable[str]) -> list[str]:
     return hosts
 
 
+def _wipe_metrics_dir() -> None:
+    """Counters from an earlier run's workers would otherwise be summed into this run's."""
+    directory = Path(os.environ[_PROM_ENV])
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
 def on_starting(server: Any) -> None:
     try:
         settings = Settings.from_env()
@@ -47,3 +109,13 @@ def on_starting(server: Any) -> None:
         raise RuntimeError(f"lumbar-cds: {exc}") from None  # gunicorn prints it and exits with status 1
     if notice:
         print(notice, file=sys.stderr, flush=True)
+    _wipe_metrics_dir()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    if _PROM_DIR_CREATED:
+        shutil.rmtree(os.environ[_PROM_ENV], ignore_errors=True)

@@ -137,7 +137,8 @@ class Store:
                     override_display=reason.display if reason else None,
                     user_comment=override.userComment if override else None, received_at=received,
                 ))
-                results.append({"card": item.card, "knownCard": bool(card), "unknownSuggestions": unknown})
+                results.append({"card": item.card, "knownCard": bool(card), "ruleId": card.rule_id if card else None,
+                                "unknownSuggestions": unknown})
         return results
 
     def feedback_rows(self) -> list[dict[str, Any]]:

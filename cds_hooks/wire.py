@@ -238,7 +238,7 @@ class FeedbackResponse(_Out):
 
 
 class Health(_Out):
-    status: Literal["ok", "database not writable"]
+    status: Literal["ok", "ready"]
     rulesProfile: str
     valueSets: int
     services: int

@@ -243,12 +243,15 @@ def test_healthz(client: FlaskClient) -> None:
     assert response.get_json()["status"] == "ok"
 
 
-def test_healthz_reports_unwritable_database(app: Flask, client: FlaskClient) -> None:
+def test_readyz_reports_unwritable_database_and_healthz_stays_live(app: Flask, client: FlaskClient) -> None:
+    assert client.get("/readyz").get_json()["status"] == "ready"
     path: Path = app.extensions["lumbar_cds.settings"].database_path
     store = app.extensions["lumbar_cds.store"]
     store.engine = create_db_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
-    response = client.get("/healthz")
+    response = client.get("/readyz")
     assert response.status_code == 503
+    assert response.get_json()["resourceType"] == "OperationOutcome"
+    assert client.get("/healthz").status_code == 200  # liveness: a database problem must not restart us
 
 
 def test_security_and_cors_headers(client: FlaskClient) -> None:

@@ -145,7 +145,7 @@ def test_valid_tokens_open_discovery_service_and_feedback(
     assert response.status_code == 200 and response.get_json()["stored"] == 1
 
 
-def test_preflight_and_healthz_need_no_token(client: FlaskClient) -> None:
+def test_preflight_probes_and_metrics_need_no_token(client: FlaskClient) -> None:
     preflight = client.options(SELECT, headers={
         "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "authorization, content-type",
@@ -153,6 +153,8 @@ def test_preflight_and_healthz_need_no_token(client: FlaskClient) -> None:
     assert preflight.status_code == 204
     assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
     assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/metrics").status_code == 200
     # Everything else needs one, even a path that does not exist (no route probing).
     assert client.get("/no-such-path").status_code == 401
 

@@ -59,14 +59,17 @@ GUNICORN = Path(sys.executable).with_name("gunicorn")
 
 
 def _start(server: str, host: str, port: int, env: dict[str, str], insecure: bool = False) -> subprocess.Popen[bytes]:
-    """`lumbar-cds serve`, or the README's gunicorn command, listening on host:port."""
-    if server == "serve":
-        command = [sys.executable, "-m", "cds_hooks.cli", "serve", "--host", host, "--port", str(port)]
-        command += ["--insecure"] if insecure else []
-    else:
+    """`lumbar-cds serve [--production]`, or the README's gunicorn command, listening on host:port."""
+    if server != "serve":
         # Production never migrates at start-up: the README's order is `db upgrade`, then gunicorn.
         upgrade = [sys.executable, "-m", "cds_hooks.cli", "db", "upgrade"]
         subprocess.run(upgrade, env={**os.environ, **env}, check=True, capture_output=True)
+    if server in ("serve", "production"):
+        command = [sys.executable, "-m", "cds_hooks.cli", "serve", "--host", host, "--port", str(port)]
+        command += ["--insecure"] if insecure else []
+        command += ["--production"] if server == "production" else []
+        env = {**env, "LUMBAR_CDS_WORKERS": "2"}
+    else:
         command = [str(GUNICORN), "-c", "python:cds_hooks.gunicorn_conf", "--workers", "2",
                    "--bind", f"{host}:{port}", "cds_hooks.app:create_app()"]
         env = {**env, "LUMBAR_CDS_INSECURE": "1"} if insecure else env
@@ -93,9 +96,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> str:
     return proc.communicate(timeout=10)[1].decode()
 
 
-@pytest.mark.parametrize("server", ["serve", "gunicorn"])
+@pytest.mark.parametrize("server", ["serve", "gunicorn", "production"])
 def test_server_answers_discovery_on_loopback(tmp_path: Path, server: str) -> None:
-    """`lumbar-cds serve` and the README's gunicorn command both serve the real app, with a warning."""
+    """`lumbar-cds serve [--production]` and the README's gunicorn command serve the real app, with a warning."""
     port = _free_port()
     proc = _start(server, "127.0.0.1", port, {"LUMBAR_CDS_DATA_DIR": str(tmp_path / "data")})
     try:
@@ -115,7 +118,7 @@ def test_server_answers_discovery_on_loopback(tmp_path: Path, server: str) -> No
     assert "WARNING: authentication is OFF" in stderr
 
 
-@pytest.mark.parametrize("server", ["serve", "gunicorn"])
+@pytest.mark.parametrize("server", ["serve", "gunicorn", "production"])
 def test_non_loopback_without_issuers_refuses_to_start(tmp_path: Path, server: str) -> None:
     proc = _start(server, "0.0.0.0", _free_port(), {"LUMBAR_CDS_DATA_DIR": str(tmp_path / "data")})
     _, stderr = proc.communicate(timeout=30)
@@ -123,7 +126,7 @@ def test_non_loopback_without_issuers_refuses_to_start(tmp_path: Path, server: s
     assert "refusing to listen on 0.0.0.0 without authentication" in stderr.decode()
 
 
-@pytest.mark.parametrize("server", ["serve", "gunicorn"])
+@pytest.mark.parametrize("server", ["serve", "gunicorn", "production"])
 def test_non_loopback_starts_with_insecure_and_says_so(tmp_path: Path, server: str) -> None:
     port = _free_port()
     proc = _start(server, "0.0.0.0", port, {"LUMBAR_CDS_DATA_DIR": str(tmp_path / "data")}, insecure=True)
