@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Engine, Float, Index, Integer, MetaData, Table, Text, select
+from sqlalchemy import Column, Engine, Float, Index, Integer, MetaData, Table, Text, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -82,15 +82,22 @@ class Store:
     def __init__(self, target: str | Path) -> None:
         self.engine: Engine = create_db_engine(sqlite_url(target) if isinstance(target, Path) else target)
         self._jti_pruned_at = float("-inf")
+        self._statements: dict[tuple[Any, ...], Any] = {}
 
-    def _upsert(self, table: Table, rows: list[dict[str, Any]] | dict[str, Any], keys: list[str],
-                update: list[str], where: Any = None) -> Any:
-        """INSERT ... ON CONFLICT (keys) DO UPDATE SET update [WHERE where], in this backend's dialect."""
+    def _upsert(self, table: Table, keys: list[str], update: list[str], where: Any = None) -> Any:
+        """INSERT ... ON CONFLICT (keys) DO UPDATE SET update [WHERE where], in this backend's dialect.
+
+        Values are bound at execution, so the compiled statement is cached and reused: compiling
+        it per call cost more than the write itself."""
+        key = (table.name, tuple(keys), tuple(update), str(where))
+        cached = self._statements.get(key)
+        if cached is not None:
+            return cached
         insert = (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(table)
-        insert = insert.values(rows)
-        return insert.on_conflict_do_update(
+        self._statements[key] = statement = insert.on_conflict_do_update(
             index_elements=keys, set_={name: insert.excluded[name] for name in update}, where=where
         )
+        return statement
 
     def record_cards(
         self, service_id: str, hook: str, hook_instance: str, profile: str, issued: Iterable[IssuedCard]
@@ -109,7 +116,7 @@ class Store:
             return
         columns = [c.name for c in issued_cards.columns if c.name != "uuid"]
         with self.engine.begin() as db:
-            db.execute(self._upsert(issued_cards, rows, ["uuid"], columns))
+            db.execute(self._upsert(issued_cards, ["uuid"], columns), rows)
 
     def record_feedback(self, service_id: str, items: list[FeedbackItem]) -> list[dict[str, Any]]:
         """Store every item, all or nothing; unknown card or suggestion uuids are kept and flagged."""
@@ -155,17 +162,16 @@ class Store:
             if now - self._jti_pruned_at >= JTI_PRUNE_INTERVAL_SECONDS:
                 db.execute(jti_seen.delete().where(jti_seen.c.expires_at < float(now)))
                 self._jti_pruned_at = now
-            claim = self._upsert(
-                jti_seen, {"iss": iss, "jti": jti, "expires_at": expires_at}, ["iss", "jti"], ["expires_at"],
-                where=jti_seen.c.expires_at < float(now),
-            )
+            stale = jti_seen.c.expires_at < bindparam("now")
+            claim = self._upsert(jti_seen, ["iss", "jti"], ["expires_at"], where=stale)
             # SQLAlchemy keeps an INSERT's rowcount only when asked (psycopg would report -1).
-            return db.execute(claim.execution_options(preserve_rowcount=True)).rowcount == 1
+            row = {"iss": iss, "jti": jti, "expires_at": expires_at, "now": float(now)}
+            return db.execute(claim.execution_options(preserve_rowcount=True), row).rowcount == 1
 
     def writable(self) -> bool:
         try:
             with self.engine.begin() as db:
-                db.execute(self._upsert(health, {"id": 1, "checked_at": now_text()}, ["id"], ["checked_at"]))
+                db.execute(self._upsert(health, ["id"], ["checked_at"]), {"id": 1, "checked_at": now_text()})
             return True
         except SQLAlchemyError:
             return False
