@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import date
 from functools import cache
 from typing import Any
@@ -76,6 +76,12 @@ def _model(resource_type: str) -> Any:
     from fhir.resources.R4B import get_fhir_model_class  # slow import, needed late
 
     return get_fhir_model_class(resource_type)
+
+
+def load_models(resource_types: Iterable[str]) -> None:
+    """Import the model classes now rather than on the first request that needs them."""
+    for resource_type in resource_types:
+        _model(resource_type)
 
 
 def _drop(target: Any, loc: tuple[Any, ...]) -> bool:
