@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -34,6 +35,48 @@ def _flag(name: str, value: str) -> bool:
     if word not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
         raise SettingsError(f"LUMBAR_CDS_{name} must be 1 or 0 (true or false), not {value!r}")
     return word in ("1", "true", "yes", "on")
+
+
+def _int(name: str, value: str) -> int:
+    return int(_number(name, value, int))
+
+
+def _float(name: str, value: str) -> float:
+    return float(_number(name, value, float))
+
+
+def _csv(_name: str, value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _as(convert: Callable[[str], object]) -> Callable[[str, str], object]:
+    return lambda _name, value: convert(value)
+
+
+# LUMBAR_CDS_<NAME> → the Settings field it sets, and how its text is read. Every one is documented
+# in the README's settings table (tests/test_readme.py checks).
+ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], object]]] = {
+    "DATA_DIR": ("data_dir", _as(Path)),
+    "DATABASE_URL": ("database_url", _as(str)),
+    "RULES_DIR": ("rules_dir", _as(Path)),
+    "PROFILE": ("profile", _as(str)),
+    "MAX_BODY_BYTES": ("max_body_bytes", _int),
+    "MAX_FEEDBACK_ITEMS": ("max_feedback_items", _int),
+    "CORS_ORIGINS": ("cors_origins", lambda n, v: tuple(o.rstrip("/") for o in _csv(n, v))),
+    "LOG_LEVEL": ("log_level", _as(str.upper)),
+    "LOG_FORMAT": ("log_format", _as(str.lower)),
+    "FHIR_TIMEOUT": ("fhir_timeout", _float),
+    "FHIR_ALLOWLIST": ("fhir_allowlist", _csv),
+    "FHIR_MAX_PAGES": ("fhir_max_pages", _int),
+    "FHIR_MAX_RESOURCES": ("fhir_max_resources", _int),
+    "METRICS_ENABLED": ("metrics_enabled", _flag),
+    "PUBLIC_BASE_URL": ("public_base_url", _as(str)),
+    "AUTH_ALGORITHMS": ("auth_algorithms", _csv),
+    "AUTH_LEEWAY_SECONDS": ("auth_leeway_seconds", _int),
+    "AUTH_JWKS_CACHE_SECONDS": ("auth_jwks_cache_seconds", _int),
+    "SANDBOX": ("sandbox", _flag),
+    "FIXTURES_DIR": ("fixtures_dir", _as(Path)),
+}
 
 
 @dataclass(frozen=True)
@@ -124,46 +167,9 @@ class Settings:
             from cds_hooks.settings_file import load_settings_file  # it imports this module
 
             values.update(load_settings_file(Path(v)))
-        if (v := _env("DATA_DIR")) is not None:
-            values["data_dir"] = Path(v)
-        if (v := _env("DATABASE_URL")) is not None:
-            values["database_url"] = v
-        if (v := _env("RULES_DIR")) is not None:
-            values["rules_dir"] = Path(v)
-        if (v := _env("PROFILE")) is not None:
-            values["profile"] = v
-        if (v := _env("MAX_BODY_BYTES")) is not None:
-            values["max_body_bytes"] = _number("MAX_BODY_BYTES", v, int)
-        if (v := _env("CORS_ORIGINS")) is not None:
-            values["cors_origins"] = tuple(o.strip().rstrip("/") for o in v.split(",") if o.strip())
-        if (v := _env("FHIR_TIMEOUT")) is not None:
-            values["fhir_timeout"] = _number("FHIR_TIMEOUT", v, float)
-        if (v := _env("FHIR_ALLOWLIST")) is not None:
-            values["fhir_allowlist"] = tuple(p.strip() for p in v.split(",") if p.strip())
-        if (v := _env("FHIR_MAX_PAGES")) is not None:
-            values["fhir_max_pages"] = _number("FHIR_MAX_PAGES", v, int)
-        if (v := _env("FHIR_MAX_RESOURCES")) is not None:
-            values["fhir_max_resources"] = _number("FHIR_MAX_RESOURCES", v, int)
-        if (v := _env("METRICS_ENABLED")) is not None:
-            values["metrics_enabled"] = _flag("METRICS_ENABLED", v)
-        if (v := _env("LOG_LEVEL")) is not None:
-            values["log_level"] = v.upper()
-        if (v := _env("PUBLIC_BASE_URL")) is not None:
-            values["public_base_url"] = v
-        if (v := _env("AUTH_ALGORITHMS")) is not None:
-            values["auth_algorithms"] = tuple(a.strip() for a in v.split(",") if a.strip())
-        if (v := _env("AUTH_LEEWAY_SECONDS")) is not None:
-            values["auth_leeway_seconds"] = _number("AUTH_LEEWAY_SECONDS", v, int)
-        if (v := _env("AUTH_JWKS_CACHE_SECONDS")) is not None:
-            values["auth_jwks_cache_seconds"] = _number("AUTH_JWKS_CACHE_SECONDS", v, int)
-        if (v := _env("SANDBOX")) is not None:
-            values["sandbox"] = _flag("SANDBOX", v)
-        if (v := _env("FIXTURES_DIR")) is not None:
-            values["fixtures_dir"] = Path(v)
-        if (v := _env("LOG_FORMAT")) is not None:
-            values["log_format"] = v.lower()
-        if (v := _env("MAX_FEEDBACK_ITEMS")) is not None:
-            values["max_feedback_items"] = _number("MAX_FEEDBACK_ITEMS", v, int)
+        for name, (field_name, parse) in ENVIRONMENT.items():
+            if (v := _env(name)) is not None:
+                values[field_name] = parse(name, v)
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
         if unknown:

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import logging
-import sqlite3
 import threading
 import time
 import uuid
@@ -31,7 +30,6 @@ from cds_hooks.app import create_app
 from cds_hooks.auth import AuthError, Verifier
 from cds_hooks.config import Settings, TrustedIssuer
 from cds_hooks.fixtures import fixtures_dir, load_fixture
-from cds_hooks.store import Store
 from tests.conftest import REPO, migrated_store
 
 BASE = "https://cds.example.org/lumbar"
@@ -435,30 +433,6 @@ def test_a_jwk_that_names_another_alg_is_not_used(tmp_path: Path, epic: Client) 
     with pytest.raises(AuthError) as refused:
         verifier.verify(epic.token(), BASE + "/cds-services")
     assert refused.value.reason == "key-alg-mismatch"
-
-
-def test_jti_store_is_atomic_across_connections_and_forgets_expired_tokens(tmp_path: Path) -> None:
-    path = tmp_path / "db.sqlite3"
-    stores = [migrated_store(path) for _ in range(8)]  # one engine each, like separate workers
-    results: list[bool] = []
-    barrier = threading.Barrier(len(stores))
-
-    def race(store: Store) -> None:
-        barrier.wait()
-        results.append(store.first_use_of_jti("iss", "jti-1", expires_at=2000.0, now=1000.0))
-
-    threads = [threading.Thread(target=race, args=(s,)) for s in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(results) == [False] * 7 + [True]
-    assert stores[0].first_use_of_jti("other-iss", "jti-1", expires_at=2000.0, now=1000.0)  # keyed by issuer too
-    assert stores[0].first_use_of_jti("iss", "jti-1", expires_at=3000.0, now=2001.0)  # its token expired
-    fresh = migrated_store(path)
-    fresh.first_use_of_jti("iss", "jti-2", expires_at=5000.0, now=4000.0)  # prunes rows expired by then
-    rows = sqlite3.connect(path).execute("SELECT iss, jti FROM jti_seen ORDER BY iss, jti").fetchall()
-    assert rows == [("iss", "jti-2")]
 
 
 def test_non_finite_times_are_malformed(client: FlaskClient, sandbox: Client, caplog: pytest.LogCaptureFixture) -> None:

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from cds_hooks.app import create_app
@@ -18,7 +18,7 @@ from cds_hooks.fixtures import fixtures_dir, load_fixture
 from cds_hooks.migrate import SchemaNotCurrent, current_revision, head_revision
 from cds_hooks.ruleset import Rules
 from cds_hooks.service import evaluate_hook, today_utc
-from cds_hooks.store import Store
+from cds_hooks.store import Store, jti_seen
 from cds_hooks.wire import FeedbackItem
 from tests.conftest import REPO, migrated_store
 from tests.postgres import PASSWORD
@@ -77,6 +77,11 @@ def test_jti_first_use_is_atomic_across_connections(database_url: str) -> None:
     assert sorted(results) == [False] * 7 + [True]
     assert not stores[1].first_use_of_jti("iss", "jti-1", expires_at=2500.0, now=1999.0)  # still valid
     assert stores[1].first_use_of_jti("iss", "jti-1", expires_at=3000.0, now=2001.0)  # expired: taken over
+    assert stores[2].first_use_of_jti("other-iss", "jti-1", expires_at=3000.0, now=2001.0)  # keyed by issuer too
+    fresh = migrated_store(database_url)
+    fresh.first_use_of_jti("iss", "jti-2", expires_at=5000.0, now=4000.0)  # prunes rows expired by then
+    with fresh.engine.connect() as db:
+        assert db.execute(select(jti_seen.c.iss, jti_seen.c.jti)).all() == [("iss", "jti-2")]
 
 
 def test_concurrent_writers_from_several_processes(database_url: str) -> None:
