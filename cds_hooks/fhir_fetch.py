@@ -46,6 +46,7 @@ class FetchLimits:
     timeout: float = 2.0  # seconds, one deadline for the whole hook call
     max_pages: int = 10  # per search, counting the first page
     max_resources: int = 2000  # per search
+    max_bytes: int = 32 * 1024 * 1024  # per response; larger answers are refused, not read
 
 
 @dataclass(frozen=True)
@@ -225,60 +226,82 @@ class FhirFetcher:
     ) -> tuple[Any, FetchFailure | None]:
         kind = resource_type_of(query)
         started = time.perf_counter()
-        pages = 0
-        status: int | str = "-"
+        progress = {"pages": 0, "status": "-"}
         try:
-            body, status = self._get(base + query, headers, deadline, read="?" not in query)
-            pages = 1
-            if body is None or body.get("resourceType") != "Bundle":
-                _log(kind, status, started, pages, 0 if body is None else 1)
-                return body, None
-            entries = [e for e in body.get("entry") or [] if isinstance(e, dict)]
-            partial = None
-            while (next_url := _next_link(body)) is not None:
-                if pages >= self.limits.max_pages or len(entries) >= self.limits.max_resources:
-                    partial = FetchFailure("truncated", str(len(entries)))
-                    break
-                url = urljoin(base, next_url)
-                if not _same_server(url, base):  # a next link must not lead elsewhere
-                    raise _Failed(FetchFailure("bad-response", "paging link to another server"))
-                body, status = self._get(url, headers, deadline, read=False)
-                pages += 1
-                if body is None or body.get("resourceType") != "Bundle":
-                    raise _Failed(FetchFailure("bad-response", "a result page is not a Bundle"))
-                entries.extend(e for e in body.get("entry") or [] if isinstance(e, dict))
-            if len(entries) > self.limits.max_resources:
-                partial = FetchFailure("truncated", str(self.limits.max_resources))
-                entries = entries[: self.limits.max_resources]
-            _log(kind, status, started, pages, len(entries))
-            return {"resourceType": "Bundle", "type": "searchset", "entry": entries}, partial
+            result = self._search_or_read(base, query, headers, deadline, progress)
         except _Failed as exc:
-            _log(kind, status, started, pages, 0, exc.failure)
+            _log(kind, progress["status"], started, progress["pages"], 0, exc.failure)
             return exc.failure, None
+        except (TypeError, ValueError, AttributeError) as exc:
+            # Whatever shape a remote server sends, it is that server's bad answer, never our 500.
+            failure = FetchFailure("bad-response", type(exc).__name__)
+            _log(kind, progress["status"], started, progress["pages"], 0, failure)
+            return failure, None
+        data, partial, count = result
+        _log(kind, progress["status"], started, progress["pages"], count)
+        return data, partial
+
+    def _search_or_read(
+        self, base: str, query: str, headers: dict[str, str], deadline: float, progress: dict[str, Any]
+    ) -> tuple[Any, FetchFailure | None, int]:
+        """The resource (a read), or every page of a search as one searchset Bundle."""
+        body, progress["status"] = self._get(base + query, headers, deadline, read="?" not in query)
+        progress["pages"] = 1
+        if body is None or body.get("resourceType") != "Bundle":
+            return body, None, 0 if body is None else 1
+        entries = _entries(body)
+        partial = None
+        while (next_url := _next_link(body)) is not None:
+            if progress["pages"] >= self.limits.max_pages or len(entries) >= self.limits.max_resources:
+                partial = FetchFailure("truncated", str(len(entries)))
+                break
+            url = urljoin(base, next_url)
+            if not _same_server(url, base):  # a next link must not lead elsewhere
+                raise _Failed(FetchFailure("bad-response", "paging link to another server"))
+            body, progress["status"] = self._get(url, headers, deadline, read=False)
+            progress["pages"] += 1
+            if body is None or body.get("resourceType") != "Bundle":
+                raise _Failed(FetchFailure("bad-response", "a result page is not a Bundle"))
+            entries.extend(_entries(body))
+        if len(entries) > self.limits.max_resources:
+            partial = FetchFailure("truncated", str(self.limits.max_resources))
+            entries = entries[: self.limits.max_resources]
+        return {"resourceType": "Bundle", "type": "searchset", "entry": entries}, partial, len(entries)
 
     def _get(self, url: str, headers: dict[str, str], deadline: float, read: bool) -> tuple[Any, int]:
-        """GET one URL; JSON or None (404 on a read); `_Failed` for anything else."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise _Failed(FetchFailure("timeout", f"{self.limits.timeout:g} s"))
+        """GET one URL; JSON or None (404 on a read); `_Failed` for anything else.
+
+        The body is streamed so that both the deadline and a size cap hold while it arrives:
+        httpx's timeout bounds each network step, not a server that trickles bytes."""
+        timeout = FetchFailure("timeout", f"{self.limits.timeout:g} s")
+        if deadline - time.monotonic() <= 0:
+            raise _Failed(timeout)
         try:
-            response = self._client.get(url, headers=headers, timeout=remaining)
+            with self._client.stream("GET", url, headers=headers, timeout=deadline - time.monotonic()) as response:
+                status = response.status_code
+                if status in (401, 403):
+                    raise _Failed(FetchFailure("refused", f"HTTP {status}"))
+                if status == 404 and read:
+                    return None, status  # a read that found nothing: "no data", as prefetch null
+                if 300 <= status < 400:
+                    raise _Failed(FetchFailure("bad-response", f"HTTP {status} redirect, not followed"))
+                if status != 200:
+                    raise _Failed(FetchFailure("server-error", f"HTTP {status}"))
+                chunks, size = [], 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > self.limits.max_bytes:
+                        raise _Failed(FetchFailure("bad-response", f"answer over {self.limits.max_bytes} bytes"))
+                    if time.monotonic() > deadline:
+                        raise _Failed(timeout)
+                    chunks.append(chunk)
         except httpx.TimeoutException:
-            raise _Failed(FetchFailure("timeout", f"{self.limits.timeout:g} s")) from None
+            raise _Failed(timeout) from None
         except httpx.HTTPError as exc:
             # The exception text can hold the URL (patient id): keep only its kind.
             raise _Failed(FetchFailure("unreachable", type(exc).__name__)) from None
-        status = response.status_code
-        if status in (401, 403):
-            raise _Failed(FetchFailure("refused", f"HTTP {status}"))
-        if status == 404 and read:
-            return None, status  # a read that found nothing: "no data", as prefetch null
-        if 300 <= status < 400:
-            raise _Failed(FetchFailure("bad-response", f"HTTP {status} redirect, not followed"))
-        if status != 200:
-            raise _Failed(FetchFailure("server-error", f"HTTP {status}"))
         try:
-            body = orjson.loads(response.content)
+            body = orjson.loads(b"".join(chunks))
         except orjson.JSONDecodeError:
             raise _Failed(FetchFailure("bad-response", "not JSON")) from None
         if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
@@ -288,8 +311,16 @@ class FhirFetcher:
         return body, status
 
 
+def _entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    entries = bundle.get("entry")
+    if entries is not None and not isinstance(entries, list):
+        raise _Failed(FetchFailure("bad-response", "Bundle.entry is not an array"))
+    return [e for e in entries or () if isinstance(e, dict)]
+
+
 def _next_link(bundle: dict[str, Any]) -> str | None:
-    for link in bundle.get("link") or []:
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else ():
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             return link["url"]
     return None

@@ -2,8 +2,9 @@
 
 The first path segment picks the fault, so one server serves them all:
 `/ok/fhir/...` answers empty Bundles, `/slow/...` answers after 3 s,
-`/error/...` 500, `/invalid-json/...` broken JSON, `/drop/...` closes the
-connection without answering, `/redirect/...` points at a second server on
+`/error/...` 500, `/invalid-json/...` broken JSON, `/bad-bundle/...` and
+`/bad-next/...` JSON of an impossible shape, `/trickle/...` a body that never
+finishes, `/drop/...` closes the connection without answering, `/redirect/...` points at a second server on
 another loopback host, which counts any visit.
 """
 
@@ -56,6 +57,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/fhir+json")
             self.end_headers()
             self.wfile.write(b'{"resourceType": "Bundle", "entry": [')
+        elif fault == "bad-bundle":  # valid JSON, impossible FHIR shape
+            self._json(200, {"resourceType": "Bundle", "type": "searchset", "entry": 5, "link": 7})
+        elif fault == "bad-next":
+            self._json(200, {"resourceType": "Bundle", "type": "searchset", "entry": [],
+                             "link": [{"relation": "next", "url": "http://[::1"}]})
+        elif fault == "trickle":  # headers at once, then one byte every 0.1 s: only a whole-body deadline stops it
+            self.send_response(200)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.end_headers()
+            for _ in range(int(SLOW_SECONDS * 10)):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.1)
         elif fault == "drop":
             self.close_connection = True
             self.connection.shutdown(2)

@@ -252,7 +252,8 @@ def test_full_prefetch_needs_no_server_even_if_not_allowed(
 DEADLINE = 1.0
 
 
-@pytest.mark.parametrize("fault", ["slow", "error", "invalid-json", "drop", "redirect"])
+@pytest.mark.parametrize("fault", ["slow", "error", "invalid-json", "bad-bundle", "bad-next", "trickle", "drop",
+                                   "redirect"])
 def test_required_data_failing_gives_412_within_the_deadline(
     fault: str, scenarios: dict[str, Scenario], make_app: Callable[..., Flask]
 ) -> None:
@@ -271,7 +272,7 @@ def test_required_data_failing_gives_412_within_the_deadline(
         assert server.redirect_target_hits == 0  # a redirect to another host is never followed
 
 
-@pytest.mark.parametrize("fault", ["slow", "error", "invalid-json", "drop"])
+@pytest.mark.parametrize("fault", ["slow", "error", "invalid-json", "bad-bundle", "trickle", "drop"])
 def test_optional_data_failing_degrades_and_says_so(
     fault: str, scenarios: dict[str, Scenario], make_app: Callable[..., Flask]
 ) -> None:
@@ -288,8 +289,8 @@ def test_optional_data_failing_degrades_and_says_so(
     assert status == 200, response
     assert elapsed <= DEADLINE * 1.1, elapsed
     expected = {
-        "slow": "did not answer in time", "error": "reported an error",
-        "invalid-json": "sent an unreadable answer", "drop": "could not be reached",
+        "slow": "did not answer in time", "error": "reported an error", "invalid-json": "sent an unreadable answer",
+        "bad-bundle": "sent an unreadable answer", "trickle": "did not answer in time", "drop": "could not be reached",
     }[fault]
     detail = response["cards"][0]["detail"]
     assert f"Encounters (including therapy visits), procedures (including therapy sessions): not checked; " \
