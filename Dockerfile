@@ -3,7 +3,9 @@
 #   docker run -p 8080:8080 -v /etc/lumbar-cds:/etc/lumbar-cds:ro \
 #       -e LUMBAR_CDS_CONFIG=/etc/lumbar-cds/lumbar-cds.toml lumbar-pathway-cds
 # It binds 0.0.0.0, so it refuses to start unless the settings trust at least one issuer (or
-# LUMBAR_CDS_INSECURE=1 is set knowingly). Not built in this project's CI: no container engine there.
+# LUMBAR_CDS_INSECURE=1 is set knowingly). Migrate the database once per release first:
+#   docker run --rm -v ... -e LUMBAR_CDS_CONFIG=... --entrypoint lumbar-cds lumbar-pathway-cds db upgrade
+# Not built in this project's CI: no container engine there.
 
 # ---- build: the wheel (it carries the rules inside the package)
 FROM python:3.11-slim AS build
@@ -12,6 +14,7 @@ RUN pip install --no-cache-dir "build>=1.0"
 COPY pyproject.toml README.md ./
 COPY cds_hooks ./cds_hooks
 COPY rules ./rules
+COPY fixtures ./fixtures
 RUN python -m build --wheel --outdir /wheels
 
 # ---- runtime: the wheel and its dependencies only, no compilers or sources

@@ -6,12 +6,14 @@ every refusal into a 4xx with an OperationOutcome. Logs carry no patient data.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from typing import Any
 
 import orjson
 from flask import Blueprint, Response, current_app, request
+from sqlalchemy.exc import SQLAlchemyError
 
 from cds_hooks import logs, metrics, openapi
 from cds_hooks.config import Settings
@@ -21,6 +23,7 @@ from cds_hooks.service import evaluate_hook, parse_as
 from cds_hooks.store import Store
 from cds_hooks.wire import Discovery, FeedbackItem, FeedbackRequest, FeedbackResponse, Health, ServiceDescription
 
+log = logging.getLogger("cds_hooks.api")
 bp = Blueprint("cds_hooks", __name__)
 
 JSON_TYPES = ("application/json", "application/fhir+json")
@@ -91,9 +94,15 @@ def call_service(service_id: str) -> Response:
     rules = _rules()
     outcome = evaluate_hook(rules, service, body, fetcher=current_app.extensions["lumbar_cds.fetcher"],
                             deadline=deadline)
-    _store().record_cards(
-        service.id, service.hook, outcome.request.hookInstance, rules.profile_id, outcome.issued
-    )
+    try:
+        _store().record_cards(
+            service.id, service.hook, outcome.request.hookInstance, rules.profile_id, outcome.issued
+        )
+    except SQLAlchemyError as exc:
+        # The clinician still gets the cards: the audit row is what is lost, and /readyz reports
+        # the database. Feedback on these cards will be stored and flagged as an unknown card.
+        log.error("issued cards not recorded: %s", type(exc).__name__)
+        logs.annotate(cardsRecorded=False)
     for issued in outcome.issued:
         metrics.CARDS.labels(service.id, issued.rule_id, issued.card.indicator).inc()
     if outcome.record.skipped:

@@ -7,6 +7,7 @@ uses the embedded defaults (SQLite under ./.lumbar-cds, built-in rules).
 from __future__ import annotations
 
 import logging
+import weakref
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
@@ -29,14 +30,15 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     logs.configure(settings.log_level, settings.log_format)
     rules = load_rules(settings.rules_dir, settings.profile)  # RulesError names file and line
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # only the sandbox blueprint serves files, when on
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["lumbar_cds.settings"] = settings
     app.extensions["lumbar_cds.rules"] = rules
     store = Store(settings.store_url)
     check_schema(store.engine, settings.auto_migrate)  # SchemaNotCurrent: run `lumbar-cds db upgrade`
     app.extensions["lumbar_cds.store"] = store
-    app.extensions["lumbar_cds.fetcher"] = FhirFetcher(settings.fetch_limits, settings.fhir_allowlist)
+    fetcher = app.extensions["lumbar_cds.fetcher"] = FhirFetcher(settings.fetch_limits, settings.fhir_allowlist)
+    weakref.finalize(app, fetcher.close)  # its threads and pooled connections go with the app
     logs.install(app)  # first, so every request is timed and logged, 401s included
     install_metrics(app, rules, settings.metrics_enabled)  # before CORS and auth: it must see preflights and 401s
     headers.install(app, settings.cors_origins)  # before auth: CORS preflights carry no credentials

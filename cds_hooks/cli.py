@@ -48,7 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
     if notice:
         print(notice, file=sys.stderr)
     if settings.sandbox is None:  # development on loopback: the sandbox page is on unless LUMBAR_CDS_SANDBOX=0
-        settings = dataclasses.replace(settings, sandbox=is_loopback_host(args.host))
+        settings = dataclasses.replace(settings, sandbox=is_loopback_host(args.host) and not settings.auth_enabled)
     app = create_app(settings)
     print(f"lumbar-cds: CDS Hooks discovery at http://{args.host}:{args.port}/cds-services", file=sys.stderr)
     if settings.sandbox:

@@ -141,6 +141,13 @@ class Settings:
             problems.append(f"fhir_timeout must be between 0 and 60 seconds, not {self.fhir_timeout}")
         if self.fhir_max_pages < 1 or self.fhir_max_resources < 1:
             problems.append("fhir_max_pages and fhir_max_resources must be at least 1")
+        if self.max_body_bytes < 1 or self.max_feedback_items < 1:
+            problems.append("max_body_bytes and max_feedback_items must be at least 1")
+        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            problems.append(f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {self.log_level!r}")
+        if self.sandbox and self.auth_issuers:
+            problems.append("the sandbox page cannot run with JWT authentication on: its browser calls carry no "
+                            "JWT. Serve it from a separate loopback instance without [[auth.issuers]]")
         if problems:
             raise SettingsError("Invalid settings: " + "; ".join(problems))
 

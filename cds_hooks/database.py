@@ -12,8 +12,9 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
-# A writer waits this long for another worker's write lock before giving up with "database is locked".
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A writer waits this long for another worker's write lock before giving up with "database is locked";
+# well under gunicorn's 30 s worker timeout, so a stuck lock is an error answer, not a killed worker.
+SQLITE_BUSY_TIMEOUT_MS = 5_000
 
 
 def sqlite_url(path: Path) -> str:

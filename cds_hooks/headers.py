@@ -2,8 +2,8 @@
 
 Browsers (the CDS Hooks Sandbox, SMART apps) call the API cross-origin with an
 `Authorization` header and a JSON body, so they send a preflight OPTIONS first.
-A preflight is answered here, before any other hook, with 204 and no
-authentication: it carries no credentials and does nothing. An origin not on
+A preflight is answered here, after the request log and metrics hooks but
+before authentication, with 204: it carries no credentials and does nothing. An origin not on
 the allow-list gets no CORS headers at all, so the browser refuses the call.
 """
 

@@ -105,6 +105,12 @@ def as_json(report: list[RuleReport], since: date | None) -> dict[str, Any]:
     }
 
 
+def _cell(text: str) -> str:
+    """Override codes and displays come from EHR feedback: a leading = + - @ would make a
+    spreadsheet run the cell as a formula, so such text is quoted."""
+    return "'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
+
+
 def render(report: list[RuleReport], since: date | None, fmt: str) -> str:
     if fmt == "json":
         return orjson.dumps(as_json(report, since), option=orjson.OPT_INDENT_2).decode() + "\n"
@@ -116,7 +122,7 @@ def render(report: list[RuleReport], since: date | None, fmt: str) -> str:
         for r in report:
             reasons = "; ".join(f"{x.label()}: {x.cards}" for x in r.top_reasons)
             rate = "" if r.override_rate is None else f"{r.override_rate:.4f}"
-            writer.writerow([r.rule_id, r.issued, r.accepted, r.overridden, r.with_feedback, rate, reasons])
+            writer.writerow([r.rule_id, r.issued, r.accepted, r.overridden, r.with_feedback, rate, _cell(reasons)])
         return out.getvalue()
     lines = [f"Cards issued {'since ' + since.isoformat() if since else 'to date'}, by rule "
              "(override rate = overridden / (accepted + overridden)):", ""]

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from cds_hooks.cards import IssuedCard, OrderingContext, build_cards
 from cds_hooks.errors import ServiceError
 from cds_hooks.fhir import validate_resource
-from cds_hooks.fhir_fetch import FhirFetcher, render_template
+from cds_hooks.fhir_fetch import FetchFailure, FhirFetcher, render_template
 from cds_hooks.limits import MAX_DEPTH, deeper_than
 from cds_hooks.pathway import evaluate
 from cds_hooks.record import (
@@ -134,6 +134,11 @@ def gather_prefetch(
         token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
         fetched = fetcher.fetch(request.fhirServer, queries, token, deadline)
         data.update(fetched.data)
+        fetched_patient = fetched.data.get("patient")
+        if isinstance(fetched_patient, dict) and fetched_patient.get("id") not in (None, context.patientId):
+            # The server answered a read of this patient with someone else: its fault, not the caller's.
+            del data["patient"]
+            fetched.failures["patient"] = FetchFailure("bad-response", "a different patient")
         for key, failure in (fetched.failures | fetched.truncated).items():
             unavailable[key] = failure.reason
             details[key] = failure.detail

@@ -254,6 +254,17 @@ def test_readyz_reports_unwritable_database_and_healthz_stays_live(app: Flask, c
     assert client.get("/healthz").status_code == 200  # liveness: a database problem must not restart us
 
 
+def test_cards_still_reach_the_clinician_when_the_database_refuses_the_write(
+    app: Flask, client: FlaskClient, premature: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    path: Path = app.extensions["lumbar_cds.settings"].database_path
+    app.extensions["lumbar_cds.store"].engine = create_db_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    status, body = _post(client, SELECT, premature)
+    assert status == 200
+    assert [c["source"]["topic"]["code"] for c in body["cards"]] == ["imaging-premature"]
+    assert "issued cards not recorded: OperationalError" in caplog.text
+
+
 def test_security_and_cors_headers(client: FlaskClient) -> None:
     response = client.get("/cds-services", headers={"Origin": "https://sandbox.cds-hooks.org"})
     assert response.headers["Cache-Control"] == "no-store"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import tomllib
 from pathlib import Path
 
 from cds_hooks.cli import build_parser
@@ -56,3 +57,12 @@ def test_multi_stage_and_not_root() -> None:
     assert any(word == "COPY" and rest.startswith("--from=build") for word, rest in _instructions())
     user = _one("USER")
     assert user not in ("root", "0")
+
+
+def test_the_build_stage_copies_every_source_the_wheel_needs() -> None:
+    """hatchling fails the build when a force-included directory is missing from the build context."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    wheel = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]
+    needed = {*wheel.get("packages", []), *wheel.get("force-include", {})}
+    copied = {rest.split()[0] for word, rest in _instructions() if word == "COPY" and not rest.startswith("--")}
+    assert needed <= copied, needed - copied

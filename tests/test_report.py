@@ -64,6 +64,22 @@ def stored(database_url: str, make_app: Callable[..., Flask], monkeypatch: pytes
     return {"imaging": imaging, "referral": referral}
 
 
+def test_report_csv_quotes_caller_text_that_a_spreadsheet_would_run(
+    database_url: str, make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    migrated_store(database_url)
+    client = make_app(database_url=database_url).test_client()
+    card = _card(client, "premature-mri-3-weeks")
+    item = {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-21T10:00:00Z",
+            "overrideReason": {"reason": {"code": "=HYPERLINK(\"http://evil.test\")", "system": "urn:x"}}}
+    assert client.post(f"/cds-services/{card['service']}/feedback", json={"feedback": [item]}).status_code == 200
+    monkeypatch.delenv("LUMBAR_CDS_CONFIG", raising=False)
+    monkeypatch.setenv("LUMBAR_CDS_DATABASE_URL", database_url)
+    [row] = list(csv.DictReader(io.StringIO(_report(capsys, "--format", "csv"))))
+    assert row["top_override_reasons"].startswith("'=HYPERLINK")
+
+
 def _report(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     capsys.readouterr()
     assert main(["report", *args]) == 0

@@ -17,7 +17,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from flask import Flask
 from flask.testing import FlaskClient
 
-from cds_hooks.config import Settings
+from cds_hooks.config import Settings, SettingsError, TrustedIssuer
 from cds_hooks.fixtures import fixture_paths, load_fixture
 from cds_hooks.ruleset import Rules
 from cds_hooks.whatif import ORDER_CHOICES
@@ -58,11 +58,18 @@ def topics(cards: list[dict[str, Any]]) -> list[str]:
 def test_the_sandbox_is_off_unless_turned_on(make_app: Callable[..., Flask]) -> None:
     for setting in (None, False):
         client = make_app(sandbox=setting).test_client()
-        for path in ("/sandbox", "/sandbox/api/catalog", "/sandbox/static/sandbox.js"):
+        for path in ("/sandbox", "/sandbox/api/catalog", "/sandbox/static/sandbox.js", "/static/sandbox.js"):
             response = client.get(path)
             assert response.status_code == 404, path
             assert response.json["resourceType"] == "OperationOutcome"
     assert make_app(sandbox=True).test_client().get("/sandbox").status_code == 200
+
+
+def test_the_sandbox_cannot_be_combined_with_jwt_authentication(tmp_path: Path) -> None:
+    # Its browser calls carry no JWT, so with issuers configured every one of them would be a 401.
+    issuer = TrustedIssuer(iss="https://ehr.example.org", jwks=str(tmp_path / "jwks.json"))
+    with pytest.raises(SettingsError, match="sandbox page cannot run with JWT authentication"):
+        Settings(sandbox=True, auth_issuers=(issuer,), public_base_url="https://cds.example.org")
 
 
 @pytest.mark.parametrize(("value", "expected"), [("1", True), ("true", True), ("0", False), ("off", False)])
