@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from cds_hooks.config import Settings, SettingsError, TrustedIssuer
-from cds_hooks.exposure import is_loopback_host
+from cds_hooks.exposure import fetchable_url
 
 log = logging.getLogger("cds_hooks.auth")
 
@@ -86,14 +86,6 @@ def bearer_token(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("missing-header")
     return token.strip()
-
-
-def fetchable_url(url: str) -> bool:
-    """https anywhere; plain http only to this machine (tests, a local JWKS sidecar)."""
-    parts = urlsplit(url)
-    if not parts.hostname or parts.username or parts.password:
-        return False
-    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname))
 
 
 def _is_url(source: str) -> bool:
