@@ -24,38 +24,22 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 import math
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from cds_hooks.config import Settings, SettingsError, TrustedIssuer
-from cds_hooks.exposure import is_loopback_host
+from cds_hooks.exposure import fetchable_url
+from cds_hooks.jwks import SIGNING_ALGORITHMS, JwksCache, PublicKey, is_url
 
-log = logging.getLogger("cds_hooks.auth")
-
-# alg -> (JWK kty, EC curve). Only asymmetric JWS algorithms exist here, so neither `none` nor any
-# HMAC algorithm can ever be configured (CDS Hooks §JWT Signing Algorithm: SHALL NOT).
-SIGNING_ALGORITHMS: dict[str, tuple[str, str | None]] = {
-    "ES256": ("EC", "P-256"), "ES384": ("EC", "P-384"), "ES512": ("EC", "P-521"),
-    "RS256": ("RSA", None), "RS384": ("RSA", None), "RS512": ("RSA", None),
-    "PS256": ("RSA", None), "PS384": ("RSA", None), "PS512": ("RSA", None),
-}
-MIN_RSA_BITS = 2048
 MAX_TOKEN_CHARS = 16 * 1024
-MAX_JWKS_BYTES = 256 * 1024
-JWKS_MIN_REFRESH_SECONDS = 30.0  # at most one JWKS load per source in this window, even for unknown kids
-JWKS_FETCH_TIMEOUT_SECONDS = 5.0
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
 
 
@@ -86,18 +70,6 @@ def bearer_token(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("missing-header")
     return token.strip()
-
-
-def fetchable_url(url: str) -> bool:
-    """https anywhere; plain http only to this machine (tests, a local JWKS sidecar)."""
-    parts = urlsplit(url)
-    if not parts.hostname or parts.username or parts.password:
-        return False
-    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname))
-
-
-def _is_url(source: str) -> bool:
-    return "://" in source
 
 
 def validate_auth_settings(settings: Settings) -> None:
@@ -131,126 +103,15 @@ def _validate_issuer(issuer: TrustedIssuer, seen: set[str]) -> None:
     seen.add(issuer.iss)
     if not issuer.jwks and not issuer.jku:
         raise SettingsError(f"{name}: give its JWK Set as jwks (a file or https URL) or a jku allow-list")
-    if issuer.jwks and _is_url(issuer.jwks) and not fetchable_url(issuer.jwks):
+    if issuer.jwks and is_url(issuer.jwks) and not fetchable_url(issuer.jwks):
         raise SettingsError(f"{name}: jwks URL {issuer.jwks!r} must be https (http only on loopback)")
-    if issuer.jwks and not _is_url(issuer.jwks) and not Path(issuer.jwks).is_file():
+    if issuer.jwks and not is_url(issuer.jwks) and not Path(issuer.jwks).is_file():
         raise SettingsError(f"{name}: jwks file {issuer.jwks!r} does not exist")
     for url in issuer.jku:
         if not fetchable_url(url):
             raise SettingsError(f"{name}: jku {url!r} must be an https URL (http only on loopback)")
     if issuer.tenants is not None and not all(issuer.tenants):
         raise SettingsError(f"{name}: tenants must be non-empty strings")
-
-
-@dataclass(frozen=True)
-class PublicKey:
-    kid: str
-    kty: str
-    crv: str | None
-    alg: str | None  # the JWK's own `alg`, when it states one
-    key: Any
-
-    def fits(self, alg: str) -> bool:
-        kty, crv = SIGNING_ALGORITHMS[alg]
-        return self.kty == kty and (crv is None or self.crv == crv) and self.alg in (None, alg)
-
-
-def _public_key(jwk: dict[str, Any]) -> PublicKey | None:
-    kid, kty = jwk.get("kid"), jwk.get("kty")
-    if not isinstance(kid, str) or not kid or jwk.get("use", "sig") != "sig":
-        return None
-    document = json.dumps(jwk)
-    try:
-        if kty == "EC":
-            key = ECAlgorithm.from_jwk(document)
-        elif kty == "RSA":
-            key = RSAAlgorithm.from_jwk(document)
-        else:
-            return None
-    except (jwt.InvalidKeyError, ValueError, TypeError, KeyError):
-        return None
-    if isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
-        key = key.public_key()  # a JWKS should hold only public keys; use the public half regardless
-    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
-        return None
-    alg = jwk.get("alg")
-    return PublicKey(kid, str(kty), jwk.get("crv"), alg if isinstance(alg, str) else None, key)
-
-
-def parse_jwks(document: bytes) -> dict[str, PublicKey]:
-    """kid -> public key; unusable keys (HMAC, encryption-only, weak RSA, no kid) are left out."""
-    try:
-        jwks = json.loads(document)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
-        raise ValueError('not a JWK Set: expected {"keys": [...]}')
-    keys = (_public_key(k) for k in jwks["keys"] if isinstance(k, dict))
-    return {k.kid: k for k in keys if k is not None}
-
-
-@dataclass
-class _Entry:
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    keys: dict[str, PublicKey] = field(default_factory=dict)
-    loaded_at: float | None = None
-    attempted_at: float | None = None
-
-
-def _elapsed_at_least(since: float | None, now: float, seconds: float) -> bool:
-    # A clock that went backwards counts as elapsed, so a wall-clock step cannot freeze the cache.
-    return since is None or not (0 <= now - since < seconds)
-
-
-class JwksCache:
-    """JWK Sets by source (file path or URL), kept for `ttl` seconds and reloaded on an unknown kid.
-
-    Any load, scheduled or for an unknown kid, happens at most once per JWKS_MIN_REFRESH_SECONDS per
-    source, so a stream of tokens with made-up kids cannot make us hammer the client's server.
-    A failed reload keeps the keys already loaded.
-    """
-
-    def __init__(self, ttl: float, clock: Callable[[], float], http: httpx.Client | None = None) -> None:
-        self.ttl = ttl
-        self._clock = clock
-        self._http = http or httpx.Client(timeout=JWKS_FETCH_TIMEOUT_SECONDS, follow_redirects=False)
-        self._entries: dict[str, _Entry] = {}
-        self._entries_lock = threading.Lock()
-
-    def find(self, source: str, kid: str) -> tuple[PublicKey | None, bool]:
-        """(key or None, whether this source has ever loaded)."""
-        with self._entries_lock:
-            entry = self._entries.setdefault(source, _Entry())
-        with entry.lock:
-            now = self._clock()
-            wanted = kid not in entry.keys or _elapsed_at_least(entry.loaded_at, now, self.ttl)
-            if wanted and _elapsed_at_least(entry.attempted_at, now, JWKS_MIN_REFRESH_SECONDS):
-                entry.attempted_at = now
-                try:
-                    entry.keys = parse_jwks(self._read(source))
-                    entry.loaded_at = now
-                except (OSError, ValueError, httpx.HTTPError) as exc:
-                    log.warning("JWK Set not loaded from %s: %s", source, exc)
-            return entry.keys.get(kid), entry.loaded_at is not None
-
-    def _read(self, source: str) -> bytes:
-        if not _is_url(source):
-            with open(source, "rb") as f:
-                body = f.read(MAX_JWKS_BYTES + 1)
-        elif not fetchable_url(source):  # configuration is validated; this guards the code path itself
-            raise ValueError("URL not allowed")
-        else:
-            with self._http.stream("GET", source, headers={"Accept": "application/json"}) as response:
-                if response.status_code != 200:
-                    raise ValueError(f"HTTP {response.status_code}")
-                body = b""
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_JWKS_BYTES:
-                        break
-        if len(body) > MAX_JWKS_BYTES:
-            raise ValueError(f"larger than {MAX_JWKS_BYTES} bytes")
-        return body
 
 
 def _b64json(segment: str) -> Any:
@@ -332,7 +193,7 @@ class Verifier:
         return VerifiedToken(issuer.iss, jti, tenant if isinstance(tenant, str) else None, claims)
 
     def _key(self, issuer: TrustedIssuer, jku: Any, kid: str, ident: dict[str, Any]) -> PublicKey:
-        allowed_jku = set(issuer.jku) | ({issuer.jwks} if issuer.jwks and _is_url(issuer.jwks) else set())
+        allowed_jku = set(issuer.jku) | ({issuer.jwks} if issuer.jwks and is_url(issuer.jwks) else set())
         if jku is not None and (not isinstance(jku, str) or jku not in allowed_jku):
             raise AuthError("jku-not-allowed", **ident)
         sources: list[str] = [issuer.jwks] if issuer.jwks else []

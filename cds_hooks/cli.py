@@ -13,13 +13,13 @@ import orjson
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds_hooks.config import Settings, SettingsError
+from cds_hooks.config import Settings, SettingsError, parse_flag, read_env
 from cds_hooks.database import create_db_engine, safe_url
 from cds_hooks.errors import ServiceError
 from cds_hooks.exposure import ExposureRefused, is_loopback_host, startup_notice
 from cds_hooks.fhir_fetch import FhirFetcher
 from cds_hooks.fixtures import resolve_dates
-from cds_hooks.launch import DEFAULT_PORT, INSECURE_ENV, gunicorn_args
+from cds_hooks.launch import DEFAULT_PORT, INSECURE, INSECURE_ENV, gunicorn_args
 from cds_hooks.migrate import SchemaNotCurrent, check_schema, current_revision, head_revision, upgrade
 from cds_hooks.report import FORMATS, build_report, render
 from cds_hooks.ruleset import RulesError, load_rules
@@ -28,13 +28,18 @@ from cds_hooks.service import evaluate_hook, today_utc
 
 def _serve_production(args: argparse.Namespace) -> int:
     """Replace this process with gunicorn and the production configuration (`gunicorn_conf`)."""
-    if args.insecure:
+    if _insecure(args):
         os.environ[INSECURE_ENV] = "1"  # gunicorn_conf applies the secure-default rule itself
     command = [sys.executable, "-m", "gunicorn", *gunicorn_args(args.host, args.port)]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, command)
     return 1  # not reached
+
+
+def _insecure(args: argparse.Namespace) -> bool:
+    """--insecure, or LUMBAR_CDS_INSECURE read as gunicorn_conf reads it (a bad value is a SettingsError)."""
+    return bool(args.insecure) or read_env(INSECURE, parse_flag, False)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -44,7 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     # The embedded default stays one command: a brand-new SQLite file gets its schema here.
     settings = Settings.from_env(auto_migrate=True)
-    notice = startup_notice([args.host], settings.auth_enabled, args.insecure, "--insecure")
+    notice = startup_notice([args.host], settings.auth_enabled, _insecure(args), f"--insecure or {INSECURE_ENV}=1")
     if notice:
         print(notice, file=sys.stderr)
     if settings.sandbox is None:  # development on loopback: the sandbox page is on unless LUMBAR_CDS_SANDBOX=0

@@ -6,10 +6,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TypeVar
 
 from cds_hooks.database import backend_problem, sqlite_url
 from cds_hooks.fhir_fetch import FetchLimits, check_allowlist_entry
 
+T = TypeVar("T")
 DEFAULT_CORS_ORIGINS = ("https://sandbox.cds-hooks.org",)
 
 
@@ -30,15 +32,22 @@ def _number(name: str, value: str, kind: type[int] | type[float]) -> int | float
         raise SettingsError(f"LUMBAR_CDS_{name} must be {what}, not {value!r}") from None
 
 
-def _flag(name: str, value: str) -> bool:
+def parse_flag(name: str, value: str) -> bool:
     word = value.strip().lower()
     if word not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
         raise SettingsError(f"LUMBAR_CDS_{name} must be 1 or 0 (true or false), not {value!r}")
     return word in ("1", "true", "yes", "on")
 
 
-def _int(name: str, value: str) -> int:
+def parse_int(name: str, value: str) -> int:
     return int(_number(name, value, int))
+
+
+def read_env(name: str, parse: Callable[[str, str], T], default: T) -> T:
+    """LUMBAR_CDS_<name> read with `parse` (e.g. parse_int, parse_flag); `default` when unset or empty.
+    For processes that read a variable outside Settings (gunicorn_conf, the CLI)."""
+    value = _env(name)
+    return default if value is None else parse(name, value)
 
 
 def _float(name: str, value: str) -> float:
@@ -60,21 +69,21 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "DATABASE_URL": ("database_url", _as(str)),
     "RULES_DIR": ("rules_dir", _as(Path)),
     "PROFILE": ("profile", _as(str)),
-    "MAX_BODY_BYTES": ("max_body_bytes", _int),
-    "MAX_FEEDBACK_ITEMS": ("max_feedback_items", _int),
+    "MAX_BODY_BYTES": ("max_body_bytes", parse_int),
+    "MAX_FEEDBACK_ITEMS": ("max_feedback_items", parse_int),
     "CORS_ORIGINS": ("cors_origins", lambda n, v: tuple(o.rstrip("/") for o in _csv(n, v))),
     "LOG_LEVEL": ("log_level", _as(str.upper)),
     "LOG_FORMAT": ("log_format", _as(str.lower)),
     "FHIR_TIMEOUT": ("fhir_timeout", _float),
     "FHIR_ALLOWLIST": ("fhir_allowlist", _csv),
-    "FHIR_MAX_PAGES": ("fhir_max_pages", _int),
-    "FHIR_MAX_RESOURCES": ("fhir_max_resources", _int),
-    "METRICS_ENABLED": ("metrics_enabled", _flag),
+    "FHIR_MAX_PAGES": ("fhir_max_pages", parse_int),
+    "FHIR_MAX_RESOURCES": ("fhir_max_resources", parse_int),
+    "METRICS_ENABLED": ("metrics_enabled", parse_flag),
     "PUBLIC_BASE_URL": ("public_base_url", _as(str)),
     "AUTH_ALGORITHMS": ("auth_algorithms", _csv),
-    "AUTH_LEEWAY_SECONDS": ("auth_leeway_seconds", _int),
-    "AUTH_JWKS_CACHE_SECONDS": ("auth_jwks_cache_seconds", _int),
-    "SANDBOX": ("sandbox", _flag),
+    "AUTH_LEEWAY_SECONDS": ("auth_leeway_seconds", parse_int),
+    "AUTH_JWKS_CACHE_SECONDS": ("auth_jwks_cache_seconds", parse_int),
+    "SANDBOX": ("sandbox", parse_flag),
     "FIXTURES_DIR": ("fixtures_dir", _as(Path)),
 }
 

@@ -31,22 +31,12 @@ if _PROM_DIR_CREATED:
     os.environ[_PROM_ENV] = tempfile.mkdtemp(prefix="lumbar-cds-prometheus-")
 
 from cds_hooks.auth import validate_auth_settings  # noqa: E402
-from cds_hooks.config import Settings, SettingsError  # noqa: E402
+from cds_hooks.config import Settings, SettingsError, parse_flag, parse_int, read_env  # noqa: E402
 from cds_hooks.exposure import ExposureRefused, startup_notice  # noqa: E402
-from cds_hooks.launch import INSECURE_ENV  # noqa: E402
+from cds_hooks.launch import INSECURE, INSECURE_ENV  # noqa: E402
 from cds_hooks.metrics import mark_process_dead  # noqa: E402
 
 MAX_DEFAULT_WORKERS = 12
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(f"LUMBAR_CDS_{name}", "").strip()
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise RuntimeError(f"lumbar-cds: LUMBAR_CDS_{name} must be a whole number, not {value!r}") from None
 
 
 def default_workers(cores: int | None) -> int:
@@ -62,18 +52,18 @@ def default_workers(cores: int | None) -> int:
 # ------------------------------------------------------------------------------------ settings
 # Hook calls are CPU-bound (parse, read, evaluate) with one short SQLite write: sync workers,
 # one request each, are the simplest fit (see "Performance" in the README for the measurements).
-workers = _env_int("WORKERS", int(os.environ.get("WEB_CONCURRENCY") or default_workers(os.cpu_count())))
+workers = read_env("WORKERS", parse_int, int(os.environ.get("WEB_CONCURRENCY") or default_workers(os.cpu_count())))
 worker_class = os.environ.get("LUMBAR_CDS_WORKER_CLASS", "sync")
-threads = _env_int("THREADS", 1)  # used by worker_class=gthread only
+threads = read_env("THREADS", parse_int, 1)  # used by worker_class=gthread only
 # A hook call's FHIR fallback has a 2 s deadline; 30 s leaves room for a slow database.
-timeout = _env_int("TIMEOUT", 30)
-graceful_timeout = _env_int("GRACEFUL_TIMEOUT", 30)  # SIGTERM: in-flight requests may finish
-keepalive = _env_int("KEEPALIVE", 5)  # seconds; only non-sync workers keep connections open
+timeout = read_env("TIMEOUT", parse_int, 30)
+graceful_timeout = read_env("GRACEFUL_TIMEOUT", parse_int, 30)  # SIGTERM: in-flight requests may finish
+keepalive = read_env("KEEPALIVE", parse_int, 5)  # seconds; only non-sync workers keep connections open
 # Recycle workers now and then (bounds any slow leak); the jitter keeps them from restarting together.
 # Not often: a new worker spends ~0.5 s of CPU loading the rules, and at 2000 the load benchmark's
 # tail latency rose tenfold while workers restarted mid-run.
-max_requests = _env_int("MAX_REQUESTS", 20000)
-max_requests_jitter = _env_int("MAX_REQUESTS_JITTER", 2000)
+max_requests = read_env("MAX_REQUESTS", parse_int, 20000)
+max_requests_jitter = read_env("MAX_REQUESTS_JITTER", parse_int, 2000)
 # Not preloaded: each worker opens its own SQLite connections, HTTP pool and threads after the fork.
 preload_app = False
 # The heartbeat file is touched constantly; keep it off a container's overlay disk.
@@ -109,7 +99,7 @@ def on_starting(server: Any) -> None:
     try:
         settings = Settings.from_env()
         validate_auth_settings(settings)
-        insecure = os.environ.get(INSECURE_ENV, "").strip().lower() in ("1", "true", "yes")
+        insecure = read_env(INSECURE, parse_flag, False)
         notice = startup_notice(bind_hosts(server.cfg.bind), settings.auth_enabled, insecure, f"{INSECURE_ENV}=1")
     except (SettingsError, ExposureRefused) as exc:
         raise RuntimeError(f"lumbar-cds: {exc}") from None  # gunicorn prints it and exits with status 1

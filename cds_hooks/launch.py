@@ -10,7 +10,8 @@ from __future__ import annotations
 DEFAULT_PORT = 8080
 CONFIG_MODULE = "python:cds_hooks.gunicorn_conf"
 APP_FACTORY = "cds_hooks.app:create_app()"
-INSECURE_ENV = "LUMBAR_CDS_INSECURE"
+INSECURE = "INSECURE"  # LUMBAR_CDS_INSECURE=1: the environment's --insecure (config.parse_flag reads it)
+INSECURE_ENV = f"LUMBAR_CDS_{INSECURE}"
 
 
 def gunicorn_args(host: str, port: int = DEFAULT_PORT) -> list[str]:

@@ -227,6 +227,33 @@ class CardText(_Strict):
         return base.model_copy(update=changes)
 
 
+# The sandbox page's timeline lanes (timeline.py); sandbox.yaml labels each.
+TimelineLane = Literal["episode", "red-flag", "care", "imaging", "surgery", "referral", "draft-order", "other"]
+# Value set kinds a sandbox draft order's code may come from: the orders the pathway judges.
+SANDBOX_ORDER_KINDS = ("lumbar-imaging", "surgical-referral", "lumbar-spine-surgery")
+
+
+class CodeRef(_Strict):
+    """A code named by system and code; its display comes from the value set that lists it."""
+
+    system: str
+    code: str = Field(min_length=1)
+
+
+class SandboxOrder(CodeRef):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    label: str = Field(min_length=1)
+
+
+class SandboxText(_Strict):
+    """rules/sandbox.yaml: what the developer sandbox page offers and how it labels the timeline."""
+
+    orders: list[SandboxOrder] = Field(min_length=1)
+    pt_evaluation: CodeRef
+    pt_session: CodeRef
+    timeline_lanes: dict[TimelineLane, str]
+
+
 class ServiceDef(_Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
     hook: HookName
@@ -332,6 +359,7 @@ class Rules:
     services: dict[str, ServiceDef]
     index: CodeIndex
     source_dir: Path
+    sandbox: SandboxText
 
     @cached_property
     def pt_referral(self) -> dict[str, Any]:
@@ -347,6 +375,10 @@ class Rules:
     def system_name(self, uri: str) -> str:
         system = self.code_systems.get(uri)
         return system.name if system else uri
+
+    def code(self, ref: CodeRef) -> Code:
+        """The value set entry for a code the rules name (every CodeRef is checked at load)."""
+        return self.index.exact[(ref.system, ref.code)][0].code
 
 
 # --------------------------------------------------------------------------- loading
@@ -484,6 +516,10 @@ def load_rules(rules_dir: Path | None = None, profile: str | None = None) -> Rul
     services_raw = ld.read(services_file)
     services_doc = ld.parse(ServiceFile, services_file, services_raw)
 
+    sandbox_file = root / "sandbox.yaml"
+    sandbox_raw = ld.read(sandbox_file)
+    sandbox = ld.parse(SandboxText, sandbox_file, sandbox_raw)
+
     valuesets: dict[str, ValueSet] = {}
     where: dict[str, tuple[Path, Any, int]] = {}
     vs_files = sorted((root / "valuesets").glob("*.yaml"))
@@ -508,6 +544,8 @@ def load_rules(rules_dir: Path | None = None, profile: str | None = None) -> Rul
         _check_cards(ld, cards_file, cards_raw, cards, pathway.profiles if pathway else ())
     if services_doc:
         _check_services(ld, services_file, services_raw, services_doc)
+    if sandbox:
+        _check_sandbox(ld, sandbox_file, sandbox_raw, sandbox, valuesets)
     if citations_raw is not None and citations_doc is not None and not citations:
         ld.problems.append(f"{ld.rel(citations_file)}: no citations")
 
@@ -518,7 +556,7 @@ def load_rules(rules_dir: Path | None = None, profile: str | None = None) -> Rul
         )
     if ld.problems:
         raise RulesError(ld.problems)
-    assert pathway and cards and services_doc  # no problems means all parsed
+    assert pathway and cards and services_doc and sandbox  # no problems means all parsed
 
     return Rules(
         profile_id=profile_id,
@@ -531,6 +569,7 @@ def load_rules(rules_dir: Path | None = None, profile: str | None = None) -> Rul
         services={s.id: s for s in services_doc.services},
         index=_build_index(valuesets.values(), code_systems),
         source_dir=root,
+        sandbox=sandbox,
     )
 
 
@@ -710,6 +749,32 @@ def _check_services(ld: _Loader, path: Path, raw: Any, doc: ServiceFile) -> None
         for key in svc.required:
             if key not in svc.prefetch:
                 ld.problem(path, raw, (*loc, "required"), f"{svc.id}: required key {key!r} has no prefetch template")
+
+
+def _check_sandbox(
+    ld: _Loader, path: Path, raw: Any, sandbox: SandboxText, valuesets: dict[str, ValueSet]
+) -> None:
+    kinds: dict[tuple[str, str], set[tuple[str, str | None]]] = {}
+    for vs in valuesets.values():
+        for code in vs.codes:
+            kinds.setdefault((code.system, code.code), set()).add((vs.kind, vs.category))
+    ids: set[str] = set()
+    for i, order in enumerate(sandbox.orders):
+        if order.id in ids:
+            ld.problem(path, raw, ("orders", i, "id"), f"orders: id {order.id!r} listed twice")
+        ids.add(order.id)
+        if not any(kind in SANDBOX_ORDER_KINDS for kind, _ in kinds.get((order.system, order.code), ())):
+            ld.problem(path, raw, ("orders", i, "code"),
+                       f"orders.{order.id}: code {order.system}|{order.code} is in no value set of kind "
+                       f"{', '.join(SANDBOX_ORDER_KINDS)}")
+    for name in ("pt_evaluation", "pt_session"):
+        ref: CodeRef = getattr(sandbox, name)
+        if ("conservative-care", FORMAL_PT) not in kinds.get((ref.system, ref.code), set()):
+            ld.problem(path, raw, (name, "code"),
+                       f"{name}: code {ref.system}|{ref.code} is in no conservative-care value set of "
+                       f"category {FORMAL_PT!r}")
+    for lane in sorted(set(TimelineLane.__args__) - set(sandbox.timeline_lanes)):  # type: ignore[attr-defined]
+        ld.problem(path, raw, ("timeline_lanes",), f"timeline_lanes: lane {lane!r} has no label")
 
 
 def _build_index(valuesets: Iterable[ValueSet], systems: dict[str, CodeSystem]) -> CodeIndex:

@@ -14,36 +14,25 @@ from typing import Any
 from cds_hooks.record import Evidence, read_draft_orders, read_record
 from cds_hooks.ruleset import Rules, ServiceDef
 
-# Lanes in display order: key → label. Conservative-care lanes are added per
-# modality (labels from rules/pathway.yaml) between "episode" and "imaging".
-LANES = {
-    "episode": "Back condition",
-    "red-flag": "Red flag",
-    "care": "Conservative care",
-    "imaging": "Prior imaging",
-    "surgery": "Prior lumbar surgery",
-    "referral": "Referral",
-    "draft-order": "Draft order",
-    "other": "Other",
-}
-
 
 def _lane(rules: Rules, e: Evidence) -> tuple[str, str]:
+    """(lane key, label); labels from rules/sandbox.yaml, one conservative-care lane per modality."""
+    lanes = rules.sandbox.timeline_lanes
     if e.has("red-flag"):
         labels = [rules.pathway.red_flag_categories.get(c, c) for c in sorted(e.categories("red-flag"))]
-        return "red-flag", f"{LANES['red-flag']}: {', '.join(labels)}"
+        return "red-flag", f"{lanes['red-flag']}: {', '.join(labels)}"
     if e.has("prior-lumbar-surgery") or e.has("lumbar-spine-surgery"):
-        return "surgery", LANES["surgery"]
+        return "surgery", lanes["surgery"]
     if e.has("lumbar-imaging"):
-        return "imaging", LANES["imaging"]
+        return "imaging", lanes["imaging"]
     if e.has("population"):
-        return "episode", LANES["episode"]
+        return "episode", lanes["episode"]
     if e.has("conservative-care"):
         category = sorted(e.categories("conservative-care"))[0]
-        return f"care:{category}", rules.pathway.modalities.get(category, LANES["care"])
+        return f"care:{category}", rules.pathway.modalities.get(category, lanes["care"])
     if e.has("surgical-referral") or e.has("surgeon-specialty"):
-        return "referral", LANES["referral"]
-    return "other", LANES["other"]
+        return "referral", lanes["referral"]
+    return "other", lanes["other"]
 
 
 def _iso(day: date | None) -> str | None:
@@ -66,7 +55,7 @@ def build_timeline(rules: Rules, service: ServiceDef, request: dict[str, Any], t
     events.sort(key=lambda ev: ev["start"] or "")
     for order in read_draft_orders(context.get("draftOrders"), rules):
         events.append({
-            "lane": "draft-order", "laneLabel": LANES["draft-order"], "label": order.name,
+            "lane": "draft-order", "laneLabel": rules.sandbox.timeline_lanes["draft-order"], "label": order.name,
             "code": order.code_label, "start": today.isoformat(), "end": None,
             "status": order.resource.get("status"), "active": True, "ref": order.ref,
         })

@@ -1,14 +1,15 @@
 """What-if requests for the sandbox page: a scenario's CDS Hooks request, changed.
 
 Pure data in, data out (no Flask). Every code put into a generated resource is
-read from the loaded rules' value sets: this module names value sets, kinds and
-categories, never a clinical code. The generated resources are plain FHIR R4.
+read from the loaded rules: the draft orders and therapy codes rules/sandbox.yaml
+names, or the first code of a value set of a given kind and category. This module
+never names a clinical code or matches clinical words. The generated resources are
+plain FHIR R4.
 """
 
 from __future__ import annotations
 
 import copy
-import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,27 +28,6 @@ CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 
 
-@dataclass(frozen=True)
-class OrderChoice:
-    """A draft order the page offers: the first code of a value set (optionally the
-    first whose display has `keyword` as a word)."""
-
-    id: str
-    label: str
-    valueset: str
-    keyword: str | None = None
-
-
-ORDER_CHOICES = (
-    OrderChoice("mri-without-contrast", "MRI lumbar spine without contrast", "lumbar-imaging-mri-without-contrast"),
-    OrderChoice("mri-with-contrast", "MRI lumbar spine with contrast", "lumbar-imaging-mri-with-contrast"),
-    OrderChoice("ct", "CT lumbar spine", "lumbar-imaging-ct"),
-    OrderChoice("xray", "X-ray lumbar spine", "lumbar-imaging-radiography"),
-    OrderChoice("orthopedic-referral", "Referral to orthopedic surgeon", "surgical-referral", "orthopedic"),
-    OrderChoice("neurosurgery-referral", "Referral to neurosurgeon", "surgical-referral", "neurosurgeon"),
-    OrderChoice("laminectomy", "Lumbar laminectomy", "lumbar-spine-surgery", "laminectomy"),
-)
-
 # Orders the pathway judges; the one the page replaces is the first of these.
 JUDGED_KINDS = ("lumbar-imaging", "surgical-referral", "surgeon-specialty", "lumbar-spine-surgery")
 
@@ -56,13 +36,9 @@ class WhatIfError(ValueError):
     """A what-if the rules cannot express (unknown choice, missing value set)."""
 
 
-def _pick(codes: list[Code], keyword: str | None = None) -> Code | None:
-    """The first verified code (a specific code before an ICD-10-CM header), optionally
-    the first whose display has `keyword` as a whole word."""
+def _pick(codes: list[Code]) -> Code | None:
+    """The first verified code (a specific code before an ICD-10-CM header)."""
     pool = [c for c in codes if c.verified] or list(codes)
-    if keyword:
-        word = re.compile(rf"\b{re.escape(keyword)}\b", re.IGNORECASE)
-        pool = [c for c in pool if word.search(c.display)]
     specific = [c for c in pool if not c.descendants]
     chosen = specific or pool
     return chosen[0] if chosen else None
@@ -81,20 +57,10 @@ def _coding(code: Code) -> dict[str, str]:
     return {"system": code.system, "code": code.code, "display": code.display}
 
 
-def order_coding(rules: Rules, choice: OrderChoice) -> Code | None:
-    vs = rules.valuesets.get(choice.valueset)
-    return _pick(vs.codes, choice.keyword) if vs else None
-
-
 def order_menu(rules: Rules) -> list[dict[str, Any]]:
-    """The draft orders the page offers, each with the code it will use."""
-    menu = []
-    for choice in ORDER_CHOICES:
-        code = order_coding(rules, choice)
-        if code is not None:  # a custom rules directory may lack the value set
-            menu.append({"id": choice.id, "label": choice.label, "coding": _coding(code),
-                         "system": rules.system_name(code.system)})
-    return menu
+    """The draft orders the page offers (rules/sandbox.yaml), each with the code it will use."""
+    return [{"id": choice.id, "label": choice.label, "coding": _coding(rules.code(choice)),
+             "system": rules.system_name(choice.system)} for choice in rules.sandbox.orders]
 
 
 def red_flag_menu(rules: Rules) -> list[dict[str, Any]]:
@@ -229,11 +195,11 @@ def _performer_is(rules: Rules, resource: dict[str, Any], kind: str) -> bool:
 
 
 def _replace_order(rules: Rules, context: dict[str, Any], choice_id: str, patient: str, changes: list[str]) -> None:
-    choice = next((c for c in ORDER_CHOICES if c.id == choice_id), None)
-    code = order_coding(rules, choice) if choice else None
-    if choice is None or code is None:
-        known = ", ".join(o["id"] for o in order_menu(rules))
+    choice = next((c for c in rules.sandbox.orders if c.id == choice_id), None)
+    if choice is None:
+        known = ", ".join(c.id for c in rules.sandbox.orders)
         raise WhatIfError(f"unknown draft order {choice_id!r}; choose one of: {known}")
+    code = rules.code(choice)
     entries = _draft_entries(context)
     index = _primary_index(rules, context, entries)
     old = entries[index]["resource"] if index is not None else {}
@@ -302,11 +268,7 @@ def _set_pt_weeks(rules: Rules, prefetch: dict[str, Any], service: ServiceDef, p
         changes.append(f"Removed {removed} formal physical therapy record(s)")
     if weeks == 0:
         return
-    codes = _codes(rules, "conservative-care", FORMAL_PT)
-    evaluation = _pick(codes, "evaluation")
-    session = _pick(codes, "exercises") or evaluation
-    if evaluation is None or session is None:
-        raise WhatIfError("the rules have no formal physical therapy codes")
+    evaluation, session = rules.code(rules.sandbox.pt_evaluation), rules.code(rules.sandbox.pt_session)
     # Weekly sessions spanning exactly `weeks` weeks, the last one two days ago.
     first = today - timedelta(days=7 * weeks + 2)
     for k in range(weeks + 1):

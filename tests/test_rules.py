@@ -81,6 +81,15 @@ def test_contradicting_duplicate_code_is_reported(rules_copy: Path, rules: Rules
         ("cards.yaml", '  refused: "{keys}: not checked; the EHR\'s FHIR server refused access."\n', "",
          "unavailable: reason 'refused' has no line", False),
         ("citations.yaml", "year: 2021\n", "year: 2021\n  broken: [unclosed\n", "YAML error", False),
+        # A sandbox draft order whose code is a PT code, not an order the pathway judges.
+        ("sandbox.yaml", 'label: CT lumbar spine, system: "http://www.ama-assn.org/go/cpt", code: "72131"',
+         'label: CT lumbar spine, system: "http://www.ama-assn.org/go/cpt", code: "97110"',
+         "orders.ct: code http://www.ama-assn.org/go/cpt|97110 is in no value set of kind", True),
+        ("sandbox.yaml", 'code: "308482002"', 'code: "0000000"', "orders.neurosurgery-referral: code", True),
+        ("sandbox.yaml", 'pt_session: {system: "http://www.ama-assn.org/go/cpt", code: "97110"}',
+         'pt_session: {system: "http://www.ama-assn.org/go/cpt", code: "72148"}',
+         "pt_session: code http://www.ama-assn.org/go/cpt|72148 is in no conservative-care value set", True),
+        ("sandbox.yaml", "  referral: Referral\n", "", "timeline_lanes: lane 'referral' has no label", False),
     ],
 )
 def test_rule_mistakes_are_reported_with_file_and_line(

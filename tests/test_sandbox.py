@@ -19,8 +19,7 @@ from flask.testing import FlaskClient
 
 from cds_hooks.config import Settings, SettingsError, TrustedIssuer
 from cds_hooks.fixtures import fixture_paths, load_fixture
-from cds_hooks.ruleset import Rules
-from cds_hooks.whatif import ORDER_CHOICES
+from cds_hooks.ruleset import SANDBOX_ORDER_KINDS, Rules
 from tests.conformance import assert_conformant
 
 REPO = Path(__file__).resolve().parent.parent
@@ -125,11 +124,12 @@ def test_catalog_codes_come_from_the_rules(sandbox: FlaskClient, rules: Rules) -
     assert catalog["profile"] == rules.profile_id
     assert {s["hook"] for s in catalog["services"]} == {"order-select", "order-sign"}
     orders = {o["id"]: o for o in catalog["orders"]}
-    assert list(orders) == [c.id for c in ORDER_CHOICES]
-    for choice in ORDER_CHOICES:
+    assert list(orders) == [c.id for c in rules.sandbox.orders]
+    for choice in rules.sandbox.orders:
         coding = orders[choice.id]["coding"]
+        assert (coding["system"], coding["code"]) == (choice.system, choice.code)
         matches = rules.index.lookup(coding["system"], coding["code"])
-        assert [m.valueset.id for m in matches] == [choice.valueset], choice.id
+        assert len(matches) == 1 and matches[0].valueset.kind in SANDBOX_ORDER_KINDS, choice.id
         assert matches[0].code.display == coding["display"]
     flags = {f["category"]: f for f in catalog["redFlags"]}
     assert list(flags) == list(rules.pathway.red_flag_categories)
@@ -271,7 +271,7 @@ def _all_resources(request: dict[str, Any]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("scenario", ["premature-mri-3-weeks", "sandbox-pama-ct-intent-plan"])
 def test_generated_requests_are_valid_fhir_r4(sandbox: FlaskClient, rules: Rules, scenario: str) -> None:
     """Every resource and prefetch Bundle of a what-if request validates with fhir.resources R4B."""
-    combos = [{"order": c.id, "onsetDaysAgo": 50, "ptWeeks": 4} for c in ORDER_CHOICES]
+    combos = [{"order": c.id, "onsetDaysAgo": 50, "ptWeeks": 4} for c in rules.sandbox.orders]
     combos += [{"redFlag": category} for category in rules.pathway.red_flag_categories]
     combos += [{"redFlag": "remove", "ptWeeks": 0, "hook": "order-sign"}]
     generated = 0
