@@ -26,6 +26,7 @@ from cds_hooks.wire import Discovery, FeedbackItem, FeedbackRequest, FeedbackRes
 log = logging.getLogger("cds_hooks.api")
 bp = Blueprint("cds_hooks", __name__)
 
+FETCH_SHARE = 0.9
 JSON_TYPES = ("application/json", "application/fhir+json")
 
 
@@ -37,19 +38,19 @@ def error_response(status: int, message: str, expression: list[str] | None = Non
     return json_response(operation_outcome(status, message, expression), status)
 
 
-def _rules() -> Rules:
+def current_rules() -> Rules:
     return current_app.extensions["lumbar_cds.rules"]
 
 
-def _store() -> Store:
+def current_store() -> Store:
     return current_app.extensions["lumbar_cds.store"]
 
 
-def _settings() -> Settings:
+def current_settings() -> Settings:
     return current_app.extensions["lumbar_cds.settings"]
 
 
-def _body() -> Any:
+def request_json() -> Any:
     """The JSON body, parsed once. Refuses other media types and broken JSON."""
     mimetype = request.mimetype
     if mimetype and mimetype not in JSON_TYPES:
@@ -66,9 +67,9 @@ def _body() -> Any:
 
 
 def _service(service_id: str) -> Any:
-    service = _rules().services.get(service_id)
+    service = current_rules().services.get(service_id)
     if service is None:
-        known = ", ".join(sorted(_rules().services))
+        known = ", ".join(sorted(current_rules().services))
         raise ServiceError(404, f"No CDS service {service_id!r}. Services: {known}.")
     logs.annotate(service=service.id, hook=service.hook)
     return service
@@ -81,21 +82,23 @@ def discovery() -> Response:
             hook=s.hook, title=s.title, description=s.description.strip(), id=s.id,
             prefetch=s.prefetch, usageRequirements=s.usageRequirements.strip(),
         )
-        for s in _rules().services.values()
+        for s in current_rules().services.values()
     ]
     return json_response(Discovery(services=services).model_dump(mode="json", exclude_none=True))
 
 
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
-    deadline = time.monotonic() + current_app.extensions["lumbar_cds.settings"].fhir_timeout
+    # The timeout bounds the whole hook call: fetching stops at 90 % of it, leaving the rest for
+    # reading, judging and answering, so the EHR hears back within the timeout.
+    deadline = time.monotonic() + FETCH_SHARE * current_settings().fhir_timeout
     service = _service(service_id)
-    body = _body()
-    rules = _rules()
+    body = request_json()
+    rules = current_rules()
     outcome = evaluate_hook(rules, service, body, fetcher=current_app.extensions["lumbar_cds.fetcher"],
                             deadline=deadline)
     try:
-        _store().record_cards(
+        current_store().record_cards(
             service.id, service.hook, outcome.request.hookInstance, rules.profile_id, outcome.issued
         )
     except SQLAlchemyError as exc:
@@ -118,14 +121,14 @@ def call_service(service_id: str) -> Response:
 @bp.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
     service = _service(service_id)
-    body = _body()
+    body = request_json()
     items = body.get("feedback") if isinstance(body, dict) else None
-    limit = _settings().max_feedback_items
+    limit = current_settings().max_feedback_items
     if isinstance(items, list) and len(items) > limit:
         raise ServiceError(413, f"At most {limit} feedback items per request; send the rest in another.",
                            ["feedback"])
     parsed = parse_as(FeedbackRequest, body, 'CDS Hooks feedback: {"feedback": [...]}')
-    results = _store().record_feedback(service.id, parsed.feedback)
+    results = current_store().record_feedback(service.id, parsed.feedback)
     _count_feedback(service.id, parsed.feedback, results)
     unknown = sum(1 for r in results if not r["knownCard"])
     logs.annotate(items=len(results), unknownCards=unknown)
@@ -133,7 +136,7 @@ def feedback(service_id: str) -> Response:
 
 
 def _count_feedback(service_id: str, items: list[FeedbackItem], results: list[dict[str, Any]]) -> None:
-    offered = {reason.code for reason in _rules().cards.override_reasons}
+    offered = {reason.code for reason in current_rules().cards.override_reasons}
     for item, result in zip(items, results, strict=True):
         coding = item.overrideReason.reason if item.overrideReason else None
         reason = metrics.label(coding.code, offered, metrics.OTHER) if coding else metrics.NONE
@@ -142,7 +145,7 @@ def _count_feedback(service_id: str, items: list[FeedbackItem], results: list[di
 
 
 def _rules_summary(status: str) -> dict[str, Any]:
-    rules = _rules()
+    rules = current_rules()
     return Health(status=status, rulesProfile=rules.profile_id, valueSets=len(rules.valuesets),
                   services=len(rules.services)).model_dump()
 
@@ -158,7 +161,7 @@ def healthz() -> Response:
 def readyz() -> Response:
     """Readiness: the rules are loaded (create_app refuses to build without them) and the database
     takes a write, which is what acknowledging feedback needs."""
-    if not _store().writable():
+    if not current_store().writable():
         return error_response(503, "Not ready: the database cannot be written.")
     return json_response(_rules_summary("ready"))
 
@@ -169,5 +172,5 @@ def openapi_document() -> Response:
     cached = current_app.extensions.get("lumbar_cds.openapi")
     if cached is None:
         cached = current_app.extensions["lumbar_cds.openapi"] = orjson.dumps(
-            openapi.document(_rules(), auth_required=current_app.extensions["lumbar_cds.settings"].auth_enabled))
+            openapi.document(current_rules(), auth_required=current_settings().auth_enabled))
     return Response(cached, mimetype="application/json")

@@ -21,13 +21,13 @@ from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urljoin
 
 import httpx
 import orjson
 
 from cds_hooks import metrics
-from cds_hooks.exposure import is_loopback_host
+from cds_hooks.exposure import fetchable_url, http_url_parts, is_loopback_host
 
 log = logging.getLogger("cds_hooks.fhir_fetch")
 # httpx logs every request URL at INFO (and httpcore the headers at DEBUG): the
@@ -71,24 +71,11 @@ class Fetched:
 # --------------------------------------------------------------------------- allow-list
 
 
-def _origin_and_path(url: str) -> tuple[str, str, int | None, str] | None:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:  # a port like :99999 or a broken IPv6 literal
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
-        return None
-    port = port or (443 if parts.scheme == "https" else 80)
-    return parts.scheme, parts.hostname.lower(), port, parts.path.rstrip("/")
-
-
 def check_allowlist_entry(prefix: str) -> str | None:
     """The problem with one configured allow-list entry, or None."""
-    parsed = _origin_and_path(prefix)
-    if parsed is None:
+    if http_url_parts(prefix) is None:
         return f"{prefix!r} is not an http(s) base URL without credentials"
-    if parsed[0] != "https" and not is_loopback_host(parsed[1]):
+    if not fetchable_url(prefix):
         return f"{prefix!r} must use https: only loopback FHIR servers may use plain http"
     return None
 
@@ -103,25 +90,22 @@ def server_allowed(server: str, allowlist: tuple[str, ...]) -> bool:
     admit `https://ehr.example.evil/` or `https://ehr.example/fhir-admin`.
     Plain http is never allowed off loopback.
     """
-    parsed = _origin_and_path(server)
-    if parsed is None:
-        return False
-    scheme, host, port, path = parsed
-    if scheme != "https" and not is_loopback_host(host):
+    parsed = http_url_parts(server)
+    if parsed is None or not fetchable_url(server):
         return False
     if not allowlist:
-        return is_loopback_host(host)
+        return is_loopback_host(parsed[1])
     for prefix in allowlist:
-        allowed = _origin_and_path(prefix)
-        if allowed is None or allowed[:3] != (scheme, host, port):
+        allowed = http_url_parts(prefix)
+        if allowed is None or allowed[:3] != parsed[:3]:
             continue
-        if path == allowed[3] or path.startswith(allowed[3] + "/"):
+        if parsed[3] == allowed[3] or parsed[3].startswith(allowed[3] + "/"):
             return True
     return False
 
 
 def _same_server(url: str, server: str) -> bool:
-    a, b = _origin_and_path(url), _origin_and_path(server)
+    a, b = http_url_parts(url), http_url_parts(server)
     return a is not None and b is not None and a[:3] == b[:3] and (a[3] + "/").startswith(b[3] + "/")
 
 

@@ -12,11 +12,10 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from flask import Blueprint, Response, current_app, render_template
+from flask import Blueprint, Response, render_template
 from pydantic import BaseModel, ConfigDict, Field
 
 from cds_hooks import api
-from cds_hooks.config import Settings
 from cds_hooks.errors import ServiceError
 from cds_hooks.fixtures import Fixture, fixture_paths, fixtures_dir, load_fixture
 from cds_hooks.service import parse_as, today_utc
@@ -62,12 +61,8 @@ def _page_headers(response: Response) -> Response:
     return response
 
 
-def _settings() -> Settings:
-    return current_app.extensions["lumbar_cds.settings"]
-
-
 def _fixtures() -> dict[str, Path]:
-    return fixture_paths(_settings().fixtures_dir or fixtures_dir())
+    return fixture_paths(api.current_settings().fixtures_dir or fixtures_dir())
 
 
 def _load(path: Path) -> Fixture:
@@ -91,7 +86,7 @@ def page() -> str:
 
 @bp.get("/sandbox/api/catalog")
 def catalog() -> Response:
-    rules = api._rules()
+    rules = api.current_rules()
     return api.json_response({
         "profile": rules.profile_id,
         "profileTitle": rules.profile.title,
@@ -112,7 +107,7 @@ def _expected(fixture: Fixture) -> dict[str, Any]:
 
 @bp.get("/sandbox/api/scenarios")
 def scenarios() -> Response:
-    rules = api._rules()
+    rules = api.current_rules()
     listed = []
     for name, path in _fixtures().items():
         try:
@@ -132,9 +127,9 @@ def scenarios() -> Response:
 @bp.post("/sandbox/api/request")
 def what_if_request() -> Response:
     """Build the scenario's CDS Hooks request with the what-ifs applied (not sent)."""
-    body = parse_as(WhatIfRequest, api._body(), "a sandbox what-if")
+    body = parse_as(WhatIfRequest, api.request_json(), "a sandbox what-if")
     fixture = _fixture(body.scenario)
-    rules = api._rules()
+    rules = api.current_rules()
     today = today_utc()
     what_if = WhatIf(hook=body.hook, order=body.order, onset_days_ago=body.onsetDaysAgo,
                      pt_weeks=body.ptWeeks, red_flag=body.redFlag)
