@@ -119,18 +119,18 @@ def validate_resource(resource: dict[str, Any]) -> str | None:
     with the same history on every edit, so verdicts are memoised by a digest of
     the JSON (no patient data is kept as a key).
     """
-    if deeper_than(resource):
-        return f"nesting: more than {MAX_DEPTH} levels"
     try:
-        key = hashlib.blake2b(orjson.dumps(resource), digest_size=16).digest()
-    except TypeError:
-        return _validate(resource)
-    if key in _VERDICTS:
+        key: bytes | None = hashlib.blake2b(orjson.dumps(resource), digest_size=16).digest()
+    except TypeError:  # not serialisable (e.g. nested past orjson's limit): judged, never cached
+        key = None
+    if key is not None and key in _VERDICTS:
         return _VERDICTS[key]
-    verdict = _validate(resource)
-    if len(_VERDICTS) >= _VERDICTS_MAX:
-        _VERDICTS.clear()
-    _VERDICTS[key] = verdict
+    # The depth walk is only needed when judging: a cached verdict already reflects it.
+    verdict = f"nesting: more than {MAX_DEPTH} levels" if deeper_than(resource) else _validate(resource)
+    if key is not None:
+        if len(_VERDICTS) >= _VERDICTS_MAX:
+            _VERDICTS.clear()
+        _VERDICTS[key] = verdict
     return verdict
 
 
