@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,7 +111,10 @@ class JwksCache:
     def __init__(self, ttl: float, clock: Callable[[], float], http: httpx.Client | None = None) -> None:
         self.ttl = ttl
         self._clock = clock
-        self._http = http or httpx.Client(timeout=JWKS_FETCH_TIMEOUT_SECONDS, follow_redirects=False)
+        if http is None:
+            http = httpx.Client(timeout=JWKS_FETCH_TIMEOUT_SECONDS, follow_redirects=False)
+            weakref.finalize(self, http.close)  # a client of our own goes with the cache
+        self._http = http
         self._entries: dict[str, _Entry] = {}
         self._entries_lock = threading.Lock()
 
