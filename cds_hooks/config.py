@@ -152,6 +152,8 @@ class Settings:
             problems.append("fhir_max_pages and fhir_max_resources must be at least 1")
         if self.max_body_bytes < 1 or self.max_feedback_items < 1:
             problems.append("max_body_bytes and max_feedback_items must be at least 1")
+        if self.log_format not in ("json", "text"):
+            problems.append(f"log format must be json or text, not {self.log_format!r}")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             problems.append(f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {self.log_level!r}")
         if self.sandbox and self.auth_issuers:

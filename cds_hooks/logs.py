@@ -23,7 +23,6 @@ import orjson
 from flask import Flask, Response, g, request
 
 REQUEST_LOGGER = "cds_hooks.request"
-LOG_FORMATS = ("json", "text")
 # A request id or hookInstance is logged only when it is a plain token: no spaces,
 # quotes or newlines that could forge a log line, and too short to carry a document.
 _TOKEN = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -72,9 +71,8 @@ class TextFormatter(logging.Formatter):
 
 
 def configure(level: str, fmt: str) -> None:
-    """Root logging for the service, unless the host (gunicorn, pytest) already set it up."""
-    if fmt not in LOG_FORMATS:
-        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {fmt!r}")
+    """Root logging for the service, unless the host (gunicorn, pytest) already set it up.
+    `level` and `fmt` were checked by Settings."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logging.basicConfig(level=level, handlers=[handler])

@@ -15,15 +15,12 @@ METRICS_ENDPOINT = "metrics"  # an app route: Flask forbids dots in its name
 
 
 def install_metrics(app: Flask, rules: Rules, enabled: bool) -> None:
-    """Time and count requests (before any other before_request, so 401s are counted too)."""
-
-    @app.before_request
-    def _start_timer() -> None:
-        g.metrics_started = time.perf_counter()
+    """Count and time every request, 401s and preflights included. The start time is the request
+    log's (logs.install runs first), so both report the same duration."""
 
     @app.after_request
     def _count(response: Response) -> Response:
-        started = g.pop("metrics_started", None)
+        started = g.get("request_started")
         endpoint = (request.endpoint or metrics.NONE).removeprefix(_ENDPOINT_PREFIX)
         service_id = (request.view_args or {}).get("service_id")
         service = rules.services.get(service_id) if service_id else None
