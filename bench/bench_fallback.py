@@ -27,7 +27,8 @@ from bench.bench_service import build_request
 from cds_hooks.app import create_app
 from cds_hooks.config import Settings
 from cds_hooks.record import bundle_resources
-from tests.sekmet import TOKEN, put_resources, sekmet_server
+from cds_hooks.ruleset import load_rules
+from tests.sekmet import TOKEN, full_prefetch, put_resources, sekmet_server
 
 SERVICE = "/cds-services/lumbar-pathway-order-select"
 
@@ -40,16 +41,7 @@ def _requests(base: str, resources: int) -> tuple[dict[str, Any], dict[str, Any]
     history = [r for v in prefetch.values() if v for r in bundle_resources(v) if r["resourceType"] != "Observation"]
     accepted = put_resources(base, history)
     assert len(accepted) == len(history), "the server refused part of the benchmark history"
-    by_type: dict[str, list[dict[str, Any]]] = {}
-    for res in accepted:
-        by_type.setdefault(res["resourceType"], []).append(res)
-    types = {"conditions": "Condition", "procedures": "Procedure", "encounters": "Encounter",
-             "medicationRequests": "MedicationRequest", "medicationStatements": "MedicationStatement",
-             "serviceRequests": "ServiceRequest", "imagingStudies": "ImagingStudy",
-             "diagnosticReports": "DiagnosticReport"}
-    full = {key: {"resourceType": "Bundle", "type": "searchset",
-                  "entry": [{"resource": r} for r in by_type.get(rtype, [])]} for key, rtype in types.items()}
-    full["patient"] = by_type["Patient"][0]
+    full = full_prefetch(load_rules().services[SERVICE.rsplit("/", 1)[1]], accepted)
     request |= {"fhirServer": base, "fhirAuthorization": {
         "access_token": TOKEN, "token_type": "Bearer", "expires_in": 300, "scope": "patient/*.read",
         "subject": "lumbar-cds"}}

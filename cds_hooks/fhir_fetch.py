@@ -130,11 +130,16 @@ def render_template(template: str, tokens: Mapping[str, str | None]) -> str | No
     return None if missing else rendered
 
 
+def template_resource_type(template: str) -> str:
+    """`Condition?patient=...` → `Condition`; `Patient/{{...}}` → `Patient`."""
+    return re.split(r"[/?]", template, maxsplit=1)[0]
+
+
 def resource_type_of(template: str) -> str:
     """`Condition?patient=...` → `Condition search`; `Patient/{{...}}` → `Patient read`.
     Used in logs instead of the URL, which holds patient ids."""
-    head = re.split(r"[/?]", template, maxsplit=1)[0]
-    return f"{head} {'search' if '?' in template or '/' not in template else 'read'}"
+    kind = "search" if "?" in template or "/" not in template else "read"
+    return f"{template_resource_type(template)} {kind}"
 
 
 # --------------------------------------------------------------------------- fetching

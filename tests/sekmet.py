@@ -18,6 +18,9 @@ from typing import Any
 
 import httpx
 
+from cds_hooks.fhir_fetch import template_resource_type
+from cds_hooks.ruleset import ServiceDef
+
 REPO = Path(__file__).resolve().parent.parent
 SEKMET = Path(os.environ.get("LUMBAR_CDS_SEKMET", REPO / ".venv-sekmet" / "bin" / "sekmet"))
 TOKEN = "sekmet-test-token-7f3a9c"  # the only bearer token the test server accepts
@@ -90,6 +93,19 @@ def rename_ids(value: Any, prefix: str, ids: set[str]) -> Any:
     if isinstance(value, list):
         return [rename_ids(v, prefix, ids) for v in value]
     return value
+
+
+def full_prefetch(service: ServiceDef, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    """What an EHR satisfying every template would send, given the resources its server holds:
+    a searchset Bundle per search key, the resource (or null) per read key."""
+    full: dict[str, Any] = {}
+    for key, template in service.prefetch.items():
+        matching = [r for r in resources if r["resourceType"] == template_resource_type(template)]
+        if "?" in template:
+            full[key] = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in matching]}
+        else:
+            full[key] = matching[0] if matching else None
+    return full
 
 
 def put_resources(base: str, resources: list[dict[str, Any]], token: str = TOKEN) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from cds_hooks.fixtures import Fixture, load_fixture
 from cds_hooks.record import bundle_resources, is_operation_outcome
 from cds_hooks.ruleset import Rules
 from tests.faulty_server import FaultyServer
-from tests.sekmet import REPO, TOKEN, put_resources, rename_ids, sekmet_server
+from tests.sekmet import REPO, TOKEN, full_prefetch, put_resources, rename_ids, sekmet_server
 
 FIXTURES = sorted((REPO / "fixtures").glob("*.json"))
 SELECT = "lumbar-pathway-order-select"
@@ -52,10 +52,6 @@ def _history(prefetch: dict[str, Any]) -> list[dict[str, Any]]:
             for r in bundle_resources(v) if isinstance(r.get("id"), str)]
 
 
-def _template_type(template: str) -> str:
-    return re.split(r"[/?]", template, maxsplit=1)[0]
-
-
 @pytest.fixture(scope="session")
 def scenarios(fhir_server: str, rules: Rules, today: date) -> dict[str, Scenario]:
     """Load every fixture's history into the server and build both requests."""
@@ -70,15 +66,7 @@ def scenarios(fhir_server: str, rules: Rules, today: date) -> dict[str, Scenario
         accepted = put_resources(fhir_server, resources)
 
         service = rules.services[fixture.service]
-        full: dict[str, Any] = {}
-        for key, template in service.prefetch.items():
-            rtype = _template_type(template)
-            matching = [r for r in accepted if r["resourceType"] == rtype]
-            if "?" in template:
-                full[key] = {"resourceType": "Bundle", "type": "searchset",
-                             "entry": [{"resource": r} for r in matching]}
-            else:
-                full[key] = matching[0] if matching else None
+        full = full_prefetch(service, accepted)
         auth = {"fhirServer": fhir_server,
                 "fhirAuthorization": {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 300,
                                       "scope": "patient/*.read", "subject": "lumbar-cds"}}
