@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_service import build_request
 from cds_hooks.app import create_app
-from cds_hooks.config import Settings
-from cds_hooks.record import bundle_resources
-from cds_hooks.ruleset import load_rules
+from cds_hooks.fhir.bundles import bundle_resources
+from cds_hooks.pathway.rules import load_rules
+from cds_hooks.settings.config import Settings
 from tests.sekmet import TOKEN, full_prefetch, put_resources, sekmet_server
 
 SERVICE = "/cds-services/lumbar-pathway-order-select"

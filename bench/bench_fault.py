@@ -37,8 +37,8 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.server import Gunicorn, free_port
-from cds_hooks.database import safe_url
-from cds_hooks.store import Store
+from cds_hooks.store.database import safe_url
+from cds_hooks.store.repository import Store
 
 FEEDBACK = "/cds-services/lumbar-pathway-order-select/feedback"
 

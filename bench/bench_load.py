@@ -1,6 +1,6 @@
 """Load benchmark: the production gunicorn configuration on loopback, driven by wrk.
 
-Starts gunicorn with `cds_hooks.gunicorn_conf` (temporary data directory, authentication off on
+Starts gunicorn with `cds_hooks.ops.gunicorn_conf` (temporary data directory, authentication off on
 loopback), then POSTs one order-select request whose prefetch holds 100 resources
 (`bench_service.build_request`) for a fixed time at each concurrency, and prints throughput and
 p50/p95/p99 latency as reported by `wrk --latency`. Nothing here asserts a time.

@@ -26,11 +26,11 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cds_hooks.app import create_app
-from cds_hooks.config import Settings
-from cds_hooks.fhir import clear_validation_cache, load_models
-from cds_hooks.record import READ_ELEMENTS
-from cds_hooks.ruleset import load_rules
-from cds_hooks.service import evaluate_hook
+from cds_hooks.fhir.resources import clear_validation_cache, load_models
+from cds_hooks.pathway.record import READ_ELEMENTS
+from cds_hooks.pathway.rules import load_rules
+from cds_hooks.service.hook import evaluate_hook
+from cds_hooks.settings.config import Settings
 
 PATIENT = "bench-patient"
 TODAY = date.today()

@@ -1,4 +1,4 @@
-"""The production server on loopback for the benchmarks: gunicorn with `cds_hooks.gunicorn_conf`."""
+"""The production server on loopback for the benchmarks: gunicorn with `cds_hooks.ops.gunicorn_conf`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from cds_hooks.launch import gunicorn_args
+from cds_hooks.ops.launch import gunicorn_args
 
 
 def free_port() -> int:
@@ -34,7 +34,7 @@ class Gunicorn:
 
     def start(self, timeout: float = 60) -> None:
         # As in production: bring the database to the current schema, then start gunicorn.
-        upgrade = [sys.executable, "-m", "cds_hooks.cli", "db", "upgrade"]
+        upgrade = [sys.executable, "-m", "cds_hooks", "db", "upgrade"]
         subprocess.run(upgrade, env=self.env, check=True, capture_output=True)
         command = [sys.executable, "-m", "gunicorn", *gunicorn_args("127.0.0.1", self.port)]
         with self.log.open("ab") as log:

@@ -12,15 +12,16 @@ import weakref
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from cds_hooks import api, headers, logs
-from cds_hooks.auth_flask import install_auth
-from cds_hooks.config import Settings
-from cds_hooks.errors import ServiceError
-from cds_hooks.fhir_fetch import FhirFetcher
-from cds_hooks.metrics_flask import install_metrics
-from cds_hooks.migrate import check_schema
-from cds_hooks.ruleset import load_rules
-from cds_hooks.store import Store
+from cds_hooks.fhir.fetch import FhirFetcher
+from cds_hooks.http import api, headers
+from cds_hooks.http.auth import install_auth
+from cds_hooks.http.metrics import install_metrics
+from cds_hooks.pathway.rules import load_rules
+from cds_hooks.protocol.errors import ServiceError
+from cds_hooks.settings.config import Settings
+from cds_hooks.store.migrate import check_schema
+from cds_hooks.store.repository import Store
+from cds_hooks.telemetry import logs
 
 log = logging.getLogger("cds_hooks")
 
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     install_auth(app, settings, store)  # before the blueprint, so 401 precedes any other check
     app.register_blueprint(api.bp)
     if settings.sandbox:
-        from cds_hooks import sandbox  # the page's modules load only when it is on
+        from cds_hooks.sandbox import views as sandbox  # the page's modules load only when it is on
 
         app.register_blueprint(sandbox.bp)
 

@@ -11,11 +11,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from cds_hooks.app import create_app
-from cds_hooks.config import Settings
-from cds_hooks.migrate import upgrade
-from cds_hooks.ruleset import Rules, load_rules
-from cds_hooks.service import today_utc
-from cds_hooks.store import Store
+from cds_hooks.pathway.rules import Rules, load_rules
+from cds_hooks.service.hook import today_utc
+from cds_hooks.settings.config import Settings
+from cds_hooks.store.migrate import upgrade
+from cds_hooks.store.repository import Store
 from tests.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent

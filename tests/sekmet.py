@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 
-from cds_hooks.fhir_fetch import template_resource_type
-from cds_hooks.ruleset import ServiceDef
+from cds_hooks.fhir.fetch import template_resource_type
+from cds_hooks.pathway.rules import ServiceDef
 
 REPO = Path(__file__).resolve().parent.parent
 SEKMET = Path(os.environ.get("LUMBAR_CDS_SEKMET", REPO / ".venv-sekmet" / "bin" / "sekmet"))

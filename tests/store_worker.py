@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cds_hooks.store import Store
-from cds_hooks.wire import FeedbackItem
+from cds_hooks.protocol.wire import FeedbackItem
+from cds_hooks.store.repository import Store
 
 WRITES_PER_WORKER = 25
 

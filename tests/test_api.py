@@ -13,9 +13,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from cds_hooks.database import create_db_engine
-from cds_hooks.fixtures import fixtures_dir, load_fixture
-from cds_hooks.ruleset import _TOKEN, ALLOWED_PREFETCH_TOKENS
+from cds_hooks.pathway.rules.schema import _TOKEN, ALLOWED_PREFETCH_TOKENS
+from cds_hooks.sandbox.fixtures import fixtures_dir, load_fixture
+from cds_hooks.store.database import create_db_engine
 from tests.conformance import assert_no_null_or_empty
 
 SELECT = "/cds-services/lumbar-pathway-order-select"

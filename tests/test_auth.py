@@ -27,9 +27,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from cds_hooks.app import create_app
-from cds_hooks.auth import AuthError, Verifier
-from cds_hooks.config import Settings, TrustedIssuer
-from cds_hooks.fixtures import fixtures_dir, load_fixture
+from cds_hooks.sandbox.fixtures import fixtures_dir, load_fixture
+from cds_hooks.security.auth import AuthError, Verifier
+from cds_hooks.settings.config import Settings, TrustedIssuer
 from tests.conftest import REPO, migrated_store
 
 BASE = "https://cds.example.org/lumbar"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cds_hooks.auth import validate_auth_settings
-from cds_hooks.config import Settings, SettingsError, TrustedIssuer
-from cds_hooks.gunicorn_conf import bind_hosts
+from cds_hooks.ops.gunicorn_conf import bind_hosts
+from cds_hooks.security.auth import validate_auth_settings
+from cds_hooks.settings.config import Settings, SettingsError, TrustedIssuer
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -27,10 +27,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from cds_hooks.app import create_app
-from cds_hooks.config import Settings
-from cds_hooks.fixtures import fixtures_dir, load_fixture
-from cds_hooks.limits import MAX_DEPTH, deeper_than
-from cds_hooks.service import today_utc
+from cds_hooks.fhir.limits import MAX_DEPTH, deeper_than
+from cds_hooks.sandbox.fixtures import fixtures_dir, load_fixture
+from cds_hooks.service.hook import today_utc
+from cds_hooks.settings.config import Settings
 from tests.conformance import assert_conformant
 from tests.conftest import REPO
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cds_hooks.cli import main
-from cds_hooks.fixtures import fixtures_dir, resolve_dates
-from cds_hooks.service import today_utc
+from cds_hooks.ops.cli import main
+from cds_hooks.sandbox.fixtures import fixtures_dir, resolve_dates
+from cds_hooks.service.hook import today_utc
 
 PREMATURE = fixtures_dir() / "premature-mri-3-weeks.json"
 
@@ -62,10 +62,10 @@ def _start(server: str, host: str, port: int, env: dict[str, str], insecure: boo
     """`lumbar-cds serve [--production]`, or the README's gunicorn command, listening on host:port."""
     if server != "serve":
         # Production never migrates at start-up: the README's order is `db upgrade`, then gunicorn.
-        upgrade = [sys.executable, "-m", "cds_hooks.cli", "db", "upgrade"]
+        upgrade = [sys.executable, "-m", "cds_hooks", "db", "upgrade"]
         subprocess.run(upgrade, env={**os.environ, **env}, check=True, capture_output=True)
     if server in ("serve", "production"):
-        command = [sys.executable, "-m", "cds_hooks.cli", "serve", "--host", host, "--port", str(port)]
+        command = [sys.executable, "-m", "cds_hooks", "serve", "--host", host, "--port", str(port)]
         command += ["--insecure"] if insecure else []
         command += ["--production"] if server == "production" else []
         env = {**env, "LUMBAR_CDS_WORKERS": "2"}

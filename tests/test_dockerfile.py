@@ -9,8 +9,8 @@ import shlex
 import tomllib
 from pathlib import Path
 
-from cds_hooks.cli import build_parser
-from cds_hooks.launch import DEFAULT_PORT, gunicorn_args
+from cds_hooks.ops.cli import build_parser
+from cds_hooks.ops.launch import DEFAULT_PORT, gunicorn_args
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from cds_hooks.cli import main
+from cds_hooks.ops.cli import main
 
 # In a subprocess: importing gunicorn_conf names a metrics directory in os.environ and reads the variables.
 ON_STARTING = """
 import os, sys, types
-from cds_hooks import gunicorn_conf
+from cds_hooks.ops import gunicorn_conf
 print("workers", gunicorn_conf.workers)
 server = types.SimpleNamespace(cfg=types.SimpleNamespace(bind=["0.0.0.0:8080"]))
 for word in sys.argv[1:]:

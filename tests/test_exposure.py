@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cds_hooks.exposure import fetchable_url, http_url_parts
+from cds_hooks.netpolicy.urls import fetchable_url, http_url_parts
 
 
 @pytest.mark.parametrize(

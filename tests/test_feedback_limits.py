@@ -11,7 +11,7 @@ import orjson
 import pytest
 from flask import Flask
 
-from cds_hooks.wire import FeedbackItem
+from cds_hooks.protocol.wire import FeedbackItem
 from tests.conftest import migrated_store
 
 URL = "/cds-services/lumbar-pathway-order-select/feedback"

@@ -22,9 +22,9 @@ import orjson
 import pytest
 from flask import Flask
 
-from cds_hooks.fixtures import Fixture, load_fixture
-from cds_hooks.record import bundle_resources, is_operation_outcome
-from cds_hooks.ruleset import Rules
+from cds_hooks.fhir.bundles import bundle_resources, is_operation_outcome
+from cds_hooks.pathway.rules import Rules
+from cds_hooks.sandbox.fixtures import Fixture, load_fixture
 from tests.faulty_server import FaultyServer
 from tests.sekmet import REPO, TOKEN, full_prefetch, put_resources, rename_ids, sekmet_server
 
@@ -117,7 +117,7 @@ def test_partial_prefetch_fetches_only_what_is_missing(
     partial = copy.deepcopy(scenario.full)
     for key in ("procedures", "medicationRequests", "imagingStudies"):
         del partial["prefetch"][key]
-    with caplog.at_level(logging.INFO, logger="cds_hooks.fhir_fetch"):
+    with caplog.at_level(logging.INFO, logger="cds_hooks.fhir.fetch"):
         status, body = _call(app, SELECT, partial)
     queried = sorted(re.findall(r"query='(\w+) search'", caplog.text))
     assert queried == ["ImagingStudy", "MedicationRequest", "Procedure"]
@@ -134,7 +134,7 @@ def test_paging_follows_next_links(
     services.write_text(services.read_text().replace("={{context.patientId}}", "={{context.patientId}}&_count=2"))
     scenario = scenarios["mri-after-7-weeks-failed-pt"]  # 8 PT procedures: 4 pages of 2
     app = make_app(rules_dir=rules_dir)
-    with caplog.at_level(logging.INFO, logger="cds_hooks.fhir_fetch"):
+    with caplog.at_level(logging.INFO, logger="cds_hooks.fhir.fetch"):
         status, body = _call(app, SELECT, scenario.bare)
     assert re.search(r"query='Procedure search' status=200 .* pages=4 results=8", caplog.text), caplog.text
     assert (status, body) == _call(make_app(), SELECT, scenario.full)

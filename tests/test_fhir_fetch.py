@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cds_hooks.config import Settings
-from cds_hooks.fhir_fetch import render_template, resource_type_of, server_allowed
+from cds_hooks.fhir.fetch import render_template, resource_type_of
+from cds_hooks.netpolicy.urls import server_allowed
+from cds_hooks.settings.config import Settings
 
 ALLOW = ("https://ehr.example.org/fhir/r4", "https://other.example.net:8443/")
 

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from flask import Flask
 
-from cds_hooks.fixtures import Fixture, load_fixture
+from cds_hooks.sandbox.fixtures import Fixture, load_fixture
 from tests.conformance import assert_conformant
 
 FIXTURES = sorted((Path(__file__).resolve().parent.parent / "fixtures").glob("*.json"))

@@ -15,9 +15,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from cds_hooks.app import create_app
-from cds_hooks.config import Settings
-from cds_hooks.fixtures import fixtures_dir, load_fixture
-from cds_hooks.service import today_utc
+from cds_hooks.sandbox.fixtures import fixtures_dir, load_fixture
+from cds_hooks.service.hook import today_utc
+from cds_hooks.settings.config import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES_PER_OPERATION = 40

@@ -14,8 +14,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from cds_hooks.app import create_app
-from cds_hooks.config import Settings
-from cds_hooks.fixtures import fixtures_dir, load_fixture
+from cds_hooks.sandbox.fixtures import fixtures_dir, load_fixture
+from cds_hooks.settings.config import Settings
 from tests.conftest import REPO
 
 SELECT = "/cds-services/lumbar-pathway-order-select"

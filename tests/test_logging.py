@@ -21,11 +21,11 @@ import pytest
 from flask import Flask
 
 from cds_hooks.app import create_app
-from cds_hooks.config import Settings
-from cds_hooks.fixtures import Fixture, fixtures_dir, load_fixture
-from cds_hooks.logs import REQUEST_LOGGER, JsonFormatter, TextFormatter
-from cds_hooks.record import bundle_resources
-from cds_hooks.service import today_utc
+from cds_hooks.fhir.bundles import bundle_resources
+from cds_hooks.sandbox.fixtures import Fixture, fixtures_dir, load_fixture
+from cds_hooks.service.hook import today_utc
+from cds_hooks.settings.config import Settings
+from cds_hooks.telemetry.logs import REQUEST_LOGGER, JsonFormatter, TextFormatter
 from tests.conftest import REPO
 
 ACCESS_TOKEN = "opaque-access-token-Zx81Qm"
@@ -181,7 +181,7 @@ def test_unexpected_errors_log_the_type_and_place_but_not_the_message(
     def explode(*_: Any, **__: Any) -> Any:  # fault injection: a bug that quotes its input
         raise ValueError("patient pat-secret-77 born 1961-02-03")
 
-    monkeypatch.setattr("cds_hooks.api.evaluate_hook", explode)
+    monkeypatch.setattr("cds_hooks.http.api.evaluate_hook", explode)
     response = app.test_client().post("/cds-services/lumbar-pathway-order-select", json={"hook": "x"})
     assert response.status_code == 500
     assert response.get_json()["resourceType"] == "OperationOutcome"

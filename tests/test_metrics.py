@@ -22,8 +22,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from cds_hooks.config import TrustedIssuer
-from cds_hooks.fixtures import fixtures_dir, load_fixture
+from cds_hooks.sandbox.fixtures import fixtures_dir, load_fixture
+from cds_hooks.settings.config import TrustedIssuer
 
 SELECT = "/cds-services/lumbar-pathway-order-select"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -190,7 +190,7 @@ def test_two_gunicorn_workers_aggregate_in_one_scrape(tmp_path: Path, today: dat
     env = {**os.environ, "LUMBAR_CDS_DATA_DIR": str(tmp_path / "data"), "PROMETHEUS_MULTIPROC_DIR": str(prom_dir),
            "LUMBAR_CDS_LOG_LEVEL": "WARNING", "LUMBAR_CDS_WORKERS": "2"}
     # Production never migrates at start-up: `db upgrade` first, as the README says.
-    subprocess.run([sys.executable, "-m", "cds_hooks.cli", "db", "upgrade"], env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "cds_hooks", "db", "upgrade"], env=env, check=True, capture_output=True)
     proc = subprocess.Popen(
         [str(gunicorn), "-c", "python:cds_hooks.gunicorn_conf", "--bind", f"127.0.0.1:{port}",
          "cds_hooks.app:create_app()"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cds_hooks.pathway import duration, evaluate, months_before
-from cds_hooks.record import DraftOrder, Evidence, PatientRecord
-from cds_hooks.ruleset import Match, Rules, load_rules
+from cds_hooks.pathway.evaluate import duration, evaluate, months_before
+from cds_hooks.pathway.record import DraftOrder, Evidence, PatientRecord
+from cds_hooks.pathway.rules import Match, Rules, load_rules
 
 TODAY = date(2026, 11, 21)
 REPO = Path(__file__).resolve().parent.parent

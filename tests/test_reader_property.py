@@ -22,12 +22,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cds_hooks.errors import ServiceError
-from cds_hooks.fixtures import fixtures_dir, load_fixture
-from cds_hooks.record import READ_ELEMENTS, PatientRecord, bundle_resources, read_draft_orders, read_record
-from cds_hooks.ruleset import Rules, load_rules
-from cds_hooks.service import evaluate_hook
-from cds_hooks.wire import CardsResponse
+from cds_hooks.fhir.bundles import bundle_resources
+from cds_hooks.pathway.record import READ_ELEMENTS, PatientRecord, read_draft_orders, read_record
+from cds_hooks.pathway.rules import Rules, load_rules
+from cds_hooks.protocol.errors import ServiceError
+from cds_hooks.protocol.wire import CardsResponse
+from cds_hooks.sandbox.fixtures import fixtures_dir, load_fixture
+from cds_hooks.service.hook import evaluate_hook
 
 REPO = Path(__file__).resolve().parent.parent
 RULES: Rules = load_rules(REPO / "rules")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cds_hooks.config import ENVIRONMENT
+from cds_hooks.settings.config import ENVIRONMENT
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()

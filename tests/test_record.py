@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cds_hooks.record import read_draft_orders, read_record
-from cds_hooks.ruleset import Rules
+from cds_hooks.pathway.record import read_draft_orders, read_record
+from cds_hooks.pathway.rules import Rules
 
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
 CPT = "http://www.ama-assn.org/go/cpt"

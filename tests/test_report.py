@@ -13,9 +13,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from cds_hooks.cli import main
-from cds_hooks.fixtures import fixtures_dir, load_fixture
-from cds_hooks.service import today_utc
+from cds_hooks.ops.cli import main
+from cds_hooks.sandbox.fixtures import fixtures_dir, load_fixture
+from cds_hooks.service.hook import today_utc
 from tests.conftest import migrated_store
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cds_hooks.cli import main
-from cds_hooks.ruleset import Rules, RulesError, load_rules
+from cds_hooks.ops.cli import main
+from cds_hooks.pathway.rules import Rules, RulesError, load_rules
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -134,15 +134,16 @@ def test_rules_load_from_an_installed_wheel(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         assert "cds_hooks/builtin_rules/pathway.yaml" in names
-        assert "cds_hooks/migrations/versions/0001_initial.py" in names
-        assert {"cds_hooks/templates/sandbox.html", "cds_hooks/static/sandbox.js", "cds_hooks/static/markdown.js",
+        assert "cds_hooks/store/migrations/versions/0001_initial.py" in names
+        assert {"cds_hooks/sandbox/templates/sandbox.html", "cds_hooks/sandbox/static/sandbox.js",
+                "cds_hooks/sandbox/static/markdown.js",
                 "cds_hooks/builtin_fixtures/premature-mri-3-weeks.json"} <= set(names)
         archive.extractall(site)
     code = (
-        "import cds_hooks.ruleset as r; rules = r.load_rules(); "
+        "import cds_hooks.pathway.rules.load as r; rules = r.load_rules(); "
         "print(rules.source_dir); assert 'builtin_rules' in str(rules.source_dir); "
         # The migrations ship too: the installed package can create its schema.
-        "from cds_hooks.migrate import upgrade, current_revision; from cds_hooks.store import Store; "
+        "from cds_hooks.store.migrate import upgrade, current_revision; from cds_hooks.store.repository import Store; "
         "engine = Store('sqlite:///wheel.sqlite3').engine; upgrade(engine); assert current_revision(engine); "
         "from pathlib import Path; from cds_hooks.app import create_app; "
         f"c = create_app(data_dir=Path({str(tmp_path / 'data')!r}), sandbox=True, auto_migrate=True).test_client(); "

@@ -17,13 +17,13 @@ from fhir.resources.R4B import get_fhir_model_class
 from flask import Flask
 from flask.testing import FlaskClient
 
-from cds_hooks.config import Settings, SettingsError, TrustedIssuer
-from cds_hooks.fixtures import fixture_paths, load_fixture
-from cds_hooks.ruleset import SANDBOX_ORDER_KINDS, Rules
+from cds_hooks.pathway.rules import SANDBOX_ORDER_KINDS, Rules
+from cds_hooks.sandbox.fixtures import fixture_paths, load_fixture
+from cds_hooks.settings.config import Settings, SettingsError, TrustedIssuer
 from tests.conformance import assert_conformant
 
 REPO = Path(__file__).resolve().parent.parent
-STATIC = REPO / "cds_hooks" / "static"
+STATIC = REPO / "cds_hooks" / "sandbox" / "static"
 FIXTURES = fixture_paths(REPO / "fixtures")
 
 

@@ -25,7 +25,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from cds_hooks.app import create_app
-from cds_hooks.config import Settings
+from cds_hooks.settings.config import Settings
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

@@ -12,14 +12,14 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from cds_hooks.app import create_app
-from cds_hooks.cli import main
-from cds_hooks.config import Settings
-from cds_hooks.fixtures import fixtures_dir, load_fixture
-from cds_hooks.migrate import SchemaNotCurrent, current_revision, head_revision
-from cds_hooks.ruleset import Rules
-from cds_hooks.service import evaluate_hook, today_utc
-from cds_hooks.store import Store, jti_seen
-from cds_hooks.wire import FeedbackItem
+from cds_hooks.ops.cli import main
+from cds_hooks.pathway.rules import Rules
+from cds_hooks.protocol.wire import FeedbackItem
+from cds_hooks.sandbox.fixtures import fixtures_dir, load_fixture
+from cds_hooks.service.hook import evaluate_hook, today_utc
+from cds_hooks.settings.config import Settings
+from cds_hooks.store.migrate import SchemaNotCurrent, current_revision, head_revision
+from cds_hooks.store.repository import Store, jti_seen
 from tests.conftest import REPO, migrated_store
 from tests.postgres import PASSWORD
 from tests.store_worker import WRITES_PER_WORKER, overridden, write_feedback

@@ -26,10 +26,11 @@ from urllib.parse import quote, urljoin
 import httpx
 import orjson
 
-from cds_hooks import metrics
-from cds_hooks.exposure import fetchable_url, http_url_parts, is_loopback_host
+from cds_hooks.netpolicy.urls import same_server, server_allowed
+from cds_hooks.settings.config import FetchLimits
+from cds_hooks.telemetry import metrics
 
-log = logging.getLogger("cds_hooks.fhir_fetch")
+log = logging.getLogger("cds_hooks.fhir.fetch")
 # httpx logs every request URL at INFO (and httpcore the headers at DEBUG): the
 # URL holds the patient id and the headers the token, so they stay quiet.
 for _noisy in ("httpx", "httpcore"):
@@ -39,14 +40,6 @@ _TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
 # Token values go into URL paths and queries: FHIR ids and references only.
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9\-.]{1,64}(/[A-Za-z0-9\-.]{1,64})?$")
 FHIR_JSON = "application/fhir+json"
-
-
-@dataclass(frozen=True)
-class FetchLimits:
-    timeout: float = 2.0  # seconds, one deadline for the whole hook call
-    max_pages: int = 10  # per search, counting the first page
-    max_resources: int = 2000  # per search
-    max_bytes: int = 32 * 1024 * 1024  # per response; larger answers are refused, not read
 
 
 @dataclass(frozen=True)
@@ -69,44 +62,6 @@ class Fetched:
 
 
 # --------------------------------------------------------------------------- allow-list
-
-
-def check_allowlist_entry(prefix: str) -> str | None:
-    """The problem with one configured allow-list entry, or None."""
-    if http_url_parts(prefix) is None:
-        return f"{prefix!r} is not an http(s) base URL without credentials"
-    if not fetchable_url(prefix):
-        return f"{prefix!r} must use https: only loopback FHIR servers may use plain http"
-    return None
-
-
-def server_allowed(server: str, allowlist: tuple[str, ...]) -> bool:
-    """May this deployment send queries to `server`?
-
-    With no allow-list configured only loopback servers are allowed (for
-    development and the sandbox). Otherwise the server must start with a
-    configured prefix: same scheme, host and port, and a path below the
-    prefix's path on a segment boundary, so `https://ehr.example/fhir` does not
-    admit `https://ehr.example.evil/` or `https://ehr.example/fhir-admin`.
-    Plain http is never allowed off loopback.
-    """
-    parsed = http_url_parts(server)
-    if parsed is None or not fetchable_url(server):
-        return False
-    if not allowlist:
-        return is_loopback_host(parsed[1])
-    for prefix in allowlist:
-        allowed = http_url_parts(prefix)
-        if allowed is None or allowed[:3] != parsed[:3]:
-            continue
-        if parsed[3] == allowed[3] or parsed[3].startswith(allowed[3] + "/"):
-            return True
-    return False
-
-
-def _same_server(url: str, server: str) -> bool:
-    a, b = http_url_parts(url), http_url_parts(server)
-    return a is not None and b is not None and a[:3] == b[:3] and (a[3] + "/").startswith(b[3] + "/")
 
 
 # --------------------------------------------------------------------------- templates
@@ -245,7 +200,7 @@ class FhirFetcher:
                 partial = FetchFailure("truncated", str(len(entries)))
                 break
             url = urljoin(base, next_url)
-            if not _same_server(url, base):  # a next link must not lead elsewhere
+            if not same_server(url, base):  # a next link must not lead elsewhere
                 raise _Failed(FetchFailure("bad-response", "paging link to another server"))
             body, progress["status"] = self._get(url, headers, deadline, read=False)
             progress["pages"] += 1

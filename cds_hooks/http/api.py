@@ -15,15 +15,23 @@ import orjson
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds_hooks import logs, metrics, openapi
-from cds_hooks.config import Settings
-from cds_hooks.errors import ServiceError, operation_outcome
-from cds_hooks.ruleset import Rules
-from cds_hooks.service import evaluate_hook, parse_as
-from cds_hooks.store import Store
-from cds_hooks.wire import Discovery, FeedbackItem, FeedbackRequest, FeedbackResponse, Health, ServiceDescription
+from cds_hooks.http import openapi
+from cds_hooks.pathway.rules import Rules
+from cds_hooks.protocol.errors import ServiceError, operation_outcome
+from cds_hooks.protocol.wire import (
+    Discovery,
+    FeedbackItem,
+    FeedbackRequest,
+    FeedbackResponse,
+    Health,
+    ServiceDescription,
+)
+from cds_hooks.service.hook import evaluate_hook, parse_as
+from cds_hooks.settings.config import Settings
+from cds_hooks.store.repository import Store
+from cds_hooks.telemetry import logs, metrics
 
-log = logging.getLogger("cds_hooks.api")
+log = logging.getLogger("cds_hooks.http.api")
 bp = Blueprint("cds_hooks", __name__)
 
 FETCH_SHARE = 0.9

@@ -6,14 +6,14 @@ import logging
 
 from flask import Flask, Response, g, request
 
-from cds_hooks import logs
-from cds_hooks.api import error_response
-from cds_hooks.auth import AuthError, ReplayStore, Verifier, bearer_token
-from cds_hooks.config import Settings
-from cds_hooks.metrics import AUTH_FAILURES
-from cds_hooks.metrics_flask import METRICS_ENDPOINT
+from cds_hooks.http.api import error_response
+from cds_hooks.http.metrics import METRICS_ENDPOINT
+from cds_hooks.security.auth import AuthError, ReplayStore, Verifier, bearer_token
+from cds_hooks.settings.config import Settings
+from cds_hooks.telemetry import logs
+from cds_hooks.telemetry.metrics import AUTH_FAILURES
 
-log = logging.getLogger("cds_hooks.auth")
+log = logging.getLogger("cds_hooks.security.auth")
 
 # Liveness and readiness probes and the Prometheus scrape come from the platform, not from an EHR,
 # and carry no JWT; they return no patient data (rules profile, counts, metric values only).

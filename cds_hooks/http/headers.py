@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
 
-from cds_hooks.exposure import is_loopback_host
+from cds_hooks.netpolicy.urls import is_loopback_host
 
 ALLOWED_HEADERS = "Authorization, Content-Type, X-Request-ID"
 EXPOSED_HEADERS = "X-Request-ID"

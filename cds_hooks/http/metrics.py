@@ -6,8 +6,8 @@ import time
 
 from flask import Flask, Response, g, request
 
-from cds_hooks import metrics
-from cds_hooks.ruleset import Rules
+from cds_hooks.pathway.rules import Rules
+from cds_hooks.telemetry import metrics
 
 # Flask endpoint names are fixed by the code; a path matching no route is "none".
 _ENDPOINT_PREFIX = "cds_hooks."

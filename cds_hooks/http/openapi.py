@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import models_json_schema
 
 from cds_hooks import __version__
-from cds_hooks.ruleset import Rules, ServiceDef
-from cds_hooks.wire import (
+from cds_hooks.pathway.rules import Rules, ServiceDef
+from cds_hooks.protocol.wire import (
     CONTEXT_MODELS,
     CardsResponse,
     Discovery,

@@ -13,17 +13,18 @@ import orjson
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds_hooks.config import Settings, SettingsError, parse_flag, read_env
-from cds_hooks.database import create_db_engine, safe_url
-from cds_hooks.errors import ServiceError
-from cds_hooks.exposure import ExposureRefused, is_loopback_host, startup_notice
-from cds_hooks.fhir_fetch import FhirFetcher
-from cds_hooks.fixtures import resolve_dates
-from cds_hooks.launch import DEFAULT_PORT, INSECURE, INSECURE_ENV, gunicorn_args
-from cds_hooks.migrate import SchemaNotCurrent, check_schema, current_revision, head_revision, upgrade
-from cds_hooks.report import FORMATS, build_report, render
-from cds_hooks.ruleset import RulesError, load_rules
-from cds_hooks.service import evaluate_hook, today_utc
+from cds_hooks.fhir.fetch import FhirFetcher
+from cds_hooks.netpolicy.exposure import ExposureRefused, startup_notice
+from cds_hooks.netpolicy.urls import is_loopback_host
+from cds_hooks.ops.launch import DEFAULT_PORT, INSECURE, INSECURE_ENV, gunicorn_args
+from cds_hooks.ops.report import FORMATS, build_report, render
+from cds_hooks.pathway.rules import RulesError, load_rules
+from cds_hooks.protocol.errors import ServiceError
+from cds_hooks.sandbox.fixtures import resolve_dates
+from cds_hooks.service.hook import evaluate_hook, today_utc
+from cds_hooks.settings.config import Settings, SettingsError, parse_flag, read_env
+from cds_hooks.store.database import create_db_engine, safe_url
+from cds_hooks.store.migrate import SchemaNotCurrent, check_schema, current_revision, head_revision, upgrade
 
 
 def _serve_production(args: argparse.Namespace) -> int:
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=DEFAULT_PORT)
     serve.add_argument(
         "--production", action="store_true",
-        help="run gunicorn with cds_hooks.gunicorn_conf (workers from CPU count; see README, Production)",
+        help="run gunicorn with cds_hooks.ops.gunicorn_conf (workers from CPU count; see docs/operations.md)",
     )
     serve.add_argument(
         "--insecure", action="store_true",

@@ -1,6 +1,6 @@
 """gunicorn settings: `gunicorn -c python:cds_hooks.gunicorn_conf --bind HOST:PORT 'cds_hooks.app:create_app()'`.
 
-`lumbar-cds serve --production` runs exactly that command (`cds_hooks.launch`), and so does the
+`lumbar-cds serve --production` runs exactly that command (`cds_hooks.ops.launch`), and so does the
 Dockerfile; tests/test_dockerfile.py keeps them in step.
 
 The app cannot see where gunicorn binds, so the secure-default rule of `lumbar-cds serve` is applied
@@ -30,11 +30,11 @@ _PROM_DIR_CREATED = _PROM_ENV not in os.environ
 if _PROM_DIR_CREATED:
     os.environ[_PROM_ENV] = tempfile.mkdtemp(prefix="lumbar-cds-prometheus-")
 
-from cds_hooks.auth import validate_auth_settings  # noqa: E402
-from cds_hooks.config import Settings, SettingsError, parse_flag, parse_int, read_env  # noqa: E402
-from cds_hooks.exposure import ExposureRefused, startup_notice  # noqa: E402
-from cds_hooks.launch import INSECURE, INSECURE_ENV  # noqa: E402
-from cds_hooks.metrics import mark_process_dead  # noqa: E402
+from cds_hooks.netpolicy.exposure import ExposureRefused, startup_notice  # noqa: E402
+from cds_hooks.ops.launch import INSECURE, INSECURE_ENV  # noqa: E402
+from cds_hooks.security.auth import validate_auth_settings  # noqa: E402
+from cds_hooks.settings.config import Settings, SettingsError, parse_flag, parse_int, read_env  # noqa: E402
+from cds_hooks.telemetry.metrics import mark_process_dead  # noqa: E402
 
 MAX_DEFAULT_WORKERS = 12
 
@@ -51,7 +51,7 @@ def default_workers(cores: int | None) -> int:
 
 # ------------------------------------------------------------------------------------ settings
 # Hook calls are CPU-bound (parse, read, evaluate) with one short SQLite write: sync workers,
-# one request each, are the simplest fit (see "Performance" in the README for the measurements).
+# one request each, are the simplest fit (see docs/performance.md for the measurements).
 workers = read_env("WORKERS", parse_int, int(os.environ.get("WEB_CONCURRENCY") or default_workers(os.cpu_count())))
 worker_class = os.environ.get("LUMBAR_CDS_WORKER_CLASS", "sync")
 threads = read_env("THREADS", parse_int, 1)  # used by worker_class=gthread only
@@ -112,8 +112,8 @@ def post_worker_init(worker: Any) -> None:
     """The app is loaded in this worker: load the FHIR models the reader validates with too, then
     hide everything alive now from the garbage collector. A full collection walking fhir.resources'
     and pydantic's long-lived objects took 70-90 ms, which was the benchmark's p99; frozen, 2-4 ms."""
-    from cds_hooks.fhir import load_models
-    from cds_hooks.record import READ_ELEMENTS
+    from cds_hooks.fhir.resources import load_models
+    from cds_hooks.pathway.record import READ_ELEMENTS
 
     load_models(READ_ELEMENTS)
     gc.collect()

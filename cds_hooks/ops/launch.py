@@ -1,6 +1,6 @@
 """How the production server is launched: the one gunicorn command line.
 
-`lumbar-cds serve --production`, the Dockerfile and the README all use `gunicorn_args`;
+`lumbar-cds serve --production`, the Dockerfile and docs/operations.md all use `gunicorn_args`;
 tests/test_dockerfile.py keeps them in step. Importing this module has no side effects
 (unlike `gunicorn_conf`, which prepares the metrics directory).
 """

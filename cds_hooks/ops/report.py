@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, func, select
 
-from cds_hooks.store import feedback, issued_cards
+from cds_hooks.store.repository import feedback, issued_cards
 
 FORMATS = ("text", "csv", "json")
 

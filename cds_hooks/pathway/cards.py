@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from cds_hooks.pathway import Finding, Reason
-from cds_hooks.record import Evidence, PatientRecord
-from cds_hooks.ruleset import MAX_ORDER_NAME, Rules, RuleText
-from cds_hooks.wire import Action, Card, Coding, Link, Source, Suggestion
+from cds_hooks.pathway.evaluate import Finding, Reason
+from cds_hooks.pathway.record import Evidence, PatientRecord
+from cds_hooks.pathway.rules import MAX_ORDER_NAME, Rules, RuleText
+from cds_hooks.protocol.wire import Action, Card, Coding, Link, Source, Suggestion
 
 # Inserted text never starts a line, so only inline Markdown and HTML matter.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from cds_hooks.fhir import codings
-from cds_hooks.record import DraftOrder, Evidence, PatientRecord
-from cds_hooks.ruleset import FORMAL_PT, Rules
+from cds_hooks.fhir.resources import codings
+from cds_hooks.pathway.record import DraftOrder, Evidence, PatientRecord
+from cds_hooks.pathway.rules import FORMAL_PT, Rules
 
 SESSION_TYPES = ("Procedure", "Encounter")
 PRIOR_IMAGING_TYPES = ("Procedure", "ImagingStudy", "DiagnosticReport")

@@ -8,19 +8,20 @@ have used is skipped and counted, never fatal.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from cds_hooks.fhir import (
+from cds_hooks.fhir.bundles import bundle_resources, is_operation_outcome
+from cds_hooks.fhir.resources import (
     codings,
     concept_text,
     parse_date,
     status_code,
     validate_resource,
 )
-from cds_hooks.ruleset import Match, Rules
+from cds_hooks.pathway.rules import Match, Rules
 
 # The elements the rules read from each resource type, plus those FHIR R4 makes
 # mandatory. Only these are validated: they are all the verdict depends on, and
@@ -345,56 +346,6 @@ def _add_years(born: date, years: int) -> date:
         return born.replace(year=born.year + years)
     except ValueError:  # 29 February
         return born.replace(year=born.year + years, day=28)
-
-
-def _entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
-    """A Bundle's entries that are objects; junk entries are ignored."""
-    entries = bundle.get("entry")
-    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
-
-
-def bundle_resources(value: Any) -> Iterator[dict[str, Any]]:
-    """Resources in a Bundle (type optional) or a single resource; junk is ignored."""
-    if not isinstance(value, dict):
-        return
-    if value.get("resourceType") == "Bundle":
-        for entry in _entries(value):
-            if isinstance(entry.get("resource"), dict):
-                yield entry["resource"]
-    else:
-        yield value
-
-
-def prefetch_problem(value: Any) -> str | None:
-    """Why a prefetch value is not FHIR the reader can use, or None.
-
-    Null (no data) is fine, and so are junk entries inside a Bundle (skipped); a
-    value that is not a resource at all is a non-conformant request, not "no data".
-    """
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        return "is neither a FHIR resource nor null"
-    if not isinstance(value.get("resourceType"), str):
-        return "has no resourceType"
-    if value["resourceType"] == "Bundle" and not isinstance(value.get("entry", []), list | None):
-        return "is a Bundle whose entry is not an array"
-    return None
-
-
-def is_operation_outcome(value: Any) -> bool:
-    """An OperationOutcome in place of data means the client could not get it."""
-    if not isinstance(value, dict):
-        return False
-    if value.get("resourceType") == "OperationOutcome":
-        return True
-    if value.get("resourceType") == "Bundle":
-        entries = _entries(value)
-        return bool(entries) and all(
-            isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") == "OperationOutcome"
-            for e in entries
-        )
-    return False
 
 
 def read_record(prefetch: dict[str, Any], patient_id: str, rules: Rules) -> PatientRecord:

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from cds_hooks.pathway import months_before
+from cds_hooks.pathway.evaluate import months_before
 
 _RELATIVE = re.compile(r"\{\{today(?:([+-])(\d+)([dwmy]))?\}\}")
 
@@ -61,7 +61,7 @@ def fixtures_dir() -> Path:
     packaged = resources.files("cds_hooks") / "builtin_fixtures"
     if packaged.is_dir():
         return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "fixtures"
+    return Path(__file__).resolve().parents[2] / "fixtures"
 
 
 def fixture_paths(directory: Path) -> dict[str, Path]:

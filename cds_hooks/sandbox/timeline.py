@@ -11,8 +11,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from cds_hooks.record import Evidence, read_draft_orders, read_record
-from cds_hooks.ruleset import Rules, ServiceDef
+from cds_hooks.pathway.record import Evidence, read_draft_orders, read_record
+from cds_hooks.pathway.rules import Rules, ServiceDef
 
 
 def _lane(rules: Rules, e: Evidence) -> tuple[str, str]:

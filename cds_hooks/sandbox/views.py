@@ -15,12 +15,11 @@ from typing import Any, Literal
 from flask import Blueprint, Response, render_template
 from pydantic import BaseModel, ConfigDict, Field
 
-from cds_hooks import api
-from cds_hooks.errors import ServiceError
-from cds_hooks.fixtures import Fixture, fixture_paths, fixtures_dir, load_fixture
-from cds_hooks.service import parse_as, today_utc
-from cds_hooks.timeline import build_timeline
-from cds_hooks.whatif import (
+from cds_hooks.http import api
+from cds_hooks.protocol.errors import ServiceError
+from cds_hooks.sandbox.fixtures import Fixture, fixture_paths, fixtures_dir, load_fixture
+from cds_hooks.sandbox.timeline import build_timeline
+from cds_hooks.sandbox.whatif import (
     MAX_ONSET_DAYS,
     MAX_PT_WEEKS,
     REMOVE_RED_FLAGS,
@@ -30,8 +29,9 @@ from cds_hooks.whatif import (
     order_menu,
     red_flag_menu,
 )
+from cds_hooks.service.hook import parse_as, today_utc
 
-log = logging.getLogger("cds_hooks.sandbox")
+log = logging.getLogger("cds_hooks.sandbox.views")
 bp = Blueprint("sandbox", __name__, template_folder="templates",
                static_folder="static", static_url_path="/sandbox/static")
 

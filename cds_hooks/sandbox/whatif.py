@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from cds_hooks.record import bundle_resources, match_concepts
-from cds_hooks.ruleset import FORMAL_PT, Code, Rules, ServiceDef
+from cds_hooks.fhir.bundles import bundle_resources
+from cds_hooks.pathway.record import match_concepts
+from cds_hooks.pathway.rules import FORMAL_PT, Code, Rules, ServiceDef
 
 REMOVE_RED_FLAGS = "remove"
 MAX_ONSET_DAYS = 3650

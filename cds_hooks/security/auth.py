@@ -35,9 +35,9 @@ from urllib.parse import urlsplit
 import httpx
 import jwt
 
-from cds_hooks.config import Settings, SettingsError, TrustedIssuer
-from cds_hooks.exposure import fetchable_url
-from cds_hooks.jwks import SIGNING_ALGORITHMS, JwksCache, PublicKey, is_url
+from cds_hooks.netpolicy.urls import fetchable_url
+from cds_hooks.security.jwks import SIGNING_ALGORITHMS, JwksCache, PublicKey, is_url
+from cds_hooks.settings.config import Settings, SettingsError, TrustedIssuer
 
 MAX_TOKEN_CHARS = 16 * 1024
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")

@@ -18,9 +18,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from cds_hooks.exposure import fetchable_url
+from cds_hooks.netpolicy.urls import fetchable_url
 
-log = logging.getLogger("cds_hooks.jwks")
+log = logging.getLogger("cds_hooks.security.jwks")
 
 # alg -> (JWK kty, EC curve). Only asymmetric JWS algorithms exist here, so neither `none` nor any
 # HMAC algorithm can ever be configured (CDS Hooks §JWT Signing Algorithm: SHALL NOT).

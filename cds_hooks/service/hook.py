@@ -13,21 +13,16 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from cds_hooks.cards import IssuedCard, OrderingContext, build_cards
-from cds_hooks.errors import ServiceError
-from cds_hooks.fhir import validate_resource
-from cds_hooks.fhir_fetch import FetchFailure, FhirFetcher, render_template
-from cds_hooks.limits import MAX_DEPTH, deeper_than
-from cds_hooks.pathway import evaluate
-from cds_hooks.record import (
-    PatientRecord,
-    is_operation_outcome,
-    prefetch_problem,
-    read_draft_orders,
-    read_record,
-)
-from cds_hooks.ruleset import Rules, ServiceDef
-from cds_hooks.wire import CONTEXT_MODELS, HookRequest, OrderSelectContext, OrderSignContext
+from cds_hooks.fhir.bundles import is_operation_outcome, prefetch_problem
+from cds_hooks.fhir.fetch import FetchFailure, FhirFetcher, render_template
+from cds_hooks.fhir.limits import MAX_DEPTH, deeper_than
+from cds_hooks.fhir.resources import validate_resource
+from cds_hooks.pathway.cards import IssuedCard, OrderingContext, build_cards
+from cds_hooks.pathway.evaluate import evaluate
+from cds_hooks.pathway.record import PatientRecord, read_draft_orders, read_record
+from cds_hooks.pathway.rules import Rules, ServiceDef
+from cds_hooks.protocol.errors import ServiceError
+from cds_hooks.protocol.wire import CONTEXT_MODELS, HookRequest, OrderSelectContext, OrderSignContext
 
 Model = TypeVar("Model", bound=BaseModel)
 

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TypeVar
 
-from cds_hooks.database import backend_problem, sqlite_url
-from cds_hooks.fhir_fetch import FetchLimits, check_allowlist_entry
+from cds_hooks.netpolicy.urls import check_allowlist_entry
+from cds_hooks.settings.database_url import backend_problem, sqlite_url
+from cds_hooks.settings.file import load_settings_file
+from cds_hooks.settings.types import SettingsError, TrustedIssuer
 
 T = TypeVar("T")
 DEFAULT_CORS_ORIGINS = ("https://sandbox.cds-hooks.org",)
-
-
-class SettingsError(ValueError):
-    """The configuration is unusable; the message says which setting and why."""
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -63,7 +62,7 @@ def _as(convert: Callable[[str], object]) -> Callable[[str, str], object]:
 
 
 # LUMBAR_CDS_<NAME> → the Settings field it sets, and how its text is read. Every one is documented
-# in the README's settings table (tests/test_readme.py checks).
+# in docs/operations.md's settings table (tests/test_readme.py checks).
 ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "DATA_DIR": ("data_dir", _as(Path)),
     "DATABASE_URL": ("database_url", _as(str)),
@@ -89,16 +88,11 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], object]]] = {
 
 
 @dataclass(frozen=True)
-class TrustedIssuer:
-    """A CDS Client (EHR) whose JWTs are accepted; `iss` must match the token's claim exactly."""
-
-    iss: str
-    # The client's JWK Set, exchanged out-of-band: a file path or an https URL.
-    jwks: str | None = None
-    # JWK Set URLs that a token's `jku` header may name (a `jwks` URL is always allowed).
-    jku: tuple[str, ...] = ()
-    # When set, the token's `tenant` claim must be one of these.
-    tenants: tuple[str, ...] | None = None
+class FetchLimits:
+    timeout: float = 2.0  # seconds, one deadline for the whole hook call
+    max_pages: int = 10  # per search, counting the first page
+    max_resources: int = 2000  # per search
+    max_bytes: int = 32 * 1024 * 1024  # per response; larger answers are refused, not read
 
 
 @dataclass(frozen=True)
@@ -182,9 +176,8 @@ class Settings:
     def from_env(cls, **overrides: object) -> Settings:
         values: dict[str, object] = {}
         if (v := _env("CONFIG")) is not None:
-            from cds_hooks.settings_file import load_settings_file  # it imports this module
-
-            values.update(load_settings_file(Path(v)))
+            hints = typing.get_type_hints(cls)
+            values.update(load_settings_file(Path(v), {f.name: hints[f.name] for f in fields(cls)}))
         for name, (field_name, parse) in ENVIRONMENT.items():
             if (v := _env(name)) is not None:
                 values[field_name] = parse(name, v)

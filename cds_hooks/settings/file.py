@@ -1,6 +1,7 @@
 """The TOML settings file named by LUMBAR_CDS_CONFIG.
 
-Top-level keys are `Settings` field names (`data_dir`, `public_base_url`, ...). The `[auth]` table
+Top-level keys are `Settings` field names (`data_dir`, `public_base_url`, ...; settings/config.py passes their
+types in). The `[auth]` table
 holds the `auth_*` fields without the prefix, and `[[auth.issuers]]` lists the trusted CDS Clients.
 Every value is checked against the field's type, so a typo or a wrong type fails at start-up with
 the file and key named. Relative paths are relative to the file, not to the working directory.
@@ -9,22 +10,16 @@ the file and key named. Relative paths are relative to the file, not to the work
 from __future__ import annotations
 
 import tomllib
-import typing
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
-from cds_hooks.config import Settings, SettingsError, TrustedIssuer
+from cds_hooks.settings.types import SettingsError, TrustedIssuer
 
 AUTH_TABLE = "auth"
 STRICT_KEYS = ConfigDict(extra="forbid")  # a misspelt key in an issuer entry is an error, not ignored
-
-
-def _field_types() -> dict[str, Any]:
-    hints = typing.get_type_hints(Settings)
-    return {f.name: hints[f.name] for f in fields(Settings)}
 
 
 def _flatten(document: dict[str, Any], where: str) -> dict[str, Any]:
@@ -52,8 +47,9 @@ def _resolve(value: Any, base: Path) -> Any:
     return value
 
 
-def load_settings_file(path: Path) -> dict[str, Any]:
-    """Settings field values from the file; raises SettingsError naming the file and key."""
+def load_settings_file(path: Path, types: dict[str, Any]) -> dict[str, Any]:
+    """Settings field values from the file, given each field's type; raises SettingsError naming the file and
+    key."""
     where = f"settings file {path} (LUMBAR_CDS_CONFIG)"
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -63,7 +59,6 @@ def load_settings_file(path: Path) -> dict[str, Any]:
         raise SettingsError(f"{where} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{where} is not valid TOML: {exc}") from None
-    types = _field_types()
     values: dict[str, Any] = {}
     for name, raw in _flatten(document, where).items():
         if name not in types:

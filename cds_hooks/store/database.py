@@ -11,30 +11,14 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 
-SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 # A writer waits this long for another worker's write lock before giving up with "database is locked";
 # well under gunicorn's 30 s worker timeout, so a stuck lock is an error answer, not a killed worker.
 SQLITE_BUSY_TIMEOUT_MS = 5_000
 
 
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path}"
-
-
 def safe_url(url: str | URL) -> str:
     """The URL for messages and logs: the password is masked."""
     return make_url(url).render_as_string(hide_password=True)
-
-
-def backend_problem(url: str) -> str | None:
-    """Why this database URL cannot be used, or None."""
-    try:
-        parsed = make_url(url)
-    except Exception:  # sqlalchemy raises ArgumentError, but any unparsable URL is the same problem
-        return "database_url is not a database URL (e.g. postgresql+psycopg://user:password@host/db)"
-    if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
-        return f"database_url must be sqlite or postgresql+psycopg, not {parsed.drivername!r}"
-    return None
 
 
 def _sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:

@@ -11,9 +11,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect
 
-from cds_hooks.database import safe_url
+from cds_hooks.store.database import safe_url
 
-log = logging.getLogger("cds_hooks.migrate")
+log = logging.getLogger("cds_hooks.store.migrate")
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 

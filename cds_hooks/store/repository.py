@@ -20,9 +20,10 @@ from sqlalchemy import Column, Engine, Float, Index, Integer, MetaData, Table, T
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds_hooks.cards import IssuedCard
-from cds_hooks.database import create_db_engine, sqlite_url
-from cds_hooks.wire import FeedbackItem
+from cds_hooks.pathway.cards import IssuedCard
+from cds_hooks.protocol.wire import FeedbackItem
+from cds_hooks.settings.database_url import sqlite_url
+from cds_hooks.store.database import create_db_engine
 
 metadata = MetaData()
 issued_cards = Table(

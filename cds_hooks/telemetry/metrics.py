@@ -1,7 +1,7 @@
 """Prometheus metrics: every metric object, and the text a scrape of /metrics returns.
 
 Under gunicorn each worker is its own process, so counters are written to files in
-PROMETHEUS_MULTIPROC_DIR (set by `cds_hooks.gunicorn_conf` before any worker starts) and a
+PROMETHEUS_MULTIPROC_DIR (set by `cds_hooks.ops.gunicorn_conf` before any worker starts) and a
 scrape, answered by whichever worker, sums them all. Without that variable (tests, `lumbar-cds
 serve`) the ordinary in-process registry is used. prometheus_client picks the mode when it is
 first imported, so the variable must be set before this module is imported.

@@ -7,10 +7,12 @@ the mappings and lists we build and look it up when validation fails.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 
 class LineDict(dict):
@@ -78,3 +80,61 @@ def line_of(document: Any, loc: tuple[Any, ...]) -> int | None:
         else:
             break
     return line
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> LineDict:
+    """Deep merge that keeps each value's source line, for error messages."""
+    merged = LineDict(base)
+    merged.line = getattr(override, "line", 0) or getattr(base, "line", 0)
+    merged.key_lines = {**getattr(base, "key_lines", {}), **getattr(override, "key_lines", {})}
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+class Loader:
+    """Collects every problem instead of stopping at the first one."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.problems: list[str] = []
+
+    def rel(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.root.parent))
+        except ValueError:
+            return str(path)
+
+    def read(self, path: Path) -> Any:
+        if not path.is_file():
+            self.problems.append(f"{self.rel(path)}: file is missing")
+            return None
+        try:
+            return load_yaml(path)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            self.problems.append(f"{self.rel(path)}{where}: YAML error: {problem}")
+            return None
+
+    def parse(self, model: type[BaseModel], path: Path, data: Any) -> Any:
+        if data is None:
+            return None
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            for err in exc.errors():
+                line = line_of(data, tuple(err["loc"]))
+                where = f":{line}" if line else ""
+                loc = ".".join(str(p) for p in err["loc"])
+                self.problems.append(f"{self.rel(path)}{where}: {loc}: {err['msg']}")
+            return None
+
+    def problem(self, path: Path, data: Any, loc: tuple[Any, ...], message: str) -> None:
+        line = line_of(data, loc)
+        where = f":{line}" if line else ""
+        self.problems.append(f"{self.rel(path)}{where}: {message}")

@@ -1,4 +1,4 @@
-"""Alembic environment: run by cds_hooks.migrate on a connection it opened (no alembic.ini)."""
+"""Alembic environment: run by cds_hooks.store.migrate on a connection it opened (no alembic.ini)."""
 
 from alembic import context
 

@@ -1,0 +1,27 @@
+"""The pathway's clinical content, loaded from `rules/`: schema, loading, cross-file checks, compiled lookup.
+
+`load_rules()` reads every YAML file, validates it against `schema`, runs the
+cross-file `checks`, and returns a `Rules` object whose `index` answers "which
+value sets is this code in?" with a dict probe. Pure: may import only
+`cds_hooks.fhir` (to build the PT-referral template as R4) besides itself.
+"""
+
+from cds_hooks.pathway.rules.checks import MAX_ORDER_NAME
+from cds_hooks.pathway.rules.compiled import Rules
+from cds_hooks.pathway.rules.index import CodeIndex, Match
+from cds_hooks.pathway.rules.load import default_rules_dir, load_rules
+from cds_hooks.pathway.rules.schema import (
+    ALLOWED_PREFETCH_TOKENS,
+    FORMAL_PT,
+    SANDBOX_ORDER_KINDS,
+    Code,
+    RulesError,
+    RuleText,
+    ServiceDef,
+    ValueSet,
+)
+
+__all__ = [
+    "ALLOWED_PREFETCH_TOKENS", "FORMAL_PT", "MAX_ORDER_NAME", "SANDBOX_ORDER_KINDS", "Code", "CodeIndex", "Match",
+    "RuleText", "Rules", "RulesError", "ServiceDef", "ValueSet", "default_rules_dir", "load_rules",
+]

@@ -1,0 +1,22 @@
+"""Settings types shared by the settings modules: the error every bad setting raises, and a trusted issuer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class SettingsError(ValueError):
+    """The configuration is unusable; the message says which setting and why."""
+
+
+@dataclass(frozen=True)
+class TrustedIssuer:
+    """A CDS Client (EHR) whose JWTs are accepted; `iss` must match the token's claim exactly."""
+
+    iss: str
+    # The client's JWK Set, exchanged out-of-band: a file path or an https URL.
+    jwks: str | None = None
+    # JWK Set URLs that a token's `jku` header may name (a `jwks` URL is always allowed).
+    jku: tuple[str, ...] = ()
+    # When set, the token's `tenant` claim must be one of these.
+    tenants: tuple[str, ...] | None = None
