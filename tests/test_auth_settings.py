@@ -10,8 +10,7 @@ import pytest
 from cds_hooks.ops.gunicorn_conf import bind_hosts
 from cds_hooks.security.auth import validate_auth_settings
 from cds_hooks.settings.config import Settings, SettingsError, TrustedIssuer
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.docs import doc
 
 
 @pytest.fixture(autouse=True)
@@ -28,9 +27,8 @@ def _config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> Path:
     return path
 
 
-def test_the_readme_example_deployment_loads_and_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    readme = (REPO / "README.md").read_text()
-    example = re.search(r"```toml\n(.*?)```", readme, re.S)
+def test_the_documented_example_deployment_loads_and_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    example = re.search(r"```toml\n(.*?)```", doc("security.md"), re.S)
     assert example is not None
     _config(tmp_path, monkeypatch, example.group(1))
     settings = Settings.from_env()

@@ -59,9 +59,9 @@ GUNICORN = Path(sys.executable).with_name("gunicorn")
 
 
 def _start(server: str, host: str, port: int, env: dict[str, str], insecure: bool = False) -> subprocess.Popen[bytes]:
-    """`lumbar-cds serve [--production]`, or the README's gunicorn command, listening on host:port."""
+    """`lumbar-cds serve [--production]`, or the documented gunicorn command, listening on host:port."""
     if server != "serve":
-        # Production never migrates at start-up: the README's order is `db upgrade`, then gunicorn.
+        # Production never migrates at start-up: docs/operations.md's order is `db upgrade`, then gunicorn.
         upgrade = [sys.executable, "-m", "cds_hooks", "db", "upgrade"]
         subprocess.run(upgrade, env={**os.environ, **env}, check=True, capture_output=True)
     if server in ("serve", "production"):
@@ -98,7 +98,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> str:
 
 @pytest.mark.parametrize("server", ["serve", "gunicorn", "production"])
 def test_server_answers_discovery_on_loopback(tmp_path: Path, server: str) -> None:
-    """`lumbar-cds serve [--production]` and the README's gunicorn command serve the real app, with a warning."""
+    """`lumbar-cds serve [--production]` and the documented gunicorn command serve the real app, with a warning."""
     port = _free_port()
     proc = _start(server, "127.0.0.1", port, {"LUMBAR_CDS_DATA_DIR": str(tmp_path / "data")})
     try:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cds_hooks.ops.cli import build_parser
 from cds_hooks.ops.launch import DEFAULT_PORT, gunicorn_args
+from tests.docs import doc
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,9 +39,8 @@ def test_entrypoint_is_the_documented_gunicorn_command_on_the_exposed_port() -> 
     assert entrypoint == ["gunicorn", *gunicorn_args("0.0.0.0", DEFAULT_PORT)]
     assert _one("EXPOSE") == str(DEFAULT_PORT)
     assert build_parser().parse_args(["serve", "--production"]).port == DEFAULT_PORT
-    # The README's command is the same one on loopback.
-    readme = (REPO / "README.md").read_text()
-    assert shlex.join(["gunicorn", *gunicorn_args("127.0.0.1", DEFAULT_PORT)]) in readme
+    # The documented production command (docs/operations.md) is the same one on loopback.
+    assert shlex.join(["gunicorn", *gunicorn_args("127.0.0.1", DEFAULT_PORT)]) in doc("operations.md")
 
 
 def test_healthcheck_probes_liveness_with_python_on_the_same_port() -> None:

@@ -189,7 +189,7 @@ def test_two_gunicorn_workers_aggregate_in_one_scrape(tmp_path: Path, today: dat
     gunicorn = Path(sys.executable).with_name("gunicorn")
     env = {**os.environ, "LUMBAR_CDS_DATA_DIR": str(tmp_path / "data"), "PROMETHEUS_MULTIPROC_DIR": str(prom_dir),
            "LUMBAR_CDS_LOG_LEVEL": "WARNING", "LUMBAR_CDS_WORKERS": "2"}
-    # Production never migrates at start-up: `db upgrade` first, as the README says.
+    # Production never migrates at start-up: `db upgrade` first, as docs/operations.md says.
     subprocess.run([sys.executable, "-m", "cds_hooks", "db", "upgrade"], env=env, check=True, capture_output=True)
     proc = subprocess.Popen(
         [str(gunicorn), "-c", "python:cds_hooks.gunicorn_conf", "--bind", f"127.0.0.1:{port}",

@@ -1,26 +1,25 @@
-"""Keep the README true: every fixture and every setting is documented."""
+"""Keep the documents true: every fixture and every setting is documented, and the README names the two commands."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from cds_hooks.settings.config import ENVIRONMENT
-
-REPO = Path(__file__).resolve().parent.parent
-README = (REPO / "README.md").read_text()
+from tests.docs import REPO, doc
 
 
-def test_every_fixture_is_in_the_readme_table() -> None:
+def test_every_fixture_is_in_the_fixture_table() -> None:
+    table = doc("fixtures.md")
     for path in sorted((REPO / "fixtures").glob("*.json")):
-        assert f"| `{path.stem}` |" in README, f"{path.name} is missing from the README fixture table"
+        assert f"| `{path.stem}` |" in table, f"{path.name} is missing from the fixture table in docs/fixtures.md"
 
 
 def test_every_setting_is_documented() -> None:
+    settings = doc("operations.md")
     names = {"CONFIG", *ENVIRONMENT}
     for name in names:
-        assert f"`LUMBAR_CDS_{name}`" in README, name
+        assert f"`LUMBAR_CDS_{name}`" in settings, f"LUMBAR_CDS_{name} is missing from docs/operations.md"
 
 
 def test_the_two_commands_exist() -> None:
-    assert "./dev serve" in README and "./dev test" in README
+    readme = doc("README.md")
+    assert "./dev serve" in readme and "./dev test" in readme
     assert "./dev test" in (REPO / ".ci" / "run").read_text()
