@@ -82,7 +82,7 @@ def test_sandbox_setting_from_the_environment(monkeypatch: pytest.MonkeyPatch, v
 
 def test_sandbox_setting_unset_or_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LUMBAR_CDS_SANDBOX", raising=False)
-    assert Settings.from_env().sandbox is None  # the server decides: see cli._serve
+    assert Settings.from_env().sandbox is None  # the server decides: see ops/commands/serve.py
     monkeypatch.setenv("LUMBAR_CDS_SANDBOX", "maybe")
     with pytest.raises(ValueError, match="LUMBAR_CDS_SANDBOX must be 1 or 0"):
         Settings.from_env()

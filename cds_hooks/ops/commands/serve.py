@@ -1,0 +1,64 @@
+"""`lumbar-cds serve`: the development server, or gunicorn with the production configuration."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+
+from cds_hooks.netpolicy.exposure import startup_notice
+from cds_hooks.netpolicy.urls import is_loopback_host
+from cds_hooks.ops.launch import DEFAULT_PORT, INSECURE, INSECURE_ENV, gunicorn_args
+from cds_hooks.settings.config import Settings, parse_flag, read_env
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="run the development server, or gunicorn with --production")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.add_argument(
+        "--production", action="store_true",
+        help="run gunicorn with cds_hooks.ops.gunicorn_conf (workers from CPU count; see docs/operations.md)",
+    )
+    serve.add_argument(
+        "--insecure", action="store_true",
+        help="allow a non-loopback --host without authentication (no trusted issuers configured)",
+    )
+    serve.set_defaults(func=_serve)
+
+
+def _serve_production(args: argparse.Namespace) -> int:
+    """Replace this process with gunicorn and the production configuration (`gunicorn_conf`)."""
+    if _insecure(args):
+        os.environ[INSECURE_ENV] = "1"  # gunicorn_conf applies the secure-default rule itself
+    command = [sys.executable, "-m", "gunicorn", *gunicorn_args(args.host, args.port)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
+    return 1  # not reached
+
+
+def _insecure(args: argparse.Namespace) -> bool:
+    """--insecure, or LUMBAR_CDS_INSECURE read as gunicorn_conf reads it (a bad value is a SettingsError)."""
+    return bool(args.insecure) or read_env(INSECURE, parse_flag, False)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if args.production:
+        return _serve_production(args)
+    from cds_hooks.app import create_app
+
+    # The embedded default stays one command: a brand-new SQLite file gets its schema here.
+    settings = Settings.from_env(auto_migrate=True)
+    notice = startup_notice([args.host], settings.auth_enabled, _insecure(args), f"--insecure or {INSECURE_ENV}=1")
+    if notice:
+        print(notice, file=sys.stderr)
+    if settings.sandbox is None:  # development on loopback: the sandbox page is on unless LUMBAR_CDS_SANDBOX=0
+        settings = dataclasses.replace(settings, sandbox=is_loopback_host(args.host) and not settings.auth_enabled)
+    app = create_app(settings)
+    print(f"lumbar-cds: CDS Hooks discovery at http://{args.host}:{args.port}/cds-services", file=sys.stderr)
+    if settings.sandbox:
+        print(f"lumbar-cds: scenario sandbox at http://{args.host}:{args.port}/sandbox", file=sys.stderr)
+    app.run(host=args.host, port=args.port, debug=False, use_reloader=False)
+    return 0
