@@ -89,6 +89,21 @@ class Code(_Strict):
     alternative: Alternative | None = None
 
 
+class Provenance(_Strict):
+    """Where a published value set came from: a VSAC expansion found in a public repository."""
+
+    oid: str
+    name: str
+    version: str
+    url: str | None = None
+    publisher: str | None = None
+    expansion: str | None = None  # the expansion's identifier or timestamp
+    repository: str
+    path: str
+    commit: str
+    role: str | None = None  # exclusion, exclusion-partial, proxy, red-flag-support
+
+
 class ValueSet(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     kind: Kind
@@ -100,6 +115,8 @@ class ValueSet(_Strict):
     contrast: bool | None = None
     text_match: list[str] = Field(default_factory=list)
     note: str | None = None
+    # Set for a published value set imported whole (None for the project's curated sets).
+    published: Provenance | None = None
     codes: list[Code] = Field(min_length=1)
 
 
