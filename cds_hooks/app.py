@@ -16,8 +16,9 @@ from cds_hooks.fhir.fetch import FhirFetcher
 from cds_hooks.http import api, headers
 from cds_hooks.http.auth import install_auth
 from cds_hooks.http.metrics import install_metrics
-from cds_hooks.pathway.rules import load_rules
+from cds_hooks.pathway.rules import RulesError, load_rules, refusal
 from cds_hooks.protocol.errors import ServiceError
+from cds_hooks.service.hook import today_utc
 from cds_hooks.settings.config import Settings
 from cds_hooks.store.migrate import check_schema
 from cds_hooks.store.repository import Store
@@ -30,6 +31,9 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     settings = settings or Settings.from_env(**overrides)
     logs.configure(settings.log_level, settings.log_format)
     rules = load_rules(settings.rules_dir, settings.profile)  # RulesError names file and line
+    refused = refusal(rules.governance, settings.allow_draft_rules, today_utc())
+    if refused:  # retired, or not approved: never serve them by accident
+        raise RulesError([refused])
 
     app = Flask(__name__, static_folder=None)  # only the sandbox blueprint serves files, when on
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -74,6 +78,6 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
         log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.path, exc_info=exc)
         return api.error_response(500, "Internal error; the request was not evaluated.")
 
-    log.info("rules loaded: profile=%s value_sets=%d services=%d",
-             rules.profile_id, len(rules.valuesets), len(rules.services))
+    log.info("rules loaded: version=%s status=%s profile=%s value_sets=%d services=%d", rules.governance.version,
+             rules.governance.status, rules.profile_id, len(rules.valuesets), len(rules.services))
     return app

@@ -15,8 +15,11 @@ from typing import Any
 
 from cds_hooks.pathway.evaluate import Finding, Reason
 from cds_hooks.pathway.record import Evidence, PatientRecord
-from cds_hooks.pathway.rules import MAX_ORDER_NAME, Rules, RuleText
+from cds_hooks.pathway.rules import MAX_ORDER_NAME, Rules, RuleText, card_extension
 from cds_hooks.protocol.wire import Action, Card, Coding, Link, Source, Suggestion
+
+# The card extension that names the rules version behind the card (docs/integration.md).
+RULES_EXTENSION = "org.lumbar-pathway-cds.rules"
 
 # Inserted text never starts a line, so only inline Markdown and HTML matter.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
@@ -42,6 +45,7 @@ class IssuedCard:
     card: Card
     rule_id: str
     order_ref: str
+    rules_version: str | None = None
 
 
 def _short(name: str) -> str:
@@ -167,6 +171,7 @@ def build_cards(
 ) -> list[IssuedCard]:
     issued: list[IssuedCard] = []
     cards_text = rules.cards
+    extension = {RULES_EXTENSION: card_extension(rules.governance, rules.profile_id)}
     for finding in findings:
         text = rules.card_text(finding.rule_id)
         kinds = [k for k in text.suggestions if k not in finding.omit_suggestions]
@@ -187,6 +192,7 @@ def build_cards(
             overrideReasons=[Coding(**c.model_dump()) for c in cards_text.override_reasons]
             if text.override_reasons else None,
             links=[Link(label=c.title[:120], url=c.url, type="absolute") for c in citations] or None,
+            extension=copy.deepcopy(extension),
         )
-        issued.append(IssuedCard(card, finding.rule_id, finding.order.ref))
+        issued.append(IssuedCard(card, finding.rule_id, finding.order.ref, rules.governance.version))
     return issued

@@ -165,6 +165,8 @@ class Card(_Out):
     selectionBehavior: Literal["at-most-one", "any"] | None = None
     overrideReasons: list[Coding] | None = Field(default=None, min_length=1)
     links: list[Link] | None = Field(default=None, min_length=1)
+    # CDS Hooks 2.0 extensions: namespaced keys (docs/integration.md lists ours).
+    extension: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _rules(self) -> Card:

@@ -68,6 +68,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "DATABASE_URL": ("database_url", _as(str)),
     "RULES_DIR": ("rules_dir", _as(Path)),
     "PROFILE": ("profile", _as(str)),
+    "ALLOW_DRAFT_RULES": ("allow_draft_rules", parse_flag),
     "MAX_BODY_BYTES": ("max_body_bytes", parse_int),
     "MAX_FEEDBACK_ITEMS": ("max_feedback_items", parse_int),
     "CORS_ORIGINS": ("cors_origins", lambda n, v: tuple(o.rstrip("/") for o in _csv(n, v))),
@@ -100,6 +101,8 @@ class Settings:
     data_dir: Path = Path(".lumbar-cds")
     rules_dir: Path | None = None
     profile: str | None = None
+    # Serve rules whose governance status is draft, or active rules before their effective date.
+    allow_draft_rules: bool = False
     max_body_bytes: int = 5 * 1024 * 1024
     # Browser origins allowed to call the API (the public CDS Hooks Sandbox by
     # default); any http(s) origin on a loopback host is always allowed.

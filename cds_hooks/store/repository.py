@@ -1,7 +1,7 @@
 """Durable storage (SQLAlchemy Core): the cards we issued, the feedback clinicians sent, used JWT ids.
 
-Issued cards carry no patient identifiers: uuid, rule, service, hook,
-hookInstance and time are enough to trace feedback to the rule that fired.
+Issued cards carry no patient identifiers: uuid, rule, rules version, service,
+hook, hookInstance and time are enough to trace feedback to the rule that fired.
 Every write is committed before the method returns, so before the API answers:
 on SQLite with a full fsync (see database.py), on PostgreSQL with its default
 synchronous commit. The schema itself is created by the Alembic migrations
@@ -37,6 +37,7 @@ issued_cards = Table(
     Column("profile", Text, nullable=False),
     Column("suggestion_uuids", Text, nullable=False),
     Column("issued_at", Text, nullable=False),
+    Column("rules_version", Text),  # rules/governance.yaml version; NULL for cards issued before 0002
 )
 feedback = Table(
     "feedback", metadata,
@@ -109,7 +110,7 @@ class Store:
                 "uuid": item.card.uuid, "rule_id": item.rule_id, "indicator": item.card.indicator,
                 "service_id": service_id, "hook": hook, "hook_instance": hook_instance, "profile": profile,
                 "suggestion_uuids": json.dumps([s.uuid for s in item.card.suggestions or ()]),
-                "issued_at": issued_at,
+                "issued_at": issued_at, "rules_version": item.rules_version,
             }
             for item in issued
         ]

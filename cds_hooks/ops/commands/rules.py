@@ -31,7 +31,11 @@ def _rules_check(args: argparse.Namespace) -> int:
         return 1
     codes = sum(len(v.codes) for v in rules.valuesets.values())
     unverified = sum(1 for v in rules.valuesets.values() for c in v.codes if not c.verified)
+    gov = rules.governance
+    approval = gov.approval
+    approved = f"approved {approval.date} by {approval.approver} ({approval.committee})" if approval else "not approved"
     print(f"rules OK: {rules.source_dir}")
+    print(f"  {gov.id} version {gov.version}, {gov.status}, effective {gov.effective}; {approved}")
     print(f"  profiles: {', '.join(rules.pathway.profiles)} (active: {rules.profile_id})")
     print(f"  value sets: {len(rules.valuesets)} with {codes} codes ({unverified} marked unverified)")
     print(f"  citations: {len(rules.citations)}; services: {', '.join(rules.services)}")

@@ -9,12 +9,14 @@ value sets is this code in?" with a dict probe. Pure: may import only
 from cds_hooks.pathway.rules.checks import MAX_ORDER_NAME
 from cds_hooks.pathway.rules.compiled import Rules
 from cds_hooks.pathway.rules.index import CodeIndex, Match
-from cds_hooks.pathway.rules.load import default_rules_dir, load_rules
+from cds_hooks.pathway.rules.load import UNVERSIONED, default_rules_dir, load_rules
+from cds_hooks.pathway.rules.release import ALLOW_DRAFT_SETTING, card_extension, refusal
 from cds_hooks.pathway.rules.schema import (
     ALLOWED_PREFETCH_TOKENS,
     FORMAL_PT,
     SANDBOX_ORDER_KINDS,
     Code,
+    Governance,
     RulesError,
     RuleText,
     ServiceDef,
@@ -22,6 +24,7 @@ from cds_hooks.pathway.rules.schema import (
 )
 
 __all__ = [
-    "ALLOWED_PREFETCH_TOKENS", "FORMAL_PT", "MAX_ORDER_NAME", "SANDBOX_ORDER_KINDS", "Code", "CodeIndex", "Match",
-    "RuleText", "Rules", "RulesError", "ServiceDef", "ValueSet", "default_rules_dir", "load_rules",
+    "ALLOWED_PREFETCH_TOKENS", "ALLOW_DRAFT_SETTING", "FORMAL_PT", "MAX_ORDER_NAME", "SANDBOX_ORDER_KINDS",
+    "UNVERSIONED", "Code", "CodeIndex", "Governance", "Match", "RuleText", "Rules", "RulesError", "ServiceDef",
+    "ValueSet", "card_extension", "default_rules_dir", "load_rules", "refusal",
 ]

@@ -19,7 +19,9 @@ from cds_hooks.pathway.rules.schema import (
     Citation,
     CodeRef,
     CodeSystem,
+    Governance,
     Pathway,
+    Profile,
     RuleId,
     SandboxText,
     ServiceFile,
@@ -184,6 +186,36 @@ def check_cards(ld: Loader, path: Path, raw: Any, cards: CardText, profiles: Ite
     missing = set(RuleId.__args__) - set(cards.rules)  # type: ignore[attr-defined]
     for rule_id in sorted(missing):
         ld.problem(path, raw, ("rules",), f"rule {rule_id} has no card text")
+
+
+def setting_exists(path: str) -> bool:
+    """Whether a dotted path names a section of the profile settings or one setting in a section."""
+    section, _, name = path.partition(".")
+    field = Profile.model_fields.get(section)
+    if field is None or "." in name:
+        return False
+    model = field.annotation
+    if not name:
+        return isinstance(model, type) and hasattr(model, "model_fields")
+    return isinstance(model, type) and name in getattr(model, "model_fields", {})
+
+
+def check_governance(ld: Loader, path: Path, raw: Any, gov: Governance) -> None:
+    if gov.status != "draft" and gov.approval is None:
+        ld.problem(path, raw, ("status",),
+                   f"status {gov.status!r} needs an approval record (committee, approver, date)")
+    if gov.approval and gov.approval.date > gov.effective:
+        ld.problem(path, raw, ("approval", "date"),
+                   f"approval date {gov.approval.date} is after the effective date {gov.effective}")
+    for rule_id in sorted(set(RuleId.__args__) - set(gov.rules)):  # type: ignore[attr-defined]
+        ld.problem(path, raw, ("rules",), f"rules: rule {rule_id} has no entry (orders, settings)")
+    for rule_id, scope in gov.rules.items():
+        loc = ("rules", rule_id)
+        for setting in scope.settings:
+            if not setting_exists(setting):
+                ld.problem(path, raw, (*loc, "settings"), f"rules.{rule_id}: {setting!r} is not a profile setting")
+        if rule_id in scope.unless:
+            ld.problem(path, raw, (*loc, "unless"), f"rules.{rule_id}: a rule cannot take precedence over itself")
 
 
 def check_services(ld: Loader, path: Path, raw: Any, doc: ServiceFile) -> None:

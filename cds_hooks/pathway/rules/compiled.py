@@ -14,6 +14,7 @@ from cds_hooks.pathway.rules.schema import (
     Code,
     CodeRef,
     CodeSystem,
+    Governance,
     Pathway,
     Profile,
     RuleText,
@@ -38,6 +39,7 @@ class Rules:
     index: CodeIndex
     source_dir: Path
     sandbox: SandboxText
+    governance: Governance
 
     @cached_property
     def pt_referral(self) -> dict[str, Any]:

@@ -3,12 +3,14 @@ naming the file and line."""
 
 from __future__ import annotations
 
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from cds_hooks.pathway.rules.checks import (
     check_cards,
+    check_governance,
     check_profiles,
     check_sandbox,
     check_services,
@@ -20,6 +22,7 @@ from cds_hooks.pathway.rules.schema import (
     CardText,
     CitationFile,
     CodeSystemFile,
+    Governance,
     Pathway,
     RulesError,
     SandboxText,
@@ -71,8 +74,19 @@ def _resolve_profiles(raw: Any) -> Any:
     return out
 
 
-def load_rules(rules_dir: Path | None = None, profile: str | None = None) -> Rules:
-    """Load and check all of `rules/`. Raises RulesError listing every problem."""
+# What a rules directory written before rules/governance.yaml existed is compared as (`rules diff` only).
+UNVERSIONED = Governance(
+    id="unversioned", title="Rules without rules/governance.yaml", version="0", status="draft",
+    description="Written before the rules carried a version, status and approval.",
+    effective=date(1970, 1, 1), publisher="unknown", canonical="http://unversioned.invalid", rules={},
+)
+
+
+def load_rules(rules_dir: Path | None = None, profile: str | None = None, require_governance: bool = True) -> Rules:
+    """Load and check all of `rules/`. Raises RulesError listing every problem.
+
+    `require_governance=False` reads an older rules directory without governance.yaml as UNVERSIONED,
+    so that `rules diff` can compare against it; nothing serves such rules."""
     root = (rules_dir or default_rules_dir()).resolve()
     ld = Loader(root)
     if not root.is_dir():
@@ -107,6 +121,14 @@ def load_rules(rules_dir: Path | None = None, profile: str | None = None) -> Rul
     sandbox_file = root / "sandbox.yaml"
     sandbox_raw = ld.read(sandbox_file)
     sandbox = ld.parse(SandboxText, sandbox_file, sandbox_raw)
+
+    governance_file = root / "governance.yaml"
+    governance: Governance | None = UNVERSIONED
+    if require_governance or governance_file.exists():
+        governance_raw = ld.read(governance_file)
+        governance = ld.parse(Governance, governance_file, governance_raw)
+        if governance:
+            check_governance(ld, governance_file, governance_raw, governance)
 
     valuesets: dict[str, ValueSet] = {}
     where: dict[str, tuple[Path, Any, int]] = {}
@@ -144,7 +166,7 @@ def load_rules(rules_dir: Path | None = None, profile: str | None = None) -> Rul
         )
     if ld.problems:
         raise RulesError(ld.problems)
-    assert pathway and cards and services_doc and sandbox  # no problems means all parsed
+    assert pathway and cards and services_doc and sandbox and governance  # no problems means all parsed
 
     return Rules(
         profile_id=profile_id,
@@ -158,4 +180,5 @@ def load_rules(rules_dir: Path | None = None, profile: str | None = None) -> Rul
         index=build_index(valuesets.values(), code_systems),
         source_dir=root,
         sandbox=sandbox,
+        governance=governance,
     )

@@ -8,6 +8,7 @@ clinical code.
 from __future__ import annotations
 
 import re
+from datetime import date as Date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -283,6 +284,43 @@ class ServiceDef(_Strict):
 
 class ServiceFile(_Strict):
     services: list[ServiceDef] = Field(min_length=1)
+
+
+GovernanceStatus = Literal["draft", "active", "retired"]
+
+
+class Approval(_Strict):
+    """Who approved this rules version, and when."""
+
+    committee: str = Field(min_length=1)
+    approver: str = Field(min_length=1)
+    date: Date
+    reference: str | None = None  # the minutes, ticket or decision record
+
+
+class RuleScope(_Strict):
+    """What one rule judges, for the rules doc and the FHIR export: the value-set kinds of the orders it
+    looks at, the profile settings it reads (a section such as `imaging`, or one setting such as
+    `imaging.min_symptom_weeks`), and the rules whose card, if any, takes precedence over its own."""
+
+    orders: list[Kind] = Field(min_length=1)
+    settings: list[str] = Field(min_length=1)
+    unless: list[RuleId] = Field(default_factory=list)
+
+
+class Governance(_Strict):
+    """rules/governance.yaml: the version, status and approval of the pathway as a whole."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")
+    title: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    version: str = Field(pattern=r"^[0-9]+(\.[0-9]+)*([-+][0-9A-Za-z.-]+)?$")
+    status: GovernanceStatus
+    effective: Date
+    publisher: str = Field(min_length=1)
+    canonical: str = Field(pattern=r"^https?://[^\s]+[^/\s]$")  # base of the FHIR canonical URLs
+    approval: Approval | None = None
+    rules: dict[RuleId, RuleScope]
 
 
 class CodeSystemFile(_Strict):
