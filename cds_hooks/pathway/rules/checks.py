@@ -211,9 +211,9 @@ def check_governance(ld: Loader, path: Path, raw: Any, gov: Governance) -> None:
         ld.problem(path, raw, ("rules",), f"rules: rule {rule_id} has no entry (orders, settings)")
     for rule_id, scope in gov.rules.items():
         loc = ("rules", rule_id)
-        for setting in scope.settings:
+        for i, setting in enumerate(scope.settings):
             if not setting_exists(setting):
-                ld.problem(path, raw, (*loc, "settings"), f"rules.{rule_id}: {setting!r} is not a profile setting")
+                ld.problem(path, raw, (*loc, "settings", i), f"rules.{rule_id}: {setting!r} is not a profile setting")
         if rule_id in scope.unless:
             ld.problem(path, raw, (*loc, "unless"), f"rules.{rule_id}: a rule cannot take precedence over itself")
 

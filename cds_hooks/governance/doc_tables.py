@@ -1,0 +1,60 @@
+"""Tables the rules doc and the generated Markdown share: every setting by profile, the value sets,
+and which citations each rule rests on in each profile. Plain rows of strings; the callers escape."""
+
+from __future__ import annotations
+
+from cds_hooks.governance.walk import leaves, profile_settings, words
+from cds_hooks.pathway.rules import Rules, ValueSet
+
+
+def settings_by_profile(rules: Rules) -> tuple[list[str], list[list[str]]]:
+    """Every threshold and switch (and red-flag silencing) with its value in each profile."""
+    profiles = rules.pathway.profiles
+    values = {name: {**profile_settings(p), "red_flags_silence": p.red_flags_silence} for name, p in profiles.items()}
+    paths: list[str] = []
+    for per_profile in values.values():
+        paths += [path for path in per_profile if path not in paths]
+    rows = [[path, *(words(values[name].get(path)) if path in values[name] else "—" for name in profiles)]
+            for path in paths]
+    return ["setting", *profiles], rows
+
+
+def differing(rows: list[list[str]]) -> list[list[str]]:
+    """The rows whose value is not the same in every profile."""
+    return [row for row in rows if len(set(row[1:])) > 1]
+
+
+def provenance(vs: ValueSet) -> str:
+    p = vs.published
+    if p is None:
+        return "curated for this pathway"
+    return f"{p.name}, OID {p.oid}, version {p.version}; {p.repository} {p.path} @ {p.commit[:12]}"
+
+
+def valueset_rows(rules: Rules) -> tuple[list[str], list[list[str]]]:
+    rows = []
+    for vs in rules.valuesets.values():
+        systems = sorted({rules.system_name(c.system) for c in vs.codes})
+        unverified = sum(1 for c in vs.codes if not c.verified)
+        kind = vs.kind + (f" ({vs.category})" if vs.category else "")
+        rows.append([vs.id, kind, vs.title, str(len(vs.codes)) + (f" ({unverified} unverified)" if unverified else ""),
+                     ", ".join(systems), provenance(vs)])
+    return ["value set", "kind", "title", "codes", "code systems", "provenance"], rows
+
+
+def totals(rules: Rules) -> str:
+    codes = sum(len(v.codes) for v in rules.valuesets.values())
+    unverified = sum(1 for v in rules.valuesets.values() for c in v.codes if not c.verified)
+    published = sum(1 for v in rules.valuesets.values() if v.published)
+    return (f"{codes} codes in {len(rules.valuesets)} value sets ({published} imported whole from published "
+            f"sources); {unverified} codes marked verified: false")
+
+
+def citations_by_rule(rules: Rules, rule_id: str) -> dict[str, list[str]]:
+    """Citation ids per profile for one rule."""
+    return {name: list(p.citations.get(rule_id, [])) for name, p in rules.pathway.profiles.items()}  # type: ignore[call-overload]
+
+
+def pathway_lists(rules: Rules) -> list[tuple[str, str]]:
+    """The rest of pathway.yaml (labels, record statuses, default profile) as path, value pairs."""
+    return [(path, words(value)) for path, value in leaves(rules.pathway.model_dump(exclude={"profiles"})).items()]
