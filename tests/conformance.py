@@ -44,8 +44,11 @@ def assert_conformant(response: dict[str, Any], request: dict[str, Any]) -> None
         assert_no_null_or_empty(card, "card")
         assert set(card) <= {
             "uuid", "summary", "detail", "indicator", "source", "suggestions",
-            "selectionBehavior", "overrideReasons", "links",
+            "selectionBehavior", "overrideReasons", "links", "extension",
         }
+        # CDS Hooks 2.0 extensions: an object of namespaced keys; ours names the rules version.
+        assert all("." in key for key in card.get("extension", {})), card.get("extension")
+        assert card["extension"]["org.lumbar-pathway-cds.rules"]["version"]
         uuid.UUID(card["uuid"])
         uuids.add(card["uuid"])
         assert isinstance(card["summary"], str) and len(card["summary"]) < 140

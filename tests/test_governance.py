@@ -142,6 +142,7 @@ def test_every_card_and_its_record_carry_the_rules_version(rules_copy: Path, tmp
         assert card["extension"] == {RULES_EXTENSION: {"version": "2.3.1", "status": "active", "profile": "payer"}}
     rows = _rows(tmp_path / "data" / "lumbar-cds.sqlite3")
     assert [(uuid, version) for uuid, _, version in rows] == [(c["uuid"], "2.3.1") for c in cards]
+    assert app.test_client().get("/healthz").get_json()["rulesVersion"] == "2.3.1"  # what an operator checks
 
 
 def test_migration_0002_keeps_earlier_cards_without_a_version(tmp_path: Path) -> None:

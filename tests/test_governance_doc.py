@@ -11,8 +11,9 @@ import pytest
 
 from cds_hooks.governance.doc_markdown import END, START, render_markdown, replace_generated
 from cds_hooks.ops.cli import main
-from cds_hooks.pathway.rules import Rules
+from cds_hooks.pathway.rules import Rules, load_rules
 from tests.conftest import REPO
+from tests.test_governance_fhir import publish
 from tests.test_rules import _replace
 
 PATHWAY_MD = REPO / "docs" / "pathway.md"
@@ -62,6 +63,16 @@ def test_the_markdown_lists_every_rule_setting_and_value_set(rules: Rules) -> No
     assert row.strip("| ").split(" | ")[1 + nice] == "off"  # NICE NG59 sets no week count
     assert f"{sum(len(v.codes) for v in rules.valuesets.values())} codes in {len(rules.valuesets)} value sets" \
         in generated
+
+
+def test_a_published_value_set_shows_its_oid_version_and_source(tmp_path: Path) -> None:
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", rules_dir)
+    publish(rules_dir)
+    row = next(line for line in render_markdown(load_rules(rules_dir)).splitlines()
+               if line.startswith("| `red-flag-cauda-equina` |"))
+    assert "OID 2.16.840.1.113883.3.464.1003.114.12.1012, version 20240101" in row and "0123456789ab" in row
+    assert "(1 imported whole from published sources)" in render_markdown(load_rules(rules_dir))
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,14 @@ from tests.sekmet import TOKEN, sekmet_server
 from tests.test_rules import _replace
 
 
+def publish(rules_dir: Path) -> None:
+    """Mark one value set of a rules copy as imported whole from a published (VSAC) source."""
+    _replace(rules_dir / "valuesets" / "red_flags.yaml", "  - id: red-flag-cauda-equina\n",
+             "  - id: red-flag-cauda-equina\n    published: {oid: 2.16.840.1.113883.3.464.1003.114.12.1012, "
+             "name: Neurologic impairment, version: '20240101', repository: cqframework/ecqm-content-qicore-2024, "
+             "path: input/vocabulary/valueset/external/ValueSet-x.json, commit: 0123456789abcdef}\n")
+
+
 def _export(tmp_path: Path, *args: str) -> dict[str, Any]:
     out = tmp_path / "bundle.json"
     assert main(["rules", "export", "--format", "fhir", "--output", str(out), *args]) == 0
@@ -133,10 +141,7 @@ def test_value_sets_list_every_code_and_code_systems_name_topics_and_override_re
 def test_a_published_value_set_carries_its_oid_and_provenance(tmp_path: Path) -> None:
     rules_dir = tmp_path / "rules"
     shutil.copytree(REPO / "rules", rules_dir)
-    _replace(rules_dir / "valuesets" / "red_flags.yaml", "  - id: red-flag-cauda-equina\n",
-             "  - id: red-flag-cauda-equina\n    published: {oid: 2.16.840.1.113883.3.464.1003.114.12.1012, "
-             "name: Neurologic impairment, version: '20240101', repository: cqframework/ecqm-content-qicore-2024, "
-             "path: input/vocabulary/valueset/external/ValueSet-x.json, commit: 0123456789abcdef}\n")
+    publish(rules_dir)
     bundle = _export(tmp_path, "--rules-dir", str(rules_dir))
     valueset = _by_type(bundle, "ValueSet")["red-flag-cauda-equina"]
     assert valueset["identifier"] == [{"system": "urn:ietf:rfc:3986",

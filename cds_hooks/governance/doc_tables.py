@@ -28,7 +28,8 @@ def provenance(vs: ValueSet) -> str:
     p = vs.published
     if p is None:
         return "curated for this pathway"
-    return f"{p.name}, OID {p.oid}, version {p.version}; {p.repository} {p.path} @ {p.commit[:12]}"
+    role = f" (role: {p.role})" if p.role else ""
+    return f"{p.name}, OID {p.oid}, version {p.version}{role}; {p.repository} {p.path} @ {p.commit[:12]}"
 
 
 def valueset_rows(rules: Rules) -> tuple[list[str], list[list[str]]]:

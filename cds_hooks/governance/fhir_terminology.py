@@ -49,7 +49,8 @@ def _description(vs: ValueSet) -> str:
     if vs.published:
         p = vs.published
         lines.append(f"Imported whole from {p.name} (OID {p.oid}, version {p.version}) in {p.repository} "
-                     f"{p.path} at commit {p.commit}." + (f" {p.url}" if p.url else ""))
+                     f"{p.path} at commit {p.commit}." + (f" {p.url}" if p.url else "")
+                     + (f" Role in this pathway: {p.role}." if p.role else ""))
     return "\n\n".join(lines)
 
 

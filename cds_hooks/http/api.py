@@ -154,7 +154,8 @@ def _count_feedback(service_id: str, items: list[FeedbackItem], results: list[di
 
 def _rules_summary(status: str) -> dict[str, Any]:
     rules = current_rules()
-    return Health(status=status, rulesProfile=rules.profile_id, valueSets=len(rules.valuesets),
+    return Health(status=status, rulesProfile=rules.profile_id, rulesVersion=rules.governance.version,
+                  valueSets=len(rules.valuesets),
                   services=len(rules.services)).model_dump()
 
 

@@ -242,6 +242,7 @@ class FeedbackResponse(_Out):
 class Health(_Out):
     status: Literal["ok", "ready"]
     rulesProfile: str
+    rulesVersion: str  # rules/governance.yaml: what an operator checks after a rules release
     valueSets: int
     services: int
 
