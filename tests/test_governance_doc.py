@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cds_hooks.governance.doc_markdown import END, START, render_markdown, replace_generated
+from cds_hooks.governance.walk import profile_settings
 from cds_hooks.ops.cli import main
 from cds_hooks.pathway.rules import Rules, load_rules
 from tests.conftest import REPO
@@ -26,6 +27,16 @@ def test_the_generated_part_of_pathway_md_matches_the_rules(rules: Rules) -> Non
         "docs/pathway.md's generated part differs from rules/: run "
         "`.venv/bin/lumbar-cds rules doc --markdown docs/pathway.md`"
     )
+
+
+def test_settings_quoted_in_the_prose_are_the_default_profiles(rules: Rules) -> None:
+    """The hand-written prose quotes settings as `section.name` = **value**: each must be the default
+    profile's value, so a threshold changed in rules/ cannot leave the prose behind either."""
+    quoted = re.findall(r"`([a-z_]+\.[a-z_]+)` = \*\*(\d+)", PATHWAY_MD.read_text())
+    assert len(quoted) >= 5
+    values = profile_settings(rules.pathway.profiles[rules.pathway.default_profile])
+    wrong = [(path, number, values.get(path)) for path, number in quoted if values.get(path) != int(number)]
+    assert not wrong, f"docs/pathway.md quotes settings that differ from rules/pathway.yaml: {wrong}"
 
 
 def test_a_changed_threshold_makes_the_document_out_of_date_until_regenerated(

@@ -88,10 +88,13 @@ def _suggestion(rules: Rules, kind: str) -> dict[str, Any]:
     text = rules.cards.suggestions[kind]  # type: ignore[index]
     action: dict[str, Any] = {"title": text.label, "description": text.description}
     if kind == "replace-with-pt":  # as cards.py builds it: delete the draft, create the referral
+        activity = activity_definition(rules)
+        remove = rules.cards.suggestions.get("remove-order")  # type: ignore[call-overload]
+        action["selectionBehavior"] = "all"  # both steps, as one suggestion
         action["action"] = [
-            {"title": "Remove the draft order", "type": _action_type("remove")},
-            {"title": "Create the physical-therapy referral", "type": _action_type("create"),
-             "definitionCanonical": canonical(rules, "ActivityDefinition", PT_REFERRAL_ID)},
+            {"title": remove.label if remove else text.description, "type": _action_type("remove")},
+            {"title": activity["title"], "type": _action_type("create"),
+             "definitionCanonical": activity["url"]},
         ]
     elif kind == "remove-order":
         action["type"] = _action_type("remove")

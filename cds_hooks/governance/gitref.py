@@ -22,6 +22,22 @@ def _git(cwd: Path, *args: str) -> bytes:
     return done.stdout
 
 
+def _extract(archive: bytes, into: Path) -> None:
+    """Only plain files and directories, each inside `into` (git archive writes nothing else for rules/)."""
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        for member in tar.getmembers():
+            target = (into / member.name).resolve()
+            if not target.is_relative_to(into.resolve()):
+                raise GitRefError(f"refusing {member.name!r} from the archive: outside the target directory")
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+            elif member.isfile():
+                source = tar.extractfile(member)
+                assert source is not None  # a regular file always has content
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(source.read())
+
+
 def rules_at(rules_dir: Path, ref: str, into: Path) -> Path:
     """Extract `rules_dir` as committed at `ref` into `into`; returns the extracted rules directory."""
     if not ref or ref.startswith("-"):  # never let a ref be read as an option of git
@@ -32,8 +48,7 @@ def rules_at(rules_dir: Path, ref: str, into: Path) -> Path:
     top = Path(_git(rules_dir, "rev-parse", "--show-toplevel").decode().strip())
     relative = rules_dir.relative_to(top.resolve()).as_posix()
     archive = _git(top, "archive", "--format=tar", ref, "--", relative)
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")  # refuses absolute paths and links out of `into`
+    _extract(archive, into)
     extracted = into / relative
     if not extracted.is_dir():
         raise GitRefError(f"{relative} does not exist at {ref}")
