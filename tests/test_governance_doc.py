@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,10 @@ def test_the_page_has_every_rule_value_set_and_citation_and_is_self_contained(pa
         assert f'<details id="vs-{vs_id}">' in page
     for ref in rules.citations:
         assert f'<li id="cite-{ref}">' in page
+    for overrides in rules.cards.profile_overrides.values():  # every profile's own wording is shown too
+        for override in overrides.values():
+            if override.headline:
+                assert escape(override.headline) in page
     assert page.count("<svg") == 1 and "<script" not in page
     assert not re.search(r'\s(src|href)="(?!#|https?://)', page)  # nothing loaded from elsewhere
     assert not re.search(r'\ssrc="', page)
@@ -119,5 +124,5 @@ def test_the_doc_shows_a_profile_of_choice(tmp_path: Path) -> None:
     assert main(["rules", "doc", "--rules-dir", str(REPO / "rules"), "--profile", "nice-ng59",
                  "--output", str(out)]) == 0
     page = out.read_text()
-    assert "Thresholds and switches of profile nice-ng59: imaging.warn_without_red_flags = yes" in page
+    assert "these settings of profile nice-ng59: imaging.warn_without_red_flags = yes" in page
     assert "<strong>nice-ng59</strong>" in page

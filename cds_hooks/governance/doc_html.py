@@ -22,6 +22,7 @@ from cds_hooks.governance.flow import flow_svg
 from cds_hooks.governance.scope import conditions
 from cds_hooks.governance.walk import rule_ids, selected_settings, words
 from cds_hooks.pathway.rules import Rules
+from cds_hooks.pathway.rules.schema import RuleTextOverride
 
 STYLE = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0;color:#1a202c}
@@ -75,7 +76,9 @@ def _rule(rules: Rules, profile_id: str, rule_id: str) -> str:
                                              for p in profiles.values())])
     reasons = "".join(f"<li><code>{escape(k)}</code>: {escape(placeholders(v))}</li>" for k, v in text.reasons.items())
     suggestions = ", ".join(rules.cards.suggestions[s].label for s in text.suggestions) or "none"  # type: ignore[index]
-    overrides = [name for name, o in rules.cards.profile_overrides.items() if rule_id in o]
+    overrides = "".join(
+        f"<li>Profile {escape(name)} instead:<ul>{_override(rules, o[rule_id])}</ul></li>"  # type: ignore[index]
+        for name, o in rules.cards.profile_overrides.items() if rule_id in o)
     cited = "".join(
         f"<li>{escape(name)}: " + ", ".join(f'<a href="#cite-{escape(c)}">{escape(c)}</a>' for c in ids) + "</li>"
         for name, ids in citations_by_rule(rules, rule_id).items())
@@ -88,8 +91,23 @@ def _rule(rules: Rules, profile_id: str, rule_id: str) -> str:
 <li>Headline: {escape(text.headline)}</li><li>Why (one or more of):<ul>{reasons}</ul></li>
 <li>Recommendation: {escape(" ".join(text.recommendation.split()))}</li><li>Suggestions: {escape(suggestions)}</li>
 <li>Override reasons offered: {"yes" if text.override_reasons else "no"}</li>
-<li>Profile-specific wording: {escape(", ".join(overrides) or "none")}</li></ul>
+{overrides}</ul>
 <h4>Citations by profile</h4><ul>{cited}</ul></section>"""
+
+
+def _override(rules: Rules, override: RuleTextOverride) -> str:
+    """The fields a profile words differently (cards.yaml profile_overrides)."""
+    items = []
+    for field, value in override.model_dump(exclude_none=True).items():
+        if isinstance(value, dict):  # reasons: one line each
+            items += [f"<li>{escape(field)} <code>{escape(k)}</code>: {escape(placeholders(v))}</li>"
+                      for k, v in value.items()]
+        elif isinstance(value, list):  # suggestions, by their labels
+            labels = [rules.cards.suggestions[k].label for k in value]  # type: ignore[index]
+            items.append(f"<li>{escape(field)}: {escape(', '.join(labels) or 'none')}</li>")
+        else:
+            items.append(f"<li>{escape(field)}: {escape(placeholders(value))}</li>")
+    return "".join(items)
 
 
 def _valuesets(rules: Rules) -> str:

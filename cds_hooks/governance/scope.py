@@ -64,6 +64,6 @@ def conditions(rules: Rules, profile_id: str, rule_id: str) -> list[Condition]:
         out.append(Condition("precedence", f"No card for the same order on: {topics} (those come first)."))
     settings = selected_settings(profile, scope.settings)
     listed = "; ".join(f"{path} = {words(value)}" for path, value in settings.items())
-    out.append(Condition("settings", f"Thresholds and switches of profile {profile_id}: {listed}.",
-                         settings=settings))
+    out.append(Condition("settings", "The rule's own criteria are met (the card's reasons say which), with "
+                         f"these settings of profile {profile_id}: {listed}.", settings=settings))
     return out
