@@ -43,7 +43,7 @@ def transaction(bundle: dict[str, Any]) -> dict[str, Any]:
     """The collection's entries as one transaction Bundle of PUTs (create or replace by id), in order.
 
     One transaction is enough: 25 value sets of 1,000 codes each make a 1.9 MB Bundle that sekmet-fhir
-    validates and stores in about 2.5 s (docs/integration.md)."""
+    validates and stores in about 3 s (bench/bench_export.py, docs/performance.md)."""
     entries = [{"fullUrl": e["fullUrl"], "resource": e["resource"],
                 "request": {"method": "PUT", "url": f"{e['resource']['resourceType']}/{e['resource']['id']}"}}
                for e in bundle["entry"]]
