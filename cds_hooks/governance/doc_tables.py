@@ -8,9 +8,9 @@ from cds_hooks.pathway.rules import Rules, ValueSet
 
 
 def settings_by_profile(rules: Rules) -> tuple[list[str], list[list[str]]]:
-    """Every threshold and switch (and red-flag silencing) with its value in each profile."""
+    """Every threshold and switch (red-flag silencing among them) with its value in each profile."""
     profiles = rules.pathway.profiles
-    values = {name: {**profile_settings(p), "red_flags_silence": p.red_flags_silence} for name, p in profiles.items()}
+    values = {name: profile_settings(p) for name, p in profiles.items()}
     paths: list[str] = []
     for per_profile in values.values():
         paths += [path for path in per_profile if path not in paths]

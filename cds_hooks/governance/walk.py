@@ -14,6 +14,8 @@ from pydantic import BaseModel
 from cds_hooks.pathway.rules import Code, Rules
 from cds_hooks.pathway.rules.schema import Profile
 
+# A profile's fields that describe it rather than set its behaviour.
+PROFILE_TEXT = frozenset({"title", "description", "citations"})
 # Rules fields that are derived or chosen at load, not content of rules/.
 NOT_CONTENT = frozenset({"profile_id", "profile", "index", "source_dir"})
 
@@ -68,12 +70,10 @@ def rule_ids(rules: Rules) -> list[str]:
 
 
 def profile_settings(profile: Profile) -> dict[str, Any]:
-    """Every threshold and switch of a profile (each settings section's fields), by dotted path."""
-    out: dict[str, Any] = {}
-    for name, value in profile:
-        if isinstance(value, BaseModel):
-            out.update(leaves(value, name))
-    return out
+    """Every threshold and switch of a profile by dotted path: each field of each settings section, and
+    any other field that is not the profile's wording or citations."""
+    return {path: value for path, value in leaves(profile).items()
+            if path.split(".", 1)[0].split("[", 1)[0] not in PROFILE_TEXT}
 
 
 def selected_settings(profile: Profile, paths: list[str]) -> dict[str, Any]:

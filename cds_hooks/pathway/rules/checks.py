@@ -189,15 +189,14 @@ def check_cards(ld: Loader, path: Path, raw: Any, cards: CardText, profiles: Ite
 
 
 def setting_exists(path: str) -> bool:
-    """Whether a dotted path names a section of the profile settings or one setting in a section."""
+    """Whether a dotted path names a profile field (a settings section, or a setting of its own) or one
+    setting in a section."""
     section, _, name = path.partition(".")
     field = Profile.model_fields.get(section)
     if field is None or "." in name:
         return False
     model = field.annotation
-    if not name:
-        return isinstance(model, type) and hasattr(model, "model_fields")
-    return isinstance(model, type) and name in getattr(model, "model_fields", {})
+    return not name or (isinstance(model, type) and name in getattr(model, "model_fields", {}))
 
 
 def check_governance(ld: Loader, path: Path, raw: Any, gov: Governance) -> None:
