@@ -12,6 +12,8 @@ from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 
+from cds_hooks.pathway.cards import RULES_EXTENSION
+
 REF = re.compile(r"^[A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
 
 
@@ -48,7 +50,7 @@ def assert_conformant(response: dict[str, Any], request: dict[str, Any]) -> None
         }
         # CDS Hooks 2.0 extensions: an object of namespaced keys; ours names the rules version.
         assert all("." in key for key in card.get("extension", {})), card.get("extension")
-        assert card["extension"]["org.lumbar-pathway-cds.rules"]["version"]
+        assert card["extension"][RULES_EXTENSION]["version"]
         uuid.UUID(card["uuid"])
         uuids.add(card["uuid"])
         assert isinstance(card["summary"], str) and len(card["summary"]) < 140
