@@ -1,14 +1,19 @@
 """The committee report: per rule, cards issued, accepted, overridden, override rate and top override reasons.
 
-Counts are of distinct cards, so duplicate feedback posts (which the API accepts) do not inflate them.
-A card counts from when it was issued: `since` selects cards issued on or after that day, with all
-their feedback. Feedback on cards this service never issued has no rule and is left out.
+Each card counts once, by its latest feedback (store/resolution.py): duplicate posts do not inflate the
+counts, and a card both accepted and overridden counts as whichever came later. A card counts from when
+it was issued: `since` selects cards issued on or after that day, with all their feedback. Feedback on
+cards this service never issued has no rule and is left out. An override reason sent without a display
+(the CDS Hooks Sandbox sends none) is shown with the rules' display for its code. Cards override memory
+withheld are counted per rule as silenced.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -16,7 +21,9 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, func, select
 
+from cds_hooks.store.memory import silenced_cards
 from cds_hooks.store.repository import feedback, issued_cards
+from cds_hooks.store.resolution import latest_per_card
 
 FORMATS = ("text", "csv", "json")
 
@@ -43,6 +50,8 @@ class RuleReport:
     # Cards with any feedback at all; the rest were ignored or the EHR sent none.
     with_feedback: int
     top_reasons: tuple[Reason, ...]
+    # Cards override memory withheld after a durable override for the same patient (not in `issued`).
+    silenced: int = 0
 
     @property
     def override_rate(self) -> float | None:
@@ -51,38 +60,68 @@ class RuleReport:
         return self.overridden / acted if acted else None
 
 
-def build_report(engine: Engine, since: date | None = None, top: int = 3) -> list[RuleReport]:
-    issued_filter = [issued_cards.c.issued_at >= f"{since.isoformat()}T00:00:00.000Z"] if since else []
-    joined = feedback.join(issued_cards, issued_cards.c.uuid == feedback.c.card_uuid)
+def build_report(
+    engine: Engine, since: date | None = None, top: int = 3,
+    displays: Mapping[tuple[str | None, str], str] | None = None,
+) -> list[RuleReport]:
+    """`displays` are the rules' override reason displays by (system, code), for reasons sent without one."""
+    start = f"{since.isoformat()}T00:00:00.000Z" if since else None
+    issued_filter = [issued_cards.c.issued_at >= start] if start else []
     rule = issued_cards.c.rule_id
-    distinct_cards = func.count(feedback.c.card_uuid.distinct())
     with engine.connect() as db:
         issued = dict(db.execute(select(rule, func.count()).where(*issued_filter).group_by(rule)).all())
-        outcomes = db.execute(
-            select(rule, feedback.c.outcome, distinct_cards).select_from(joined).where(*issued_filter)
-            .group_by(rule, feedback.c.outcome)
+        rows = db.execute(
+            select(rule, feedback.c.id, feedback.c.card_uuid, feedback.c.outcome, feedback.c.outcome_timestamp,
+                   feedback.c.received_at, feedback.c.override_system, feedback.c.override_code,
+                   feedback.c.override_display)
+            .select_from(feedback.join(issued_cards, issued_cards.c.uuid == feedback.c.card_uuid))
+            .where(*issued_filter)
         ).all()
-        answered = dict(db.execute(
-            select(rule, distinct_cards).select_from(joined).where(*issued_filter).group_by(rule)
+        silenced_filter = [silenced_cards.c.silenced_at >= start] if start else []
+        silenced = dict(db.execute(
+            select(silenced_cards.c.rule_id, func.count()).where(*silenced_filter).group_by(silenced_cards.c.rule_id)
         ).all())
-        reasons = db.execute(
-            select(rule, feedback.c.override_system, feedback.c.override_code,
-                   func.max(feedback.c.override_display), distinct_cards)
-            .select_from(joined).where(feedback.c.outcome == "overridden", *issued_filter)
-            .group_by(rule, feedback.c.override_system, feedback.c.override_code)
-        ).all()
-    counts: dict[tuple[str, str], int] = {(r, outcome): n for r, outcome, n in outcomes}
-    by_rule: dict[str, list[Reason]] = {}
-    for rule_id, system, code, display, n in reasons:
-        by_rule.setdefault(rule_id, []).append(Reason(system, code, display, n))
+    latest = latest_per_card(row._mapping for row in rows)
+    displayed = _displays(rows, displays or {})
+    outcomes: Counter[tuple[str, str]] = Counter()
+    answered: Counter[str] = Counter()
+    reasons: dict[str, Counter[tuple[str | None, str | None]]] = {}
+    for row in latest.values():
+        outcomes[(row["rule_id"], row["outcome"])] += 1
+        answered[row["rule_id"]] += 1
+        if row["outcome"] == "overridden":
+            key = (row["override_system"], row["override_code"])
+            reasons.setdefault(row["rule_id"], Counter())[key] += 1
     report = []
-    for rule_id in sorted(issued):
-        ranked = sorted(by_rule.get(rule_id, ()), key=lambda r: (-r.cards, r.code is None, r.code or ""))
+    for rule_id in sorted(set(issued) | set(silenced)):
+        ranked = sorted(
+            (Reason(system, code, displayed.get((system, code)), n)
+             for (system, code), n in reasons.get(rule_id, Counter()).items()),
+            key=lambda r: (-r.cards, r.code is None, r.code or ""),
+        )
         report.append(RuleReport(
-            rule_id, issued[rule_id], counts.get((rule_id, "accepted"), 0), counts.get((rule_id, "overridden"), 0),
-            answered.get(rule_id, 0), tuple(ranked[:top]),
+            rule_id, issued.get(rule_id, 0), outcomes[(rule_id, "accepted")], outcomes[(rule_id, "overridden")],
+            answered[rule_id], tuple(ranked[:top]), silenced.get(rule_id, 0),
         ))
     return report
+
+
+def _displays(rows: Any, rules: Mapping[tuple[str | None, str], str]) -> dict[tuple[str | None, str | None], str]:
+    """A display for each reason: one the client sent, else the rules' own for that system and code (or
+    for the code alone when the client sent no system)."""
+    by_code = {code: display for (_, code), display in rules.items()}
+    found: dict[tuple[str | None, str | None], str] = {}
+    for row in rows:
+        key = (row.override_system, row.override_code)
+        if row.override_display and key not in found:
+            found[key] = row.override_display
+    for row in rows:
+        system, code = row.override_system, row.override_code
+        if code is not None and (system, code) not in found:
+            known = rules.get((system, code)) or (by_code.get(code) if system is None else None)
+            if known:
+                found[(system, code)] = known
+    return found
 
 
 def _rate(rate: float | None) -> str:
@@ -95,7 +134,7 @@ def as_json(report: list[RuleReport], since: date | None) -> dict[str, Any]:
         "rules": [
             {
                 "rule": r.rule_id, "issued": r.issued, "accepted": r.accepted, "overridden": r.overridden,
-                "withFeedback": r.with_feedback, "overrideRate": r.override_rate,
+                "withFeedback": r.with_feedback, "overrideRate": r.override_rate, "silencedByMemory": r.silenced,
                 "topOverrideReasons": [
                     {"system": x.system, "code": x.code, "display": x.display, "cards": x.cards} for x in r.top_reasons
                 ],
@@ -118,20 +157,26 @@ def render(report: list[RuleReport], since: date | None, fmt: str) -> str:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["rule", "issued", "accepted", "overridden", "with_feedback", "override_rate",
-                         "top_override_reasons"])
+                         "top_override_reasons", "silenced_by_memory"])
         for r in report:
             reasons = "; ".join(f"{x.label()}: {x.cards}" for x in r.top_reasons)
             rate = "" if r.override_rate is None else f"{r.override_rate:.4f}"
-            writer.writerow([r.rule_id, r.issued, r.accepted, r.overridden, r.with_feedback, rate, _cell(reasons)])
+            writer.writerow([r.rule_id, r.issued, r.accepted, r.overridden, r.with_feedback, rate, _cell(reasons),
+                             r.silenced])
         return out.getvalue()
     lines = [f"Cards issued {'since ' + since.isoformat() if since else 'to date'}, by rule "
              "(override rate = overridden / (accepted + overridden)):", ""]
-    header = f"{'rule':<28} {'issued':>7} {'accepted':>9} {'overridden':>11} {'feedback':>9} {'override rate':>14}"
+    header = (f"{'rule':<28} {'issued':>7} {'accepted':>9} {'overridden':>11} {'feedback':>9} {'override rate':>14} "
+              f"{'silenced':>9}")
     lines += [header, "-" * len(header)]
     for r in report:
         lines.append(f"{r.rule_id:<28} {r.issued:>7} {r.accepted:>9} {r.overridden:>11} {r.with_feedback:>9} "
-                     f"{_rate(r.override_rate):>14}")
+                     f"{_rate(r.override_rate):>14} {r.silenced:>9}")
         lines += [f"    {x.cards:>5}  {x.label()}" for x in r.top_reasons]
     if not report:
         lines.append("(no cards issued)")
+    silenced = sum(r.silenced for r in report)
+    if silenced:
+        lines += ["", f"Override memory silenced {silenced} card(s): the same rule, for a patient whose earlier card "
+                  "was overridden for a durable reason, within the memory period. They are not counted as issued."]
     return "\n".join(lines) + "\n"

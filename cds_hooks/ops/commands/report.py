@@ -8,6 +8,8 @@ from datetime import date
 
 from cds_hooks.ops.commands.db import service_engine
 from cds_hooks.ops.report import FORMATS, build_report, render
+from cds_hooks.pathway.rules import load_rules
+from cds_hooks.settings.config import Settings
 from cds_hooks.store.migrate import check_schema
 
 
@@ -20,7 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
     engine = service_engine()
     check_schema(engine)
-    sys.stdout.write(render(build_report(engine, args.since, args.top), args.since, args.format))
+    # The clinician's client may send an override reason as a bare code; the rules know its display.
+    reasons = load_rules(settings.rules_dir, settings.profile).cards.override_reasons
+    displays = {(r.system, r.code): r.display for r in reasons}
+    sys.stdout.write(render(build_report(engine, args.since, args.top, displays), args.since, args.format))
     return 0

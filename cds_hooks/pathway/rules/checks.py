@@ -173,6 +173,11 @@ def check_cards(ld: Loader, path: Path, raw: Any, cards: CardText, profiles: Ite
         for kind in text.suggestions:
             if kind not in cards.suggestions:
                 ld.problem(path, raw, (*loc, "suggestions"), f"{rule_id}: suggestion {kind!r} has no text")
+    offered = {reason.code for reason in cards.override_reasons}
+    for code in cards.durable_override_reasons:
+        if code not in offered:
+            ld.problem(path, raw, ("durable_override_reasons",),
+                       f"durable_override_reasons: {code!r} is not one of the override_reasons")
     if not _placeholders(cards.rating_action) <= {"rating"}:
         ld.problem(path, raw, ("rating_action",), "rating_action: the only field is {rating}")
     try:

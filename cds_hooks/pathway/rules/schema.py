@@ -220,6 +220,8 @@ class CardText(_Strict):
     topic_system: str = Field(pattern=r"^(https?://|urn:)")
     override_reason_system: str = Field(pattern=r"^(https?://|urn:)")
     override_reasons: list[CodingText] = Field(min_length=1)
+    # Codes of override_reasons after which override memory keeps the rule silent for the patient.
+    durable_override_reasons: list[str] = Field(default_factory=list)
     headings: dict[str, str]
     evidence: dict[str, str]
     suggestions: dict[SuggestionKind, SuggestionText]
