@@ -65,7 +65,7 @@ def _require_build() -> Path:
 
 
 class _Static(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: no request lines in the test output
         pass
 
 
