@@ -153,7 +153,8 @@ def test_premature_mri_shows_a_warning_card(open_tab: Callable[..., Tab]) -> Non
     assert page.locator("#raw-response").is_visible()
     assert raw(tab, "response")["cards"][0]["summary"] == summary
     assert raw(tab, "request")["hook"] == "order-select"
-    assert "HTTP 200, 1 card." in page.locator("#status").inner_text()
+    assert "HTTP 200, 1 card. Appropriateness rating: not-appropriate (ServiceRequest/mri-1)." in (
+        page.locator("#status").inner_text())
     assert page.locator("#scenario-result").inner_text() == "Result: imaging-premature (warning), as expected."
     page.evaluate("window.scrollTo(0, 0)")
     card.screenshot(path=str(ARTIFACTS / "sandbox-warning-card.png"))
@@ -173,7 +174,9 @@ def test_red_flag_what_if_makes_the_card_disappear(open_tab: Callable[..., Tab])
     assert "Added red flag" in page.locator("#changes").inner_text()
     conditions = raw(tab, "request")["prefetch"]["conditions"]["entry"]
     assert any(e["resource"]["id"] == "whatif-red-flag-cauda-equina" for e in conditions)
-    assert raw(tab, "response") == {"cards": []}
+    assert raw(tab, "response")["cards"] == []
+    # Silent, yet the order is rated: a red flag makes imaging appropriate.
+    assert "Appropriateness rating: appropriate (ServiceRequest/mri-1)." in page.locator("#status").inner_text()
     assert "What-ifs applied" in page.locator("#scenario-result").inner_text()
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(ARTIFACTS / "sandbox-red-flag-no-card.png"), full_page=True)
@@ -303,6 +306,27 @@ def test_markdown_renderer_supports_only_the_card_subset(open_tab: Callable[...,
         assert result["text"] == text, markdown
         assert all(h.startswith("https://") for h in result["hrefs"]), markdown
     assert tab.dialogs == []
+
+
+def test_page_text_reads_right(open_tab: Callable[..., Tab]) -> None:
+    """Code in scenario titles is shown as code, the profile is named once, and the text points at nothing
+    that is not there (no chart above an empty chart, no "left" in a one-column layout)."""
+    tab = open_tab()
+    page = tab.page
+    page.goto(f"{tab.url}/sandbox")
+    page.locator("body[data-ready='true']").wait_for(state="attached")
+    header = page.locator(".page-header").inner_text()
+    assert "Seed pathway (default), LUMBAR_CDS_PROFILE=seeds." in header and ") (" not in header
+    assert "left" not in page.locator("#scenario-description").inner_text()
+    assert "above" not in page.locator(".timeline-table caption").inner_text()
+    button = page.locator('button.scenario[data-name="missing-conditions-prefetch-412"]')
+    assert "`" not in button.inner_text()
+    assert button.locator("code").all_inner_texts() == ["conditions"]
+    with page.expect_response(lambda r: SERVICE_POST.search(r.url)):
+        button.click()
+    idle(tab)
+    assert page.locator("#scenario-title code").all_inner_texts() == ["conditions"]
+    assert "`" not in page.locator("#scenario-title").inner_text()
 
 
 def test_service_refusal_is_shown_with_its_reason(open_tab: Callable[..., Tab]) -> None:
