@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from cds_hooks.pathway.cards import IssuedCard
 from cds_hooks.protocol.wire import FeedbackItem
 from cds_hooks.settings.database_url import sqlite_url
-from cds_hooks.store import memory
+from cds_hooks.store import memory as memory_store
 from cds_hooks.store.database import create_db_engine
 from cds_hooks.store.memory import MemoryPolicy
 from cds_hooks.store.resolution import latest_per_card, stamp
@@ -132,7 +132,7 @@ class Store:
         with self.engine.begin() as db:
             db.execute(self._upsert(issued_cards, ["uuid"], columns), rows)
             if self.memory is not None and subject is not None:
-                memory.remember_patient(db, self.memory, [row["uuid"] for row in rows], subject, now)
+                memory_store.remember_patient(db, self.memory, [row["uuid"] for row in rows], subject, now)
 
     def recall(self, subject: str, rule_ids: Iterable[str]) -> dict[str, str]:
         """Rules override memory silences for this patient now, each with the overridden card behind it."""
@@ -142,9 +142,9 @@ class Store:
         with self.engine.begin() as db:
             if self._memory_pruned_at is None or (now - self._memory_pruned_at).total_seconds() >= \
                     JTI_PRUNE_INTERVAL_SECONDS:
-                memory.prune(db, self.memory, now)
+                memory_store.prune(db, self.memory, now)
                 self._memory_pruned_at = now
-            return memory.recall(db, self.memory, subject, rule_ids, now)
+            return memory_store.recall(db, self.memory, subject, rule_ids, now)
 
     def record_silenced(self, service_id: str, hook: str, hook_instance: str, profile: str,
                         silenced: Iterable[tuple[IssuedCard, str]]) -> None:
@@ -153,7 +153,7 @@ class Store:
                  "profile": profile, "remembered_card": remembered} for item, remembered in silenced]
         if rows:
             with self.engine.begin() as db:
-                memory.record_silenced(db, rows, self.clock())
+                memory_store.record_silenced(db, rows, self.clock())
 
     def record_feedback(self, service_id: str, items: list[FeedbackItem]) -> list[dict[str, Any]]:
         """Store every item, all or nothing; unknown card or suggestion uuids are kept and flagged.
@@ -189,7 +189,7 @@ class Store:
             if self.memory is not None:
                 rule_ids = {r["card"]: r["ruleId"] for r in results if r["knownCard"]}
                 if rule_ids:
-                    memory.after_feedback(db, self.memory, self._latest_feedback(db, rule_ids), rule_ids, now)
+                    memory_store.after_feedback(db, self.memory, self._latest_feedback(db, rule_ids), rule_ids, now)
         return results
 
     @staticmethod
