@@ -272,6 +272,10 @@ def test_premature_mri_card_rating_red_flag_and_dismiss(
     assert (row["outcome"], row["known_card"], row["rule_id"], row["override_code"], row["override_display"]) == (
         "overridden", 1, "imaging-premature", "conservative-care-elsewhere", None)
     shown.first.wait_for(state="detached")
+    # With authentication on, every one of those calls was a verified token, and each used up its jti.
+    with sqlite3.connect(service.database) as db:
+        used = db.execute("SELECT count(*) FROM jti_seen WHERE iss = ?", (SANDBOX_ISSUER,)).fetchone()[0]
+    assert used >= len(screen.answers) if service.authenticated else used == 0
 
 
 def test_accepting_the_contrast_suggestion_changes_the_order(
@@ -305,11 +309,3 @@ def test_accepting_the_contrast_suggestion_changes_the_order(
     [row] = feedback_rows(service, card["uuid"])
     assert (row["outcome"], json.loads(row["accepted_suggestions"])) == ("accepted", [card["suggestions"][0]["uuid"]])
 
-
-def test_jwt_calls_were_verified(service: Service, open_screen: Callable[[Patient], Screen]) -> None:
-    """With authentication on, the Sandbox's signed calls were accepted, and each used up its jti."""
-    screen = open_screen(PREMATURE)
-    screen.pick(0, MRI)
-    with sqlite3.connect(service.database) as db:
-        used = db.execute("SELECT count(*) FROM jti_seen WHERE iss = ?", (SANDBOX_ISSUER,)).fetchone()[0]
-    assert (used > 0) == service.authenticated
