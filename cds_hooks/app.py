@@ -16,15 +16,26 @@ from cds_hooks.fhir.fetch import FhirFetcher
 from cds_hooks.http import api, headers
 from cds_hooks.http.auth import install_auth
 from cds_hooks.http.metrics import install_metrics
-from cds_hooks.pathway.rules import RulesError, load_rules, refusal
+from cds_hooks.pathway.rules import Rules, RulesError, load_rules, refusal
 from cds_hooks.protocol.errors import ServiceError
 from cds_hooks.service.hook import today_utc
 from cds_hooks.settings.config import Settings
+from cds_hooks.store.memory import MemoryPolicy
 from cds_hooks.store.migrate import check_schema
 from cds_hooks.store.repository import Store
 from cds_hooks.telemetry import logs
 
 log = logging.getLogger("cds_hooks")
+
+
+def memory_policy(settings: Settings, rules: Rules) -> MemoryPolicy | None:
+    """Override memory's policy from the settings (days, secret) and the rules (which reasons are durable)."""
+    if not settings.override_memory_enabled:
+        return None
+    assert settings.override_memory_secret is not None  # Settings refuses memory without one
+    cards = rules.cards
+    return MemoryPolicy(settings.override_memory_secret, settings.override_memory_days,
+                        frozenset(cards.durable_override_reasons), cards.override_reason_system)
 
 
 def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
@@ -39,7 +50,7 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["lumbar_cds.settings"] = settings
     app.extensions["lumbar_cds.rules"] = rules
-    store = Store(settings.store_url)
+    store = Store(settings.store_url, memory_policy(settings, rules))
     check_schema(store.engine, settings.auto_migrate)  # SchemaNotCurrent: run `lumbar-cds db upgrade`
     app.extensions["lumbar_cds.store"] = store
     fetcher = app.extensions["lumbar_cds.fetcher"] = FhirFetcher(settings.fetch_limits, settings.fhir_allowlist)

@@ -13,6 +13,7 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 
 from cds_hooks.pathway.cards import RULES_EXTENSION
+from cds_hooks.protocol.pama import RATINGS, rating_of
 
 REF = re.compile(r"^[A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
 
@@ -37,9 +38,41 @@ def draft_refs(request: dict[str, Any]) -> set[str]:
     return {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in bundle.get("entry", [])}
 
 
+def draft_resources(request: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    bundle = request["context"]["draftOrders"]
+    return {f"{e['resource']['resourceType']}/{e['resource']['id']}": e["resource"] for e in bundle.get("entry", [])}
+
+
+def assert_rating_actions(response: dict[str, Any], request: dict[str, Any]) -> None:
+    """systemActions: updates of draft orders that change nothing but add the PAMA rating (so the order is
+    as valid as the EHR sent it); the same list under extension.systemActions, where the Argonaut PAMA
+    guide and the CDS Hooks Sandbox read it."""
+    actions = response.get("systemActions")
+    if actions is None:
+        assert "extension" not in response
+        return
+    assert response["extension"] == {"systemActions": actions}
+    drafts = draft_resources(request)
+    for action in actions:
+        assert action["type"] == "update" and action["description"]
+        resource = action["resource"]
+        ref = f"ServiceRequest/{resource['id']}"
+        assert ref in drafts, "a system action must update a draft order"
+        unrated = {k: v for k, v in resource.items() if k != "extension"}
+        assert unrated == {k: v for k, v in drafts[ref].items() if k != "extension"}, "a rating changes nothing else"
+        assert rating_of(resource) in RATINGS
+        model = get_fhir_model_class("ServiceRequest")
+        try:
+            model.model_validate(drafts[ref])
+        except ValueError:
+            continue  # messy EHR input, echoed as sent
+        model.model_validate(resource)
+
+
 def assert_conformant(response: dict[str, Any], request: dict[str, Any]) -> None:
-    assert set(response) <= {"cards", "systemActions"}
+    assert set(response) <= {"cards", "systemActions", "extension"}
     assert isinstance(response["cards"], list)
+    assert_rating_actions(response, request)
     drafts = draft_refs(request)
     uuids: set[str] = set()
     for card in response["cards"]:
@@ -83,6 +116,8 @@ def assert_conformant(response: dict[str, Any], request: dict[str, Any]) -> None
                     if action["type"] == "update":
                         ref = f"{action['resource']['resourceType']}/{action['resource']['id']}"
                         assert ref in drafts, "update must target a draft order"
+                        # The CDS Hooks Sandbox applies an update only with a rating (and throws without one).
+                        assert rating_of(action["resource"]) in RATINGS
         for reason in card.get("overrideReasons", []):
             assert reason["code"] and reason["system"] and reason["display"]
         for link in card.get("links", []):

@@ -33,8 +33,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def sekmet_server(workdir: Path, token: str = TOKEN) -> Iterator[str]:
-    """Start sekmet with bearer auth and its order simulator off; yield the FHIR base URL."""
+def sekmet_server(workdir: Path, token: str = TOKEN, open_access: bool = False) -> Iterator[str]:
+    """Start sekmet with bearer auth (or, with `open_access`, none: a browser client such as the CDS Hooks
+    Sandbox reads it without a token) and its order simulator off; yield the FHIR base URL."""
     if not SEKMET.exists():
         raise RuntimeError(
             f"sekmet-fhir is not installed at {SEKMET}. `./dev test` installs it "
@@ -44,10 +45,10 @@ def sekmet_server(workdir: Path, token: str = TOKEN) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}/fhir"
     settings = workdir / "sekmet.yaml"
     # The simulator would act on ServiceRequests we load; the server must only store them.
+    auth = "{types: [none]}" if open_access else f"{{types: [bearer], tokens: [{token}]}}"
     settings.write_text(
         f"base_url: {base}\nhost: 127.0.0.1\nport: {port}\ndata_dir: {workdir / 'data'}\n"
-        f"log_inbound: false\nsimulator: {{enabled: false}}\n"
-        f"server_auth: {{types: [bearer], tokens: [{token}]}}\n"
+        f"log_inbound: false\nsimulator: {{enabled: false}}\nserver_auth: {auth}\n"
     )
     log = (workdir / "sekmet.log").open("wb")
     proc = subprocess.Popen(

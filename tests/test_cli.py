@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -157,3 +158,151 @@ def test_non_loopback_starts_when_issuers_are_configured(tmp_path: Path, server:
     assert "authentication is OFF" not in stderr and "WITHOUT authentication" not in stderr
     assert "unauthorized reason=missing-header" in stderr
     assert (tmp_path / "data" / "lumbar-cds.sqlite3").exists()  # the file's relative data_dir
+
+
+# --------------------------------------------------------------------------- the first hour
+
+
+@pytest.mark.parametrize(("name", "content", "says"), [
+    ("missing.json", None, "no such file"),
+    ("empty.json", b"", "is empty"),
+    ("blank.json", b"  \n", "is empty"),
+    ("notes.json", b"MRI please", "is not valid JSON"),
+    ("a-directory", "dir", "is a directory"),
+])
+def test_evaluate_refuses_a_bad_file_in_one_line(
+    tmp_path: Path, name: str, content: bytes | str | None, says: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / name
+    if content == "dir":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    assert main(["evaluate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {path}") and says in err, err
+
+
+def test_evaluate_prints_the_rating(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(PREMATURE)]) == 0
+    assert "Appropriateness rating of ServiceRequest/mri-1: not-appropriate" in capsys.readouterr().out
+
+
+def test_fixture_request_prints_the_request_with_dates_resolved(capsys: pytest.CaptureFixture[str]) -> None:
+
+    assert main(["fixture", "request", "premature-mri-3-weeks"]) == 0
+    out, err = capsys.readouterr()
+    assert "{{today" not in out
+    request = json.loads(out)
+    assert request == resolve_dates(orjson.loads(PREMATURE.read_bytes())["request"], today_utc())
+    assert "lumbar-pathway-order-select" in err
+    assert main(["fixture", "request", str(PREMATURE)]) == 0  # a file works too
+    assert json.loads(capsys.readouterr().out) == request
+    assert main(["fixture", "request", "no-such-scenario"]) == 2
+    assert "fixture list" in capsys.readouterr().err
+    assert main(["fixture", "list"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == sorted(p.stem for p in fixtures_dir().glob("*.json"))
+
+
+def _readme_block_with(text: str) -> str:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = readme.split("```sh\n")[1:]
+    return next(b.split("```")[0] for b in blocks if text in b)
+
+
+def test_the_readmes_fixture_curl_line_works_as_written(tmp_path: Path) -> None:
+    """The README's `fixture request | curl` line, run by a shell against `lumbar-cds serve`, gets the card
+    (only the program's path and the port are those of this test)."""
+    import shutil
+
+    curl = shutil.which("curl")
+    assert curl, "curl is missing: ./dev test installs it (apt-get install -y curl)"
+    line = _readme_block_with("fixture request").strip()
+    assert line.startswith(".venv/bin/lumbar-cds fixture request") and ":8080/" in line
+    port = _free_port()
+    proc = _start("serve", "127.0.0.1", port, {"LUMBAR_CDS_DATA_DIR": str(tmp_path / "data")})
+    try:
+        _get(f"http://127.0.0.1:{port}/healthz", proc)
+        command = line.replace(".venv/bin/lumbar-cds", str(Path(sys.executable).with_name("lumbar-cds")))
+        result = subprocess.run(["bash", "-c", command.replace(":8080/", f":{port}/")],
+                                capture_output=True, timeout=60, check=True)
+    finally:
+        _stop(proc)
+    [card] = json.loads(result.stdout)["cards"]
+    assert card["source"]["topic"]["code"] == "imaging-premature"
+    assert "Symptoms began" in card["detail"]  # the dates were real: the onset was read
+
+
+def _lines_until(stream: Any, text: str, timeout: float = 30) -> list[str]:
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = stream.readline().decode()
+        if not line:
+            break
+        lines.append(line)
+        if text in line:
+            return lines
+    raise AssertionError(f"{text!r} never printed; got {lines}")
+
+
+def test_serve_announces_its_url_only_once_listening(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = _start("serve", "127.0.0.1", port, {"LUMBAR_CDS_DATA_DIR": str(tmp_path / "data")})
+    try:
+        _lines_until(proc.stderr, f"CDS Hooks discovery at http://127.0.0.1:{port}/cds-services")
+        # Not one retry: the moment the URL is printed, this server answers it.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/cds-services", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        _stop(proc)
+
+
+def test_serve_says_when_the_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = _start("serve", "127.0.0.1", port, {"LUMBAR_CDS_DATA_DIR": str(tmp_path / "data")})
+        _, err = proc.communicate(timeout=60)
+    message = err.decode()
+    assert proc.returncode == 2
+    assert f"port {port} on 127.0.0.1 is already in use" in message and "--port" in message
+    assert "discovery at" not in message and "Traceback" not in message
+
+
+@pytest.mark.parametrize("server", ["production", "gunicorn"])
+def test_production_on_an_unmigrated_database_says_what_to_do_in_one_line(tmp_path: Path, server: str) -> None:
+    """No `db upgrade` yet: one instruction, no traceback, no worker started, no database file made."""
+    data = tmp_path / "data"
+    env = {**os.environ, "LUMBAR_CDS_DATA_DIR": str(data), "LUMBAR_CDS_WORKERS": "2"}
+    command = ([sys.executable, "-m", "cds_hooks", "serve", "--production", "--port", str(_free_port())]
+               if server == "production" else
+               [str(GUNICORN), "-c", "python:cds_hooks.gunicorn_conf", "--workers", "2", "--bind",
+                f"127.0.0.1:{_free_port()}", "cds_hooks.app:create_app()"])
+    result = subprocess.run(command, env=env, capture_output=True, timeout=60)
+    err = result.stderr.decode()
+    assert result.returncode != 0
+    assert "Traceback" not in err and "Booting worker" not in err, err
+    assert [line for line in err.splitlines() if "lumbar-cds db upgrade" in line] == [
+        next(line for line in err.splitlines() if "is not migrated" in line)]
+    assert not data.exists()
+
+
+def test_db_current_never_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    monkeypatch.delenv("LUMBAR_CDS_CONFIG", raising=False)
+    monkeypatch.delenv("LUMBAR_CDS_DATABASE_URL", raising=False)
+    monkeypatch.setenv("LUMBAR_CDS_DATA_DIR", str(data))
+    assert main(["db", "current"]) == 1
+    assert "revision none" in capsys.readouterr().out
+    assert main(["report"]) == 2
+    assert "lumbar-cds db upgrade" in capsys.readouterr().err
+    assert not data.exists()  # neither made a directory nor a database
+    assert main(["db", "upgrade"]) == 0
+    database = data / "lumbar-cds.sqlite3"
+    before = database.read_bytes()
+    assert main(["db", "current"]) == 0 and main(["report"]) == 0
+    assert database.read_bytes() == before

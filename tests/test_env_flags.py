@@ -36,6 +36,9 @@ def _conf(env: dict[str, str], *words: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_gunicorn_conf_insecure_accepts_every_flag_word(tmp_path: Path) -> None:
+    # gunicorn's start-up also checks the schema (one line instead of a traceback per worker): migrate first.
+    subprocess.run([sys.executable, "-m", "cds_hooks", "db", "upgrade"], check=True, capture_output=True,
+                   env={**os.environ, "LUMBAR_CDS_DATA_DIR": str(tmp_path)})
     result = _conf({"LUMBAR_CDS_DATA_DIR": str(tmp_path), "LUMBAR_CDS_WORKERS": "3"},
                    "1", "true", "yes", "on", "ON", "0", "off", "maybe")
     assert result.returncode == 0, result.stderr

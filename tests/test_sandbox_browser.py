@@ -1,47 +1,34 @@
 """The sandbox page in a real browser: Playwright drives Debian's Chromium (no
 browser download) against the real app served on a free 127.0.0.1 port.
 
-Chromium and playwright are required: without them these tests FAIL and say how
-to install them (.ci/run does). LUMBAR_CDS_SKIP_BROWSER_TESTS=1 skips them on a
-developer machine that has neither. Screenshots go to tests/artifacts/.
+Chromium and playwright are required (tests/browser.py). Screenshots go to tests/artifacts/.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from cds_hooks.app import create_app
 from cds_hooks.settings.config import Settings
+from tests.browser import ARTIFACTS, REPO, chromium, serving, skip_if_opted_out
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-REPO = Path(__file__).resolve().parent.parent
-ARTIFACTS = REPO / "tests" / "artifacts"
-CHROMIUM = Path(os.environ.get("LUMBAR_CDS_CHROMIUM", "/usr/bin/chromium"))
-OPT_OUT = "LUMBAR_CDS_SKIP_BROWSER_TESTS"
-# Headless Chromium as root in a container, with no calls home (real-components.md §4).
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run", "--disable-quic"]
 SERVICE_POST = re.compile(r"/cds-services/[^/]+$")
 FEEDBACK_POST = re.compile(r"/cds-services/[^/]+/feedback$")
 
-if os.environ.get(OPT_OUT) == "1":
-    pytest.skip(f"{OPT_OUT}=1: browser tests skipped on request", allow_module_level=True)
+skip_if_opted_out()
 
 
 @dataclass
@@ -60,18 +47,6 @@ class Tab:
     dialogs: list[str] = field(default_factory=list)
 
 
-@contextmanager
-def serving(app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-
-
 def sandbox_app(data_dir: Path, rules_dir: Path = REPO / "rules") -> Flask:
     return create_app(Settings(data_dir=data_dir, rules_dir=rules_dir, sandbox=True, log_level="WARNING",
                                auto_migrate=True))
@@ -86,19 +61,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail(f"playwright is not installed: run ./dev test (it installs the test extra), "
-                    f"or set {OPT_OUT}=1 to skip the browser tests")
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} not found: apt-get install -y chromium (as .ci/run does), "
-                    f"or point LUMBAR_CDS_CHROMIUM at a Chromium, or set {OPT_OUT}=1 to skip the browser tests")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture
@@ -189,7 +153,8 @@ def test_premature_mri_shows_a_warning_card(open_tab: Callable[..., Tab]) -> Non
     assert page.locator("#raw-response").is_visible()
     assert raw(tab, "response")["cards"][0]["summary"] == summary
     assert raw(tab, "request")["hook"] == "order-select"
-    assert "HTTP 200, 1 card." in page.locator("#status").inner_text()
+    assert "HTTP 200, 1 card. Appropriateness rating: not-appropriate (ServiceRequest/mri-1)." in (
+        page.locator("#status").inner_text())
     assert page.locator("#scenario-result").inner_text() == "Result: imaging-premature (warning), as expected."
     page.evaluate("window.scrollTo(0, 0)")
     card.screenshot(path=str(ARTIFACTS / "sandbox-warning-card.png"))
@@ -209,7 +174,9 @@ def test_red_flag_what_if_makes_the_card_disappear(open_tab: Callable[..., Tab])
     assert "Added red flag" in page.locator("#changes").inner_text()
     conditions = raw(tab, "request")["prefetch"]["conditions"]["entry"]
     assert any(e["resource"]["id"] == "whatif-red-flag-cauda-equina" for e in conditions)
-    assert raw(tab, "response") == {"cards": []}
+    assert raw(tab, "response")["cards"] == []
+    # Silent, yet the order is rated: a red flag makes imaging appropriate.
+    assert "Appropriateness rating: appropriate (ServiceRequest/mri-1)." in page.locator("#status").inner_text()
     assert "What-ifs applied" in page.locator("#scenario-result").inner_text()
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(ARTIFACTS / "sandbox-red-flag-no-card.png"), full_page=True)
@@ -339,6 +306,27 @@ def test_markdown_renderer_supports_only_the_card_subset(open_tab: Callable[...,
         assert result["text"] == text, markdown
         assert all(h.startswith("https://") for h in result["hrefs"]), markdown
     assert tab.dialogs == []
+
+
+def test_page_text_reads_right(open_tab: Callable[..., Tab]) -> None:
+    """Code in scenario titles is shown as code, the profile is named once, and the text points at nothing
+    that is not there (no chart above an empty chart, no "left" in a one-column layout)."""
+    tab = open_tab()
+    page = tab.page
+    page.goto(f"{tab.url}/sandbox")
+    page.locator("body[data-ready='true']").wait_for(state="attached")
+    header = page.locator(".page-header").inner_text()
+    assert "Seed pathway (default), LUMBAR_CDS_PROFILE=seeds." in header and ") (" not in header
+    assert "left" not in page.locator("#scenario-description").inner_text()
+    assert "above" not in page.locator(".timeline-table caption").inner_text()
+    button = page.locator('button.scenario[data-name="missing-conditions-prefetch-412"]')
+    assert "`" not in button.inner_text()
+    assert button.locator("code").all_inner_texts() == ["conditions"]
+    with page.expect_response(lambda r: SERVICE_POST.search(r.url)):
+        button.click()
+    idle(tab)
+    assert page.locator("#scenario-title code").all_inner_texts() == ["conditions"]
+    assert "`" not in page.locator("#scenario-title").inner_text()
 
 
 def test_service_refusal_is_shown_with_its_reason(open_tab: Callable[..., Tab]) -> None:

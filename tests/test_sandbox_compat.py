@@ -26,6 +26,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from cds_hooks.protocol.pama import rating_of
 from tests.conformance import assert_conformant
 
 SANDBOX = "https://sandbox.cds-hooks.org"
@@ -201,19 +202,38 @@ def test_pama_without_conditions_prefetch_is_412(client: FlaskClient) -> None:
     assert "conditions" in response.json["issue"][0]["diagnostics"]
 
 
-@pytest.mark.parametrize(("code", "display", "reason"), [
-    # The sandbox's other default study and reason: outside this pathway.
+def sandbox_rating(body: dict[str, Any]) -> str | None:
+    """The PAMA rating the sandbox shows: the first pama-rating on an update in extension.systemActions."""
+    actions = body.get("extension", {}).get("systemActions", [])
+    ratings = [rating_of(a["resource"]) for a in actions if a["type"] == "update"]
+    return next((r for r in ratings if r), None)
+
+
+@pytest.mark.parametrize(("code", "display", "reason", "rating"), [
+    # The sandbox's other default study and reason: not an order this service judges, so no rating.
     ("75561", "Cardiac magnetic resonance imaging for morphology and function without contrast material",
-     {"system": "http://snomed.info/sct", "code": "13213009", "display": "Congenital heart disease"}),
-    # A lumbar MRI without a back-pain reason and no back condition on record.
-    ("72148", LUMBAR_STUDIES["72148"], None),
+     {"system": "http://snomed.info/sct", "code": "13213009", "display": "Congenital heart disease"}, None),
+    # A lumbar MRI without a back-pain reason and no back condition on record: no criteria of ours apply.
+    ("72148", LUMBAR_STUDIES["72148"], None, "no-criteria-apply"),
 ])
 def test_pama_outside_the_pathway_gets_no_card(
-    client: FlaskClient, code: str, display: str, reason: dict[str, str] | None
+    client: FlaskClient, code: str, display: str, reason: dict[str, str] | None, rating: str | None
 ) -> None:
-    response = post(client, SELECT, pama_request(code, display, [reason] if reason else []))
+    request = pama_request(code, display, [reason] if reason else [])
+    response = post(client, SELECT, request)
     assert response.status_code == 200
-    assert response.json == {"cards": []}
+    assert response.json["cards"] == []
+    assert_conformant(response.json, request)
+    assert sandbox_rating(response.json) == rating
+
+
+def test_pama_rating_follows_the_reason(client: FlaskClient) -> None:
+    """Low back pain alone: not appropriate yet; with a lumbar fracture (a red flag): appropriate, and silent."""
+    fracture = {"system": "http://snomed.info/sct", "code": "125608002", "display": "Fracture of lumbar spine"}
+    premature = post(client, SELECT, pama_request("72148", LUMBAR_STUDIES["72148"], [LOW_BACK_PAIN])).json
+    flagged = post(client, SELECT, pama_request("72148", LUMBAR_STUDIES["72148"], [LOW_BACK_PAIN, fracture])).json
+    assert (len(premature["cards"]), sandbox_rating(premature)) == (1, "not-appropriate")
+    assert (flagged["cards"], sandbox_rating(flagged)) == ([], "appropriate")
 
 
 # --------------------------------------------------------------------------- feedback

@@ -12,10 +12,11 @@ from collections import Counter
 from typing import Any
 
 import orjson
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_hooks.http import openapi
+from cds_hooks.pathway.cards import IssuedCard
 from cds_hooks.pathway.rules import Rules
 from cds_hooks.protocol.errors import ServiceError, operation_outcome
 from cds_hooks.protocol.wire import (
@@ -26,8 +27,9 @@ from cds_hooks.protocol.wire import (
     Health,
     ServiceDescription,
 )
-from cds_hooks.service.hook import evaluate_hook, parse_as
+from cds_hooks.service.hook import HookOutcome, evaluate_hook, parse_as
 from cds_hooks.settings.config import Settings
+from cds_hooks.store import memory
 from cds_hooks.store.repository import Store
 from cds_hooks.telemetry import logs, metrics
 
@@ -105,10 +107,13 @@ def call_service(service_id: str) -> Response:
     rules = current_rules()
     outcome = evaluate_hook(rules, service, body, fetcher=current_app.extensions["lumbar_cds.fetcher"],
                             deadline=deadline)
+    store = current_store()
+    subject = _memory_subject(store, outcome.patient_id)
+    silenced = _apply_memory(store, subject, outcome)
+    instance = outcome.request.hookInstance
     try:
-        current_store().record_cards(
-            service.id, service.hook, outcome.request.hookInstance, rules.profile_id, outcome.issued
-        )
+        store.record_cards(service.id, service.hook, instance, rules.profile_id, outcome.issued, subject)
+        store.record_silenced(service.id, service.hook, instance, rules.profile_id, silenced)
     except SQLAlchemyError as exc:
         # The clinician still gets the cards: the audit row is what is lost, and /readyz reports
         # the database. Feedback on these cards will be stored and flagged as an unknown card.
@@ -116,14 +121,42 @@ def call_service(service_id: str) -> Response:
         logs.annotate(cardsRecorded=False)
     for issued in outcome.issued:
         metrics.CARDS.labels(service.id, issued.rule_id, issued.card.indicator).inc()
+    for issued, _ in silenced:
+        metrics.SILENCED.labels(service.id, issued.rule_id).inc()
     if outcome.record.skipped:
         metrics.SKIPPED.labels(service.id).inc(len(outcome.record.skipped))
     logs.annotate(
         hookInstance=logs.safe_token(outcome.request.hookInstance),
         cards=dict(Counter(i.rule_id for i in outcome.issued)),
+        silencedByMemory=dict(Counter(i.rule_id for i, _ in silenced)),
         skipped=len(outcome.record.skipped), unavailable=len(outcome.record.unavailable),
     )
     return json_response(outcome.response())
+
+
+def _memory_subject(store: Store, patient_id: str) -> str | None:
+    """Who the patient is for override memory (None when memory is off): the patient id within the
+    authenticated client and tenant, since ids are unique only within one EHR."""
+    if store.memory is None:
+        return None
+    client = g.get("cds_client")
+    return memory.subject(patient_id, client.iss if client else None, client.tenant if client else None)
+
+
+def _apply_memory(store: Store, subject: str | None, outcome: HookOutcome) -> list[tuple[IssuedCard, str]]:
+    """Withhold the cards whose rule an earlier durable override silenced for this patient; each withheld
+    card with the overridden card behind it. The ratings stay: memory spares the clinician, not the record."""
+    if subject is None or not outcome.issued:
+        return []
+    try:
+        remembered = store.recall(subject, {i.rule_id for i in outcome.issued})
+    except SQLAlchemyError as exc:
+        # Without the memory the card is shown again: better a repeated warning than a lost one.
+        log.error("override memory not read: %s", type(exc).__name__)
+        return []
+    silenced = [(i, remembered[i.rule_id]) for i in outcome.issued if i.rule_id in remembered]
+    outcome.issued = [i for i in outcome.issued if i.rule_id not in remembered]
+    return silenced
 
 
 @bp.post("/cds-services/<service_id>/feedback")

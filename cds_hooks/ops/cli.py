@@ -1,4 +1,5 @@
-"""`lumbar-cds`: serve the API, evaluate a request file, check the rules, migrate the database, report.
+"""`lumbar-cds`: serve the API, evaluate a request file, print a fixture's request, check the rules, migrate the
+database, report.
 
 Each command group lives in `ops/commands/`; this module assembles the parser and turns the errors
 every command can meet into one line and an exit code.
@@ -7,17 +8,19 @@ every command can meet into one line and an exit code.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_hooks.netpolicy.exposure import ExposureRefused
-from cds_hooks.ops.commands import db, evaluate, report, rules, serve
+from cds_hooks.ops.commands import db, evaluate, fixture, report, rules, serve
+from cds_hooks.ops.inputs import BadInput
 from cds_hooks.pathway.rules import RulesError
 from cds_hooks.settings.config import SettingsError
 from cds_hooks.store.migrate import SchemaNotCurrent
 
-COMMANDS = (serve, evaluate, rules, db, report)
+COMMANDS = (serve, evaluate, fixture, rules, db, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,9 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     except RulesError as exc:
         print("error: the rules did not load:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
         return 1
-    except (SettingsError, ExposureRefused, SchemaNotCurrent) as exc:
+    except (SettingsError, ExposureRefused, SchemaNotCurrent, BadInput) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away early (`| head`): what it wanted is printed. No traceback at exit either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except SQLAlchemyError as exc:
         # The driver's own message (never the URL, so no password); the statement is left out.
         print(f"error: database: {getattr(exc, 'orig', None) or exc}", file=sys.stderr)

@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 # prometheus_client chooses multiprocess mode when it is first imported (the imports below pull it
 # in), and the workers inherit that choice, so the directory is named before anything else happens.
 _PROM_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -34,6 +36,7 @@ from cds_hooks.netpolicy.exposure import ExposureRefused, startup_notice  # noqa
 from cds_hooks.ops.launch import INSECURE, INSECURE_ENV  # noqa: E402
 from cds_hooks.security.auth import validate_auth_settings  # noqa: E402
 from cds_hooks.settings.config import Settings, SettingsError, parse_flag, parse_int, read_env  # noqa: E402
+from cds_hooks.store.migrate import SchemaNotCurrent, check_schema_at  # noqa: E402
 from cds_hooks.telemetry.metrics import mark_process_dead  # noqa: E402
 
 MAX_DEFAULT_WORKERS = 12
@@ -101,11 +104,22 @@ def on_starting(server: Any) -> None:
         validate_auth_settings(settings)
         insecure = read_env(INSECURE, parse_flag, False)
         notice = startup_notice(bind_hosts(server.cfg.bind), settings.auth_enabled, insecure, f"{INSECURE_ENV}=1")
-    except (SettingsError, ExposureRefused) as exc:
+        # Here, once, rather than as a traceback from every worker: the database must be migrated.
+        check_schema_at(settings.store_url)
+    except (SettingsError, ExposureRefused, SchemaNotCurrent) as exc:
         raise RuntimeError(f"lumbar-cds: {exc}") from None  # gunicorn prints it and exits with status 1
+    except SQLAlchemyError as exc:
+        raise RuntimeError(f"lumbar-cds: database: {getattr(exc, 'orig', None) or exc}") from None
     if notice:
         print(notice, file=sys.stderr, flush=True)
     _wipe_metrics_dir()
+
+
+def when_ready(server: Any) -> None:
+    """The sockets are bound: only now is the address worth announcing."""
+    for listener in server.LISTENERS:
+        if str(listener).startswith("http"):
+            print(f"lumbar-cds: CDS Hooks discovery at {listener}/cds-services", file=sys.stderr, flush=True)
 
 
 def post_worker_init(worker: Any) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from datetime import date
+from enum import Enum
 from typing import Any
 
 from cds_hooks.fhir.resources import codings
@@ -100,6 +101,40 @@ def _context(record: PatientRecord, rules: Rules, today: date) -> _Context:
     return _Context(record, rules, today, population, red_flags, prior, conservative)
 
 
+class Scope(Enum):
+    """Where an order stands with respect to the pathway (the gate `evaluate` applies)."""
+
+    UNRELATED = "unrelated"  # not lumbar imaging, a spine-surgery referral or a spine operation
+    OUTSIDE = "outside"  # one of those, but the patient is outside the pathway (prior surgery, no back condition)
+    JUDGED = "judged"  # judged against the pathway: findings say where it departs from it
+
+
+def _scope(ctx: _Context, order: DraftOrder) -> Scope:
+    imaging = order.has("lumbar-imaging")
+    surgical = any(order.has(k) for k in ("surgical-referral", "surgeon-specialty", "lumbar-spine-surgery"))
+    if not (imaging or surgical):
+        return Scope.UNRELATED
+    if ctx.prior_surgery:
+        return Scope.OUTSIDE  # ACR variant 5: prior lumbar surgery is outside this pathway
+    if not ctx.population and not order.reason_has("population"):
+        return Scope.OUTSIDE  # outside the population: say nothing
+    return Scope.JUDGED
+
+
+def order_scopes(record: PatientRecord, orders: list[DraftOrder], rules: Rules, today: date) -> dict[str, Scope]:
+    """Each order's scope, by reference: the same gate `evaluate` applies before judging an order."""
+    ctx = _context(record, rules, today)
+    return {order.ref: _scope(ctx, order) for order in orders}
+
+
+def selected(orders: list[DraftOrder], selections: list[str] | None) -> list[DraftOrder]:
+    """The orders a hook call is about: every draft (order-sign), or the selected ones (order-select)."""
+    if selections is None:
+        return orders
+    chosen = set(selections)
+    return [o for o in orders if o.ref in chosen]
+
+
 def evaluate(
     record: PatientRecord,
     orders: list[DraftOrder],
@@ -109,21 +144,13 @@ def evaluate(
 ) -> list[Finding]:
     """Findings for the orders being judged: all drafts, or only `selections`."""
     ctx = _context(record, rules, today)
-    if ctx.prior_surgery:
-        return []  # ACR variant 5: prior lumbar surgery is outside this pathway
-    chosen = None if selections is None else set(selections)
-    judged = orders if chosen is None else [o for o in orders if o.ref in chosen]
     findings: list[Finding] = []
-    for order in judged:
-        imaging = order.has("lumbar-imaging")
-        surgical = any(order.has(k) for k in ("surgical-referral", "surgeon-specialty", "lumbar-spine-surgery"))
-        if not (imaging or surgical):
+    for order in selected(orders, selections):
+        if _scope(ctx, order) is not Scope.JUDGED:
             continue
-        if not ctx.population and not order.reason_has("population"):
-            continue  # outside the population: say nothing
         red_flags = bool(ctx.red_flags or order.reason_has("red-flag"))
         silenced = set(rules.profile.red_flags_silence) if red_flags else set()
-        if imaging:
+        if order.has("lumbar-imaging"):
             findings.extend(_imaging(ctx, order, silenced))
         else:
             findings.extend(_surgical(ctx, order, silenced))

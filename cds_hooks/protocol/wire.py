@@ -179,6 +179,10 @@ class Card(_Out):
 
 class CardsResponse(_Out):
     cards: list[Card]
+    # Updates the service proposes to apply without asking: each draft order's appropriateness rating.
+    systemActions: list[Action] | None = Field(default=None, min_length=1)
+    # CDS Hooks 2.0 extensions; the Argonaut PAMA guide (and the CDS Hooks Sandbox) read `systemActions` here.
+    extension: dict[str, Any] | None = None
 
 
 class ServiceDescription(_Out):

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cds_hooks.http import api
 from cds_hooks.protocol.errors import ServiceError
+from cds_hooks.protocol.pama import RATING_URL
 from cds_hooks.sandbox.fixtures import Fixture, fixture_paths, fixtures_dir, load_fixture
 from cds_hooks.sandbox.timeline import build_timeline
 from cds_hooks.sandbox.whatif import (
@@ -95,6 +96,7 @@ def catalog() -> Response:
         "redFlags": red_flag_menu(rules),
         "removeRedFlags": REMOVE_RED_FLAGS,
         "limits": {"onsetDaysAgo": MAX_ONSET_DAYS, "ptWeeks": MAX_PT_WEEKS},
+        "ratingExtension": RATING_URL,
     })
 
 

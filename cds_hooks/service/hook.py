@@ -7,7 +7,7 @@ The Flask blueprint and the `lumbar-cds evaluate` command both call
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
@@ -18,11 +18,12 @@ from cds_hooks.fhir.fetch import FetchFailure, FhirFetcher, render_template
 from cds_hooks.fhir.limits import MAX_DEPTH, deeper_than
 from cds_hooks.fhir.resources import validate_resource
 from cds_hooks.pathway.cards import IssuedCard, OrderingContext, build_cards
-from cds_hooks.pathway.evaluate import evaluate
+from cds_hooks.pathway.evaluate import evaluate, selected
+from cds_hooks.pathway.rating import rate_orders, rate_suggestions, system_actions
 from cds_hooks.pathway.record import PatientRecord, read_draft_orders, read_record
 from cds_hooks.pathway.rules import Rules, ServiceDef
 from cds_hooks.protocol.errors import ServiceError
-from cds_hooks.protocol.wire import CONTEXT_MODELS, HookRequest, OrderSelectContext, OrderSignContext
+from cds_hooks.protocol.wire import CONTEXT_MODELS, Action, HookRequest, OrderSelectContext, OrderSignContext
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -30,11 +31,20 @@ Model = TypeVar("Model", bound=BaseModel)
 @dataclass
 class HookOutcome:
     request: HookRequest
+    patient_id: str
     record: PatientRecord
     issued: list[IssuedCard]
+    # One update per rated draft order, carrying its appropriateness rating (pathway/rating.py).
+    system_actions: list[Action] = field(default_factory=list)
 
     def response(self) -> dict[str, Any]:
-        return {"cards": [i.card.model_dump(mode="json", exclude_none=True) for i in self.issued]}
+        body: dict[str, Any] = {"cards": [i.card.model_dump(mode="json", exclude_none=True) for i in self.issued]}
+        if self.system_actions:
+            actions = [a.model_dump(mode="json", exclude_none=True) for a in self.system_actions]
+            body["systemActions"] = actions  # CDS Hooks 2.0
+            # The Argonaut PAMA guide, and the CDS Hooks Sandbox that follows it, read them here.
+            body["extension"] = {"systemActions": actions}
+        return body
 
 
 def today_utc() -> date:
@@ -202,12 +212,17 @@ def evaluate_hook(
     orders = read_draft_orders(context.draftOrders, rules)
     selections = context.selections if isinstance(context, OrderSelectContext) else None
     findings = evaluate(record, orders, rules, today, selections)
-    for finding in findings:  # only orders we comment on need to be valid R4
-        problem = validate_resource(finding.order.resource)
+    judged = selected(orders, selections)
+    ratings = rate_orders(record, judged, rules, today, findings)
+    # Only orders we comment on (a card or a rating) need to be valid R4.
+    for order in [o for o in judged if o.ref in ratings]:
+        problem = validate_resource(order.resource)
         if problem:
             raise ServiceError(
-                422, f"Draft order {finding.order.ref} is not a valid FHIR R4 ServiceRequest: {problem}",
+                422, f"Draft order {order.ref} is not a valid FHIR R4 ServiceRequest: {problem}",
                 ["context.draftOrders"],
             )
     who = OrderingContext(context.patientId, context.userId, context.encounterId, today)
-    return HookOutcome(request, record, build_cards(rules, findings, record, who))
+    issued = build_cards(rules, findings, record, who)
+    rate_suggestions(issued, record, rules, today)
+    return HookOutcome(request, context.patientId, record, issued, system_actions(judged, ratings, rules))

@@ -85,7 +85,11 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "AUTH_JWKS_CACHE_SECONDS": ("auth_jwks_cache_seconds", parse_int),
     "SANDBOX": ("sandbox", parse_flag),
     "FIXTURES_DIR": ("fixtures_dir", _as(Path)),
+    "OVERRIDE_MEMORY_DAYS": ("override_memory_days", parse_int),
+    "OVERRIDE_MEMORY_SECRET": ("override_memory_secret", _as(str)),
 }
+# A keyed hash is only as private as its key: shorter secrets are refused.
+MIN_MEMORY_SECRET_CHARS = 32
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,12 @@ class Settings:
     # Scenario fixtures the sandbox lists; None means the built-in ones.
     fixtures_dir: Path | None = None
 
+    # Override memory: after an override for a reason the rules mark durable, the same rule stays silent
+    # for the same patient this many days (0: off). Patients are stored only as an HMAC keyed with the
+    # secret, which memory cannot run without; never logged or printed.
+    override_memory_days: int = 0
+    override_memory_secret: str | None = field(default=None, repr=False)
+
     def __post_init__(self) -> None:
         problems = [p for p in map(check_allowlist_entry, self.fhir_allowlist) if p]
         if self.database_url is not None and (problem := backend_problem(self.database_url)):
@@ -153,6 +163,14 @@ class Settings:
             problems.append(f"log format must be json or text, not {self.log_format!r}")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             problems.append(f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {self.log_level!r}")
+        if self.override_memory_days < 0:
+            problems.append("override_memory_days must be 0 (off) or more")
+        elif self.override_memory_days and len(self.override_memory_secret or "") < MIN_MEMORY_SECRET_CHARS:
+            problems.append(
+                f"override memory ({self.override_memory_days} days) needs a secret of at least "
+                f"{MIN_MEMORY_SECRET_CHARS} characters in LUMBAR_CDS_OVERRIDE_MEMORY_SECRET (or override_memory_secret "
+                "in the settings file), to key the hash that stands for each patient; e.g. the output of "
+                "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`")
         if self.sandbox and self.auth_issuers:
             problems.append("the sandbox page cannot run with JWT authentication on: its browser calls carry no "
                             "JWT. Serve it from a separate loopback instance without [[auth.issuers]]")
@@ -162,6 +180,10 @@ class Settings:
     @property
     def auth_enabled(self) -> bool:
         return bool(self.auth_issuers)
+
+    @property
+    def override_memory_enabled(self) -> bool:
+        return self.override_memory_days > 0
 
     @property
     def database_path(self) -> Path:

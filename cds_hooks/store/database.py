@@ -39,16 +39,31 @@ def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_db_engine(url: str) -> Engine:
+def sqlite_file(url: str | URL) -> Path | None:
+    """The file of an SQLite database URL (None for other backends, memory and `file:` URIs)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:" \
+            or parsed.query.get("uri"):
+        return None
+    return Path(parsed.database)
+
+
+def create_db_engine(url: str, read_only: bool = False) -> Engine:
+    """An engine for the service's database. `read_only` (SQLite): opened read-only, no directory made,
+    no journal switch, so that commands that only look create and change nothing; the file must exist."""
     parsed = make_url(url)
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 is the driver we ship
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:" and not parsed.query.get("uri"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed)
-        event.listen(engine, "connect", _sqlite_connect)
-        event.listen(engine, "begin", _sqlite_begin)
+        path = sqlite_file(parsed)
+        if read_only and path is not None:
+            engine = create_engine(parsed.set(database=f"file:{path.resolve()}", query={"mode": "ro", "uri": "true"}))
+        else:
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(parsed)
+            event.listen(engine, "connect", _sqlite_connect)
+            event.listen(engine, "begin", _sqlite_begin)
     else:
         engine = create_engine(parsed, pool_pre_ping=True)
     # A forked worker (gunicorn --preload) must not share the parent's pooled connections.

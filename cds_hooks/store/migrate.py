@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect
 
-from cds_hooks.store.database import safe_url
+from cds_hooks.store.database import create_db_engine, safe_url, sqlite_file
 
 log = logging.getLogger("cds_hooks.store.migrate")
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -59,11 +59,41 @@ def check_schema(engine: Engine, auto_migrate: bool = False) -> None:
     """
     if auto_migrate and is_empty_sqlite(engine):
         log.info("new SQLite database %s: creating schema revision %s", safe_url(engine.url), upgrade(engine))
-    found, needed = current_revision(engine), head_revision()
+    _require(safe_url(engine.url), current_revision(engine))
+
+
+def looking_engine(url: str) -> Engine | None:
+    """A read-only engine on the database at `url`, or None when it is an SQLite file that does not exist:
+    for what only looks at the database (`db current`, `report`, gunicorn's start-up check), so that
+    looking never creates or changes one."""
+    path = sqlite_file(url)
+    if path is not None and not path.is_file():
+        return None
+    return create_db_engine(url, read_only=True)
+
+
+def revision_at(url: str) -> str | None:
+    """The schema revision of the database at `url` (None: none yet), without creating or changing it."""
+    engine = looking_engine(url)
+    if engine is None:
+        return None
+    try:
+        return current_revision(engine)
+    finally:
+        engine.dispose()
+
+
+def check_schema_at(url: str) -> None:
+    """check_schema without creating or changing anything (SchemaNotCurrent when the schema is not current)."""
+    _require(safe_url(url), revision_at(url))
+
+
+def _require(where: str, found: str | None) -> None:
+    needed = head_revision()
     if found != needed:
         state = "is not migrated" if found is None else f"is at schema revision {found}"
         raise SchemaNotCurrent(
-            f"the database {safe_url(engine.url)} {state}; this version of lumbar-cds needs revision {needed}. "
+            f"the database {where} {state}; this version of lumbar-cds needs revision {needed}. "
             "Run `lumbar-cds db upgrade` with the same settings (LUMBAR_CDS_DATABASE_URL or "
             "LUMBAR_CDS_DATA_DIR), then start the service again."
         )

@@ -11,7 +11,7 @@ synchronous commit. The schema itself is created by the Alembic migrations
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from cds_hooks.pathway.cards import IssuedCard
 from cds_hooks.protocol.wire import FeedbackItem
 from cds_hooks.settings.database_url import sqlite_url
+from cds_hooks.store import memory as memory_store
 from cds_hooks.store.database import create_db_engine
+from cds_hooks.store.memory import MemoryPolicy
+from cds_hooks.store.resolution import latest_per_card, stamp
 
 metadata = MetaData()
 issued_cards = Table(
@@ -69,21 +72,27 @@ jti_seen = Table(
     Column("jti", Text, primary_key=True),
     Column("expires_at", Float, nullable=False),
 )
-# Expired jti rows are deleted at most this often per process.
+# Expired jti rows (and expired override memories) are deleted at most this often per process.
 JTI_PRUNE_INTERVAL_SECONDS = 60.0
 
 
 def now_text() -> str:
     """Stored times: ISO 8601 UTC with milliseconds and Z, so text order is time order."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return stamp(datetime.now(UTC))
 
 
 class Store:
-    """`Store(url)` for a database URL, or `Store(path)` for an SQLite file. The schema must be migrated."""
+    """`Store(url)` for a database URL, or `Store(path)` for an SQLite file. The schema must be migrated.
 
-    def __init__(self, target: str | Path) -> None:
+    With a `memory` policy, the store also keeps override memory (memory.py); `clock` is its time."""
+
+    def __init__(self, target: str | Path, memory: MemoryPolicy | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.engine: Engine = create_db_engine(sqlite_url(target) if isinstance(target, Path) else target)
+        self.memory = memory
+        self.clock = clock
         self._jti_pruned_at = float("-inf")
+        self._memory_pruned_at: datetime | None = None
         self._statements: dict[tuple[Any, ...], Any] = {}
 
     def _upsert(self, table: Table, keys: list[str], update: list[str], where: Any = None) -> Any:
@@ -102,9 +111,13 @@ class Store:
         return statement
 
     def record_cards(
-        self, service_id: str, hook: str, hook_instance: str, profile: str, issued: Iterable[IssuedCard]
+        self, service_id: str, hook: str, hook_instance: str, profile: str, issued: Iterable[IssuedCard],
+        subject: str | None = None,
     ) -> None:
-        issued_at = now_text()
+        """Record the cards issued; with override memory on and the patient's `subject` (memory.subject),
+        tie them to the patient's keyed hash so that an override can start a memory."""
+        now = self.clock()
+        issued_at = stamp(now)
         rows = [
             {
                 "uuid": item.card.uuid, "rule_id": item.rule_id, "indicator": item.card.indicator,
@@ -119,10 +132,37 @@ class Store:
         columns = [c.name for c in issued_cards.columns if c.name != "uuid"]
         with self.engine.begin() as db:
             db.execute(self._upsert(issued_cards, ["uuid"], columns), rows)
+            if self.memory is not None and subject is not None:
+                memory_store.remember_patient(db, self.memory, [row["uuid"] for row in rows], subject, now)
+
+    def recall(self, subject: str, rule_ids: Iterable[str]) -> dict[str, str]:
+        """Rules override memory silences for this patient now, each with the overridden card behind it."""
+        if self.memory is None:
+            return {}
+        now = self.clock()
+        with self.engine.begin() as db:
+            if self._memory_pruned_at is None or (now - self._memory_pruned_at).total_seconds() >= \
+                    JTI_PRUNE_INTERVAL_SECONDS:
+                memory_store.prune(db, self.memory, now)
+                self._memory_pruned_at = now
+            return memory_store.recall(db, self.memory, subject, rule_ids, now)
+
+    def record_silenced(self, service_id: str, hook: str, hook_instance: str, profile: str,
+                        silenced: Iterable[tuple[IssuedCard, str]]) -> None:
+        """Cards override memory withheld, each with the overridden card behind it (for the report)."""
+        rows = [{"rule_id": item.rule_id, "service_id": service_id, "hook": hook, "hook_instance": hook_instance,
+                 "profile": profile, "remembered_card": remembered, "rules_version": item.rules_version}
+                for item, remembered in silenced]
+        if rows:
+            with self.engine.begin() as db:
+                memory_store.record_silenced(db, rows, self.clock())
 
     def record_feedback(self, service_id: str, items: list[FeedbackItem]) -> list[dict[str, Any]]:
-        """Store every item, all or nothing; unknown card or suggestion uuids are kept and flagged."""
-        received = now_text()
+        """Store every item, all or nothing; unknown card or suggestion uuids are kept and flagged.
+        With override memory on, each known card's memory follows its latest feedback, in the same
+        transaction."""
+        now = self.clock()
+        received = stamp(now)
         results: list[dict[str, Any]] = []
         with self.engine.begin() as db:
             for item in items:
@@ -148,7 +188,16 @@ class Store:
                 ))
                 results.append({"card": item.card, "knownCard": bool(card), "ruleId": card.rule_id if card else None,
                                 "unknownSuggestions": unknown})
+            if self.memory is not None:
+                rule_ids = {r["card"]: r["ruleId"] for r in results if r["knownCard"]}
+                if rule_ids:
+                    memory_store.after_feedback(db, self.memory, self._latest_feedback(db, rule_ids), rule_ids, now)
         return results
+
+    @staticmethod
+    def _latest_feedback(db: Any, cards: Iterable[str]) -> dict[str, Any]:
+        rows = db.execute(select(feedback).where(feedback.c.card_uuid.in_(sorted(set(cards)))))
+        return latest_per_card(row._mapping for row in rows)
 
     def feedback_rows(self) -> list[dict[str, Any]]:
         with self.engine.connect() as db:

@@ -52,6 +52,11 @@ CARDS = Counter(
     "Cards returned to the EHR, by service, rule and indicator.",
     ["service", "rule", "indicator"],
 )
+SILENCED = Counter(
+    "lumbar_cds_cards_silenced",
+    "Cards withheld by override memory (an earlier durable override for the same patient and rule).",
+    ["service", "rule"],
+)
 FEEDBACK = Counter(
     "lumbar_cds_feedback",
     "Feedback items stored, by service, rule (unknown: a card we did not issue), outcome and override reason code.",

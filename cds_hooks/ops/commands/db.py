@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 
 from cds_hooks.settings.config import Settings
 from cds_hooks.store.database import create_db_engine, safe_url
-from cds_hooks.store.migrate import current_revision, head_revision, upgrade
+from cds_hooks.store.migrate import current_revision, head_revision, revision_at, upgrade
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,16 +27,19 @@ def service_engine() -> Engine:
 
 def _db_upgrade(args: argparse.Namespace) -> int:
     engine = service_engine()
-    before = current_revision(engine)
-    after = upgrade(engine)
+    try:
+        before = current_revision(engine)
+        after = upgrade(engine)
+    finally:
+        engine.dispose()  # closed now, so SQLite's journal is folded into the file before the command ends
     change = "already at" if before == after else f"upgraded from {before or 'empty'} to"
     print(f"database {safe_url(engine.url)}: {change} revision {after}")
     return 0
 
 
 def _db_current(args: argparse.Namespace) -> int:
-    engine = service_engine()
-    found, needed = current_revision(engine), head_revision()
+    url = Settings.from_env().store_url
+    found, needed = revision_at(url), head_revision()  # only looks: creates and changes nothing
     state = "up to date" if found == needed else f"needs `lumbar-cds db upgrade` to {needed}"
-    print(f"database {safe_url(engine.url)}: revision {found or 'none'} ({state})")
+    print(f"database {safe_url(url)}: revision {found or 'none'} ({state})")
     return 0 if found == needed else 1

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import orjson
 
 from cds_hooks.fhir.fetch import FhirFetcher
+from cds_hooks.ops.inputs import read_json
 from cds_hooks.pathway.rules import load_rules
 from cds_hooks.protocol.errors import ServiceError
+from cds_hooks.protocol.pama import rating_of
 from cds_hooks.sandbox.fixtures import resolve_dates
 from cds_hooks.service.hook import evaluate_hook, today_utc
 from cds_hooks.settings.config import Settings
@@ -26,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    document = read_json(args.request, "a CDS Hooks request or a fixture (JSON)")
     settings = Settings.from_env()
-    document = orjson.loads(Path(args.request).read_bytes())
     fixture_profile = document.get("profile") if isinstance(document, dict) else None
     rules = load_rules(settings.rules_dir, args.profile or fixture_profile or settings.profile)
     today = today_utc()
@@ -68,4 +69,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             print(f"  -> suggestion: {suggestion.label}")
     if not outcome.issued:
         print("No cards: the orders are appropriate or outside the pathway.")
+    for action in outcome.system_actions:
+        resource = action.resource or {}
+        print(f"Appropriateness rating of ServiceRequest/{resource.get('id')}: {rating_of(resource)}")
     return 0

@@ -6,9 +6,10 @@ import argparse
 import sys
 from datetime import date
 
-from cds_hooks.ops.commands.db import service_engine
 from cds_hooks.ops.report import FORMATS, build_report, render
-from cds_hooks.store.migrate import check_schema
+from cds_hooks.pathway.rules import load_rules
+from cds_hooks.settings.config import Settings
+from cds_hooks.store.migrate import check_schema_at, looking_engine
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +21,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    engine = service_engine()
-    check_schema(engine)
-    sys.stdout.write(render(build_report(engine, args.since, args.top), args.since, args.format))
+    settings = Settings.from_env()
+    check_schema_at(settings.store_url)  # a report only reads: it never creates or changes a database
+    engine = looking_engine(settings.store_url)
+    assert engine is not None  # the schema check found it
+    # The clinician's client may send an override reason as a bare code; the rules know its display.
+    reasons = load_rules(settings.rules_dir, settings.profile).cards.override_reasons
+    displays = {(r.system, r.code): r.display for r in reasons}
+    try:
+        report = build_report(engine, args.since, args.top, displays)
+    finally:
+        engine.dispose()
+    sys.stdout.write(render(report, args.since, args.format))
     return 0

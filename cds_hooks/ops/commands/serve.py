@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import os
+import socket
 import sys
+
+from werkzeug.serving import make_server
 
 from cds_hooks.netpolicy.exposure import startup_notice
 from cds_hooks.netpolicy.urls import is_loopback_host
@@ -56,9 +60,39 @@ def _serve(args: argparse.Namespace) -> int:
         print(notice, file=sys.stderr)
     if settings.sandbox is None:  # development on loopback: the sandbox page is on unless LUMBAR_CDS_SANDBOX=0
         settings = dataclasses.replace(settings, sandbox=is_loopback_host(args.host) and not settings.auth_enabled)
-    app = create_app(settings)
-    print(f"lumbar-cds: CDS Hooks discovery at http://{args.host}:{args.port}/cds-services", file=sys.stderr)
+    # Listen first: a taken port is said at once, before any start-up work, and the URLs are announced
+    # only once the socket is bound, so they are this server's and not another program's.
+    try:
+        listening = socket.create_server((args.host, args.port), family=_family(args.host), backlog=128)
+    except OSError as exc:
+        print(f"error: {_bind_problem(args.host, args.port, exc)}", file=sys.stderr)
+        return 2
+    with listening:
+        app = create_app(settings)
+        server = make_server(args.host, args.port, app, threaded=True, fd=listening.fileno())
+    base = f"http://{f'[{args.host}]' if ':' in args.host else args.host}:{server.port}"
+    print(f"lumbar-cds: CDS Hooks discovery at {base}/cds-services", file=sys.stderr, flush=True)
     if settings.sandbox:
-        print(f"lumbar-cds: scenario sandbox at http://{args.host}:{args.port}/sandbox", file=sys.stderr)
-    app.run(host=args.host, port=args.port, debug=False, use_reloader=False)
+        print(f"lumbar-cds: scenario sandbox at {base}/sandbox", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET  # as werkzeug reads the socket it is given
+
+
+def _bind_problem(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (f"port {port} on {host} is already in use by another program, so nothing was started; stop that "
+                f"program or choose another port with --port (e.g. `lumbar-cds serve --port {port + 1}`)")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine, so the service cannot listen on it; check --host"
+    if exc.errno == errno.EACCES:
+        return f"not allowed to listen on port {port} (ports below 1024 need privileges); choose another with --port"
+    return f"cannot listen on {host} port {port}: {exc.strerror or exc}"

@@ -84,6 +84,8 @@ def check_profiles(
     elif not any(vs.kind == "conservative-care" and vs.category == FORMAL_PT for vs in valuesets.values()):
         ld.problem(path, raw, ("modalities", FORMAL_PT),
                    f"modality {FORMAL_PT!r}: no conservative-care value set has this category")
+    for rule_id in sorted(set(RuleId.__args__) - set(pathway.ratings)):  # type: ignore[attr-defined]
+        ld.problem(path, raw, ("ratings",), f"ratings: rule {rule_id} has no appropriateness rating")
     for name, prof in pathway.profiles.items():
         loc = ("profiles", name)
         for setting in (prof.imaging, prof.surgery):
@@ -173,6 +175,13 @@ def check_cards(ld: Loader, path: Path, raw: Any, cards: CardText, profiles: Ite
         for kind in text.suggestions:
             if kind not in cards.suggestions:
                 ld.problem(path, raw, (*loc, "suggestions"), f"{rule_id}: suggestion {kind!r} has no text")
+    offered = {reason.code for reason in cards.override_reasons}
+    for code in cards.durable_override_reasons:
+        if code not in offered:
+            ld.problem(path, raw, ("durable_override_reasons",),
+                       f"durable_override_reasons: {code!r} is not one of the override_reasons")
+    if not _placeholders(cards.rating_action) <= {"rating"}:
+        ld.problem(path, raw, ("rating_action",), "rating_action: the only field is {rating}")
     try:
         build_pt_referral(cards.pt_referral)
     except (ValueError, TypeError) as exc:  # pydantic ValidationError is a ValueError

@@ -170,11 +170,16 @@ class RecordStatuses(_Strict):
     imaging_excluded: list[str]
 
 
+# The appropriateness rating an order gets when a rule fires on it (pathway.yaml `ratings`).
+FindingRating = Literal["appropriate", "not-appropriate"]
+
+
 class Pathway(_Strict):
     default_profile: str
     red_flag_categories: dict[str, str]
     modalities: dict[str, str]
     record_statuses: RecordStatuses
+    ratings: dict[RuleId, FindingRating]
     profiles: dict[str, Profile]
 
 
@@ -216,9 +221,13 @@ class CardText(_Strict):
     topic_system: str = Field(pattern=r"^(https?://|urn:)")
     override_reason_system: str = Field(pattern=r"^(https?://|urn:)")
     override_reasons: list[CodingText] = Field(min_length=1)
+    # Codes of override_reasons after which override memory keeps the rule silent for the patient.
+    durable_override_reasons: list[str] = Field(default_factory=list)
     headings: dict[str, str]
     evidence: dict[str, str]
     suggestions: dict[SuggestionKind, SuggestionText]
+    # The description of the systemActions update that carries an order's appropriateness rating.
+    rating_action: str
     pt_referral: dict[str, Any]
     unavailable: dict[UnavailableReason, str]
     history_labels: dict[str, str]

@@ -124,7 +124,7 @@
               "aria-pressed": state.current && state.current.name === s.name ? "true" : "false",
               onclick: () => selectScenario(s.name),
             },
-            el("span", { class: "scenario-title", text: s.title }),
+            el("span", { class: "scenario-title" }, withCode(s.title)),
             el("span", { class: "scenario-meta" },
               `${s.hook} · expected: ${expectedText(s)}`,
               s.profileMatches ? null : ` · written for profile ${s.profile}`),
@@ -149,8 +149,8 @@
     if (!scenario) return;
     state.current = scenario;
     history.replaceState(null, "", `?scenario=${encodeURIComponent(name)}`);
-    $("scenario-title").textContent = scenario.title;
-    $("scenario-description").textContent = scenario.description;
+    fill($("scenario-title"), withCode(scenario.title));
+    fill($("scenario-description"), withCode(scenario.description));
     fill($("scenario-expected"),
       el("strong", { text: "Expected: " }),
       expectedText(scenario),
@@ -164,6 +164,17 @@
     resetWhatIfs();
     fire();
   }
+
+  // Each rated order's appropriateness rating, from the systemActions updates that carry it.
+  function ratingsOf(body) {
+    const actions = Array.isArray(body.systemActions) ? body.systemActions : [];
+    return actions.filter((a) => a.type === "update" && a.resource).flatMap((a) =>
+      (a.resource.extension || []).filter((e) => e.url === state.catalog.ratingExtension).map((e) =>
+        `${((e.valueCodeableConcept || {}).coding || [{}])[0].code} (${a.resource.resourceType}/${a.resource.id})`));
+  }
+
+  // Text with `code` spans (scenario titles use them): the spans become <code>, all of it text nodes.
+  const withCode = (text) => String(text || "").split("`").map((part, i) => (i % 2 ? el("code", { text: part }) : part));
 
   // ---------------------------------------------------------------- timeline
 
@@ -314,8 +325,10 @@
       const cards = Array.isArray(answer.body.cards) ? answer.body.cards : [];
       renderCards(cards);
       showResult(answer.status, cards);
+      const ratings = ratingsOf(answer.body);
       setStatus(`${state.built.hook} sent to ${state.built.service}: HTTP ${answer.status}, ` +
-        `${cards.length} card${cards.length === 1 ? "" : "s"}.`);
+        `${cards.length} card${cards.length === 1 ? "" : "s"}.` +
+        (ratings.length ? ` Appropriateness rating: ${ratings.join("; ")}.` : ""));
     } catch (err) {
       setStatus("");
       showError(`The request failed: ${err}`);
@@ -498,7 +511,8 @@
     }
     state.catalog = catalog.body;
     state.scenarios = list.body.scenarios;
-    $("profile").textContent = `${state.catalog.profileTitle} (${state.catalog.profile})`;
+    $("profile").textContent = state.catalog.profileTitle;
+    $("profile-id").textContent = `LUMBAR_CDS_PROFILE=${state.catalog.profile}`;
     $("order").append(...state.catalog.orders.map((o) =>
       el("option", { value: o.id, text: `${o.label} (${o.system} ${o.coding.code})` })));
     $("red-flag").append(
