@@ -16,7 +16,7 @@ from tests.conftest import REPO
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-from tests.test_sandbox_browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, OPT_OUT  # skips when OPT_OUT=1
+from tests.browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, OPT_OUT  # skips when OPT_OUT=1
 
 
 @pytest.fixture(scope="module")
