@@ -12,12 +12,12 @@ import sys
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_hooks.netpolicy.exposure import ExposureRefused
-from cds_hooks.ops.commands import db, evaluate, report, rules, serve
+from cds_hooks.ops.commands import audit, db, evaluate, report, rules, serve, synth
 from cds_hooks.pathway.rules import RulesError
 from cds_hooks.settings.config import SettingsError
 from cds_hooks.store.migrate import SchemaNotCurrent
 
-COMMANDS = (serve, evaluate, rules, db, report)
+COMMANDS = (serve, evaluate, rules, db, report, audit, synth)
 
 
 def build_parser() -> argparse.ArgumentParser:
