@@ -18,7 +18,7 @@ from cds_hooks.http.auth import install_auth
 from cds_hooks.http.metrics import install_metrics
 from cds_hooks.pathway.rules import load_rules
 from cds_hooks.protocol.errors import ServiceError
-from cds_hooks.settings.config import Settings
+from cds_hooks.settings.config import Settings, SettingsError
 from cds_hooks.store.migrate import check_schema
 from cds_hooks.store.repository import Store
 from cds_hooks.telemetry import logs
@@ -30,6 +30,10 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     settings = settings or Settings.from_env(**overrides)
     logs.configure(settings.log_level, settings.log_format)
     rules = load_rules(settings.rules_dir, settings.profile)  # RulesError names file and line
+    unknown = sorted(set(settings.services) - set(rules.services))
+    if unknown:
+        raise SettingsError(f"settings name services the rules do not define: {', '.join(unknown)}; services: "
+                            f"{', '.join(rules.services)}")
 
     app = Flask(__name__, static_folder=None)  # only the sandbox blueprint serves files, when on
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

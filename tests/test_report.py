@@ -116,7 +116,7 @@ def test_report_csv_and_text(stored: dict[str, Any], capsys: pytest.CaptureFixtu
     assert rows[rule]["top_override_reasons"] == f"{reason['code']} ({reason['display']}): 2"
     text = _report(capsys)
     line = next(line for line in text.splitlines() if line.startswith(rule))
-    assert line.split() == [rule, "3", "1", "2", "3", "66.7%"]
+    assert line.split() == [rule, "3", "1", "2", "3", "66.7%", "0"]
     assert f"2  {reason['code']} ({reason['display']})" in text
 
 

@@ -105,9 +105,11 @@ def call_service(service_id: str) -> Response:
     rules = current_rules()
     outcome = evaluate_hook(rules, service, body, fetcher=current_app.extensions["lumbar_cds.fetcher"],
                             deadline=deadline)
+    # Silent mode (a pilot): judge and record as usual, show the clinician nothing.
+    silent = current_settings().service_mode(service.id) == "silent"
     try:
         current_store().record_cards(
-            service.id, service.hook, outcome.request.hookInstance, rules.profile_id, outcome.issued
+            service.id, service.hook, outcome.request.hookInstance, rules.profile_id, outcome.issued, silent
         )
     except SQLAlchemyError as exc:
         # The clinician still gets the cards: the audit row is what is lost, and /readyz reports
@@ -115,15 +117,17 @@ def call_service(service_id: str) -> Response:
         log.error("issued cards not recorded: %s", type(exc).__name__)
         logs.annotate(cardsRecorded=False)
     for issued in outcome.issued:
-        metrics.CARDS.labels(service.id, issued.rule_id, issued.card.indicator).inc()
+        counter = metrics.SILENT_CARDS if silent else metrics.CARDS
+        counter.labels(service.id, issued.rule_id, issued.card.indicator).inc()
     if outcome.record.skipped:
         metrics.SKIPPED.labels(service.id).inc(len(outcome.record.skipped))
     logs.annotate(
         hookInstance=logs.safe_token(outcome.request.hookInstance),
         cards=dict(Counter(i.rule_id for i in outcome.issued)),
         skipped=len(outcome.record.skipped), unavailable=len(outcome.record.unavailable),
+        **({"mode": "silent"} if silent else {}),
     )
-    return json_response(outcome.response())
+    return json_response({"cards": []} if silent else outcome.response())
 
 
 @bp.post("/cds-services/<service_id>/feedback")

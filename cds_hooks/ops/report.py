@@ -2,7 +2,8 @@
 
 Counts are of distinct cards, so duplicate feedback posts (which the API accepts) do not inflate them.
 A card counts from when it was issued: `since` selects cards issued on or after that day, with all
-their feedback. Feedback on cards this service never issued has no rule and is left out.
+their feedback. Feedback on cards this service never issued has no rule and is left out. Cards a
+service in silent mode recorded but never showed are counted apart (`silent`), beside the live ones.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class RuleReport:
     # Cards with any feedback at all; the rest were ignored or the EHR sent none.
     with_feedback: int
     top_reasons: tuple[Reason, ...]
+    silent: int = 0  # cards recorded in silent mode: what the rule would have shown
 
     @property
     def override_rate(self) -> float | None:
@@ -57,7 +59,8 @@ def build_report(engine: Engine, since: date | None = None, top: int = 3) -> lis
     rule = issued_cards.c.rule_id
     distinct_cards = func.count(feedback.c.card_uuid.distinct())
     with engine.connect() as db:
-        issued = dict(db.execute(select(rule, func.count()).where(*issued_filter).group_by(rule)).all())
+        by_mode = db.execute(select(rule, issued_cards.c.silent, func.count()).where(*issued_filter)
+                             .group_by(rule, issued_cards.c.silent)).all()
         outcomes = db.execute(
             select(rule, feedback.c.outcome, distinct_cards).select_from(joined).where(*issued_filter)
             .group_by(rule, feedback.c.outcome)
@@ -71,16 +74,19 @@ def build_report(engine: Engine, since: date | None = None, top: int = 3) -> lis
             .select_from(joined).where(feedback.c.outcome == "overridden", *issued_filter)
             .group_by(rule, feedback.c.override_system, feedback.c.override_code)
         ).all()
+    issued = {r: n for r, silent, n in by_mode if not silent}
+    quiet = {r: n for r, silent, n in by_mode if silent}
     counts: dict[tuple[str, str], int] = {(r, outcome): n for r, outcome, n in outcomes}
     by_rule: dict[str, list[Reason]] = {}
     for rule_id, system, code, display, n in reasons:
         by_rule.setdefault(rule_id, []).append(Reason(system, code, display, n))
     report = []
-    for rule_id in sorted(issued):
+    for rule_id in sorted(issued.keys() | quiet.keys()):
         ranked = sorted(by_rule.get(rule_id, ()), key=lambda r: (-r.cards, r.code is None, r.code or ""))
         report.append(RuleReport(
-            rule_id, issued[rule_id], counts.get((rule_id, "accepted"), 0), counts.get((rule_id, "overridden"), 0),
-            answered.get(rule_id, 0), tuple(ranked[:top]),
+            rule_id, issued.get(rule_id, 0), counts.get((rule_id, "accepted"), 0),
+            counts.get((rule_id, "overridden"), 0), answered.get(rule_id, 0), tuple(ranked[:top]),
+            quiet.get(rule_id, 0),
         ))
     return report
 
@@ -94,7 +100,8 @@ def as_json(report: list[RuleReport], since: date | None) -> dict[str, Any]:
         "since": since.isoformat() if since else None,
         "rules": [
             {
-                "rule": r.rule_id, "issued": r.issued, "accepted": r.accepted, "overridden": r.overridden,
+                "rule": r.rule_id, "issued": r.issued, "silent": r.silent, "accepted": r.accepted,
+                "overridden": r.overridden,
                 "withFeedback": r.with_feedback, "overrideRate": r.override_rate,
                 "topOverrideReasons": [
                     {"system": x.system, "code": x.code, "display": x.display, "cards": x.cards} for x in r.top_reasons
@@ -118,19 +125,22 @@ def render(report: list[RuleReport], since: date | None, fmt: str) -> str:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["rule", "issued", "accepted", "overridden", "with_feedback", "override_rate",
-                         "top_override_reasons"])
+                         "top_override_reasons", "silent"])
         for r in report:
             reasons = "; ".join(f"{x.label()}: {x.cards}" for x in r.top_reasons)
             rate = "" if r.override_rate is None else f"{r.override_rate:.4f}"
-            writer.writerow([r.rule_id, r.issued, r.accepted, r.overridden, r.with_feedback, rate, _cell(reasons)])
+            writer.writerow([r.rule_id, r.issued, r.accepted, r.overridden, r.with_feedback, rate, _cell(reasons),
+                             r.silent])
         return out.getvalue()
     lines = [f"Cards issued {'since ' + since.isoformat() if since else 'to date'}, by rule "
-             "(override rate = overridden / (accepted + overridden)):", ""]
-    header = f"{'rule':<28} {'issued':>7} {'accepted':>9} {'overridden':>11} {'feedback':>9} {'override rate':>14}"
+             "(override rate = overridden / (accepted + overridden); silent = recorded in silent mode, not shown):",
+             ""]
+    header = (f"{'rule':<28} {'issued':>7} {'accepted':>9} {'overridden':>11} {'feedback':>9} {'override rate':>14}"
+              f" {'silent':>7}")
     lines += [header, "-" * len(header)]
     for r in report:
         lines.append(f"{r.rule_id:<28} {r.issued:>7} {r.accepted:>9} {r.overridden:>11} {r.with_feedback:>9} "
-                     f"{_rate(r.override_rate):>14}")
+                     f"{_rate(r.override_rate):>14} {r.silent:>7}")
         lines += [f"    {x.cards:>5}  {x.label()}" for x in r.top_reasons]
     if not report:
         lines.append("(no cards issued)")

@@ -37,6 +37,7 @@ issued_cards = Table(
     Column("profile", Text, nullable=False),
     Column("suggestion_uuids", Text, nullable=False),
     Column("issued_at", Text, nullable=False),
+    Column("silent", Integer, nullable=False),  # 1: recorded in silent mode, never shown
 )
 feedback = Table(
     "feedback", metadata,
@@ -101,7 +102,8 @@ class Store:
         return statement
 
     def record_cards(
-        self, service_id: str, hook: str, hook_instance: str, profile: str, issued: Iterable[IssuedCard]
+        self, service_id: str, hook: str, hook_instance: str, profile: str, issued: Iterable[IssuedCard],
+        silent: bool = False,
     ) -> None:
         issued_at = now_text()
         rows = [
@@ -109,7 +111,7 @@ class Store:
                 "uuid": item.card.uuid, "rule_id": item.rule_id, "indicator": item.card.indicator,
                 "service_id": service_id, "hook": hook, "hook_instance": hook_instance, "profile": profile,
                 "suggestion_uuids": json.dumps([s.uuid for s in item.card.suggestions or ()]),
-                "issued_at": issued_at,
+                "issued_at": issued_at, "silent": int(silent),
             }
             for item in issued
         ]
