@@ -40,6 +40,9 @@ class PatientJudge:
         self.measures = measures
         self.options = options
         self.diagnosis_kinds = {m.diagnosis_kind for m in measures}
+        # In-process callers (tests, the equivalence check) may collect every verdict here:
+        # (patient id, order ref, rules fired, outcome). Never written to any output.
+        self.trace: list[tuple[str, str, frozenset[str], str]] | None = None
 
     def __call__(self, patient_id: str, lines: list[bytes], catalogue: dict[str, dict[str, Any]],
                  tally: Tally) -> None:
@@ -110,6 +113,9 @@ class PatientJudge:
             else:
                 metrics.append("silent")
             tally.add_order(_dimensions(order, encounters, catalogue), metrics)
+            if self.trace is not None:
+                outcome = next(m for m in ("refused", "warned", "red-flag", "silent") if m in metrics)
+                self.trace.append((patient_id, order.ref, fired.get(ref, frozenset()), outcome))
         return full
 
     def _measure(self, measure: Measure, record: Any, tally: Tally) -> None:
