@@ -33,8 +33,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def sekmet_server(workdir: Path, token: str = TOKEN) -> Iterator[str]:
-    """Start sekmet with bearer auth and its order simulator off; yield the FHIR base URL."""
+def sekmet_server(workdir: Path, token: str = TOKEN, auth: str | None = None) -> Iterator[str]:
+    """Start sekmet with bearer auth and its order simulator off; yield the FHIR base URL.
+    `auth` replaces the `server_auth` setting (YAML flow style), e.g. to add SMART clients."""
     if not SEKMET.exists():
         raise RuntimeError(
             f"sekmet-fhir is not installed at {SEKMET}. `./dev test` installs it "
@@ -47,7 +48,7 @@ def sekmet_server(workdir: Path, token: str = TOKEN) -> Iterator[str]:
     settings.write_text(
         f"base_url: {base}\nhost: 127.0.0.1\nport: {port}\ndata_dir: {workdir / 'data'}\n"
         f"log_inbound: false\nsimulator: {{enabled: false}}\n"
-        f"server_auth: {{types: [bearer], tokens: [{token}]}}\n"
+        f"server_auth: {auth or f'{{types: [bearer], tokens: [{token}]}}'}\n"
     )
     log = (workdir / "sekmet.log").open("wb")
     proc = subprocess.Popen(
