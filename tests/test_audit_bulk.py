@@ -81,7 +81,8 @@ def test_directory_manifest_and_gzip_give_the_same_counts(
 
 def _load(base: str, export: Path) -> list[str]:
     """Every resource of the export into the server (transactions of PUTs); the patient ids."""
-    resources = [orjson.loads(line) for path in sorted(export.glob("*.ndjson")) for line in path.read_bytes().splitlines()]
+    resources = [orjson.loads(line) for path in sorted(export.glob("*.ndjson"))
+                 for line in path.read_bytes().splitlines()]
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/fhir+json"}
     with httpx.Client(headers=headers, timeout=120) as client:
         for i in range(0, len(resources), 400):
