@@ -81,8 +81,8 @@ def test_no_small_cell_is_shown(report_dir: Path) -> None:
     report = orjson.loads((report_dir / "report.json").read_bytes())
     k = report["privacy"]["minimumCellSize"]
     assert k == 11
-    shown = _counts({key: report[key] for key in ("orders", "redFlags", "measures")}) + [
-        ("data.patients", report["data"]["patients"])]
+    shown = [*_counts({key: report[key] for key in ("orders", "redFlags", "measures")}),
+             ("data.patients", report["data"]["patients"])]
     assert len(shown) > 100
     assert [c for c in shown if 0 < c[1] < k] == []
     cells = [v for _, v in shown] + [r for r in re.findall(r'"(<\d+)"', (report_dir / "report.json").read_text())]
@@ -152,7 +152,8 @@ def test_the_html_report_in_chromium(report_dir: Path) -> None:
         finally:
             browser.close()
     assert len(plots) == 6 and all(ok for _, ok in plots), plots
-    assert {"Rates over time", "By rule", "By clinic", "Red-flag mix", "Low back pain imaging measures"} <= set(headings)
+    expected = {"Rates over time", "By rule", "By clinic", "Red-flag mix", "Low back pain imaging measures"}
+    assert expected <= set(headings)
     assert len(tables) >= 12 and sum(n > 2 for n in tables) >= 6
     assert cards >= 4
     assert all(url.startswith(("file://", "data:")) for url in requests), requests  # self-contained
