@@ -103,6 +103,7 @@ def run_local(bulk: BulkInput, judge: PatientJudge, workers: int | None = None, 
                     judged, lambda: judged(None, None))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    tally.add("data", "unreadable", n=scan.unreadable)
     finished = time.perf_counter()
     return EngineRun(tally, scan, {
         "name": "local", "workers": workers, "partitions": parts, "pieces": len(pieces),

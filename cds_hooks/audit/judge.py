@@ -46,7 +46,7 @@ class PatientJudge:
 
     def __call__(self, patient_id: str, lines: list[bytes], catalogue: dict[str, dict[str, Any]],
                  tally: Tally) -> None:
-        resources = self._parse(lines, tally)
+        resources = self._parse(sorted(lines), tally)  # the same order whatever the engine read first
         tally.add("data", "patients")
         by_type: dict[str, list[dict[str, Any]]] = {}
         for res in resources:

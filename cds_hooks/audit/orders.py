@@ -105,7 +105,7 @@ def _explaining_order(orders: dict[str, AuditedOrder], resource: dict[str, Any],
             return orders[key]
     earliest = day - timedelta(days=match_days)
     candidates = [o for o in orders.values() if o.category == category and earliest <= o.day <= day]
-    return max(candidates, key=lambda o: o.day) if candidates else None
+    return max(candidates, key=lambda o: (o.day, o.ref)) if candidates else None
 
 
 def by_day(orders: list[AuditedOrder]) -> dict[date, list[AuditedOrder]]:

@@ -106,7 +106,7 @@ def scan_piece(
         if pid is None:
             rtype = resource.get("resourceType") if resource else f.resource_type
             if resource is not None and rtype in CATALOGUE_TYPES and isinstance(resource.get("id"), str):
-                stats.catalogue[f"{rtype}/{resource['id']}"] = _catalogue_entry(resource)
+                stats.catalogue[f"{rtype}/{resource['id']}"] = catalogue_entry(resource)
             else:
                 stats.unattributed += 1
             continue
@@ -129,7 +129,7 @@ def _flush(buffers: dict[int, list[bytes]], out_dir: Path, tag: str) -> None:
             items.clear()
 
 
-def _catalogue_entry(resource: dict[str, Any]) -> dict[str, Any]:
+def catalogue_entry(resource: dict[str, Any]) -> dict[str, Any]:
     """What the audit reads from a shared resource: all of a Medication (the pathway reads its code),
     names and links of the others (for the report's practitioner, organisation and location)."""
     if resource.get("resourceType") == "Medication":

@@ -89,7 +89,7 @@ def run_audit(request: AuditRequest, settings: Settings | None = None) -> dict[s
         if request.engine == "spark":
             from cds_hooks.audit.engine_spark import run_spark
 
-            run = run_spark(bulk, judge, rules, request.spark_master)
+            run = run_spark(bulk, judge, request.spark_master)
         else:
             from cds_hooks.audit.engine_local import run_local
 
