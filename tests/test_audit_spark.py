@@ -31,7 +31,7 @@ def test_spark_and_local_engines_write_the_same_report(rules: Rules, tmp_path: P
         pytest.fail("java is not installed: the Spark engine needs Java 17 (./dev test installs "
                     "openjdk-17-jre-headless)")
     source = tmp_path / "export"
-    generate(rules, 120, source, seed=5, visits_per_year=2, years=2, gz=True)
+    generate(rules, 80, source, seed=5, visits_per_year=2, years=2, gz=True)
     with (source / "Condition.ndjson.gz").open("ab") as handle:  # a second gzip member, a broken line in it
         handle.write(gzip.compress(b'{"subject": {"reference": "Patient/pt-broken"}, not json\n'))
     local = _run(source, tmp_path / "local", "local")

@@ -65,12 +65,19 @@ def run_spark(bulk: BulkInput, judge: PatientJudge, master: str = "local[*]") ->
     spark = session(master)
     sc = spark.sparkContext
     files = needed(bulk, judge).files
+    lines, unreadable = sc.accumulator(0), sc.accumulator(0)
+
+    def counted(resource_type: str | None, text: str) -> tuple[str | None, bytes, Any]:
+        row = _route(resource_type, text)
+        lines.add(1)
+        if row[0] == UNREADABLE:
+            unreadable.add(1)
+        return row
+
     routed = sc.union([sc.textFile(str(f.path)).filter(lambda t: bool(t.strip()))
-                       .map(lambda t, rt=f.resource_type: _route(rt, t)) for f in files])
-    routed.persist()
+                       .map(lambda t, rt=f.resource_type: counted(rt, t)) for f in files])
+    routed.persist()  # read once: the catalogue pass fills it, the judging pass reuses it
     catalogue = dict(routed.filter(lambda r: r[0] is None and r[2] is not None).map(lambda r: r[2]).collect())
-    lines = routed.count()
-    unreadable = routed.filter(lambda r: r[0] == UNREADABLE).count()
     shared_judge, shared_catalogue = sc.broadcast(judge), sc.broadcast(catalogue)
     partitions = max(sc.defaultParallelism * 2, routed.getNumPartitions())
     tallies = (routed.filter(lambda r: r[0] is not None and r[0] != UNREADABLE).map(lambda r: (r[0], r[1]))
@@ -78,9 +85,9 @@ def run_spark(bulk: BulkInput, judge: PatientJudge, master: str = "local[*]") ->
                .mapPartitions(lambda rows: _judge_partition(rows, shared_judge.value, shared_catalogue.value)))
     tally = tallies.treeReduce(lambda a, b: a.merge(b)) if partitions else Tally()
     routed.unpersist()
-    scan = ScanStats(lines=lines, unreadable=unreadable, catalogue=catalogue,
+    scan = ScanStats(lines=lines.value, unreadable=unreadable.value, catalogue=catalogue,
                      patients=tally.counts.get(("data", "patients"), 0))
-    tally.add("data", "unreadable", n=unreadable)
+    tally.add("data", "unreadable", n=unreadable.value)
     engine = {"name": "spark", "master": master, "partitions": partitions, "sparkVersion": spark.version,
               "seconds": round(time.perf_counter() - started, 3)}
     return EngineRun(tally, scan, engine)
