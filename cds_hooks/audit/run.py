@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from cds_hooks.audit.adapter import LivePathway
 from cds_hooks.audit.audit_rules import load_measures
 from cds_hooks.audit.judge import AuditOptions, PatientJudge
 from cds_hooks.audit.ndjson import BulkInput, SourceError, discover
+from cds_hooks.audit.partition import CATALOGUE_TYPES
 from cds_hooks.audit.progress import Progress
 from cds_hooks.pathway.rules import Rules, ServiceDef, load_rules
 from cds_hooks.settings.config import Settings
@@ -38,7 +39,6 @@ class AuditRequest:
     match_days: int = 30
     progress: bool | None = None
     workdir: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def audit_service(rules: Rules, wanted: str | None) -> ServiceDef:
@@ -56,12 +56,15 @@ def default_period(bulk: BulkInput) -> tuple[date, date]:
     return end - timedelta(days=364), end
 
 
-def _fetch(request: AuditRequest, settings: Settings, into: Path, progress: Progress) -> BulkInput:
+def _fetch(request: AuditRequest, settings: Settings, into: Path, progress: Progress,
+           read_types: frozenset[str]) -> BulkInput:
     from cds_hooks.audit.bulk_client import BulkClient, ExportRequest
 
     with BulkClient(request.fhir_server or "", settings, progress) as client:
         if request.fhir_server is not None:
-            export = ExportRequest(request.export_level, request.group, request.types, request.since)
+            # Only what the pathway reads (and the catalogue the report names clinics from) is exported.
+            types = request.types or tuple(sorted(read_types | CATALOGUE_TYPES))
+            export = ExportRequest(request.export_level, request.group, types, request.since)
             return client.export(export, into)
         bulk = discover(request.source) if request.source else BulkInput([])
         return client.download_manifest(bulk, into) if bulk.remote else bulk
@@ -73,19 +76,20 @@ def run_audit(request: AuditRequest, settings: Settings | None = None) -> dict[s
     measures = load_measures(rules)
     service = audit_service(rules, request.service)
     progress = Progress(request.progress)
+    pathway = LivePathway(rules, service)
     request.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lumbar-audit-input-", dir=request.workdir) as scratch:
         if request.fhir_server is not None:
-            bulk = _fetch(request, settings, Path(scratch), progress)
+            bulk = _fetch(request, settings, Path(scratch), progress, pathway.read_types)
         elif request.source is not None:
             bulk = discover(request.source)
             if bulk.remote:
-                bulk = _fetch(request, settings, Path(scratch), progress)
+                bulk = _fetch(request, settings, Path(scratch), progress, pathway.read_types)
         else:
             raise SourceError("give a directory or manifest to audit, or --fhir-server")
         period = request.period or default_period(bulk)
         options = AuditOptions(period=period, match_days=request.match_days, samples=request.samples)
-        judge = PatientJudge(LivePathway(rules, service), measures, options)
+        judge = PatientJudge(pathway, measures, options)
         if request.engine == "spark":
             from cds_hooks.audit.engine_spark import run_spark
 
