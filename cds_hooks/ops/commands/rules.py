@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from cds_hooks.audit.audit_rules import load_measures, load_synthetic
 from cds_hooks.pathway.rules import RulesError, load_rules
 from cds_hooks.settings.config import Settings
 
@@ -24,6 +25,9 @@ def _rules_check(args: argparse.Namespace) -> int:
     rules_dir = Path(args.rules_dir) if args.rules_dir else settings.rules_dir
     try:
         rules = load_rules(rules_dir, args.profile or settings.profile)
+        # The audit's own files (rules/measures.yaml, rules/synthetic.yaml), checked against the value sets.
+        measures = load_measures(rules)
+        load_synthetic(rules)
     except RulesError as exc:
         print(f"rules check FAILED: {len(exc.problems)} problem(s)", file=sys.stderr)
         for problem in exc.problems:
@@ -35,4 +39,5 @@ def _rules_check(args: argparse.Namespace) -> int:
     print(f"  profiles: {', '.join(rules.pathway.profiles)} (active: {rules.profile_id})")
     print(f"  value sets: {len(rules.valuesets)} with {codes} codes ({unverified} marked unverified)")
     print(f"  citations: {len(rules.citations)}; services: {', '.join(rules.services)}")
+    print(f"  audit measures: {', '.join(m.id for m in measures)}")
     return 0
