@@ -19,7 +19,7 @@ from cds_hooks.http.metrics import install_metrics
 from cds_hooks.pathway.rules import Rules, RulesError, load_rules, refusal
 from cds_hooks.protocol.errors import ServiceError
 from cds_hooks.service.hook import today_utc
-from cds_hooks.settings.config import Settings
+from cds_hooks.settings.config import Settings, SettingsError
 from cds_hooks.store.memory import MemoryPolicy
 from cds_hooks.store.migrate import check_schema
 from cds_hooks.store.repository import Store
@@ -45,6 +45,10 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     refused = refusal(rules.governance, settings.allow_draft_rules, today_utc())
     if refused:  # retired, or not approved: never serve them by accident
         raise RulesError([refused])
+    unknown = sorted(set(settings.services) - set(rules.services))
+    if unknown:
+        raise SettingsError(f"settings name services the rules do not define: {', '.join(unknown)}; services: "
+                            f"{', '.join(rules.services)}")
 
     app = Flask(__name__, static_folder=None)  # only the sandbox blueprint serves files, when on
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

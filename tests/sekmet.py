@@ -33,9 +33,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def sekmet_server(workdir: Path, token: str = TOKEN, open_access: bool = False) -> Iterator[str]:
+def sekmet_server(workdir: Path, token: str = TOKEN, open_access: bool = False,
+                  auth: str | None = None) -> Iterator[str]:
     """Start sekmet with bearer auth (or, with `open_access`, none: a browser client such as the CDS Hooks
-    Sandbox reads it without a token) and its order simulator off; yield the FHIR base URL."""
+    Sandbox reads it without a token) and its order simulator off; yield the FHIR base URL. `auth` replaces
+    the `server_auth` setting (YAML flow style), e.g. to add SMART clients."""
     if not SEKMET.exists():
         raise RuntimeError(
             f"sekmet-fhir is not installed at {SEKMET}. `./dev test` installs it "
@@ -45,7 +47,8 @@ def sekmet_server(workdir: Path, token: str = TOKEN, open_access: bool = False) 
     base = f"http://127.0.0.1:{port}/fhir"
     settings = workdir / "sekmet.yaml"
     # The simulator would act on ServiceRequests we load; the server must only store them.
-    auth = "{types: [none]}" if open_access else f"{{types: [bearer], tokens: [{token}]}}"
+    if auth is None:
+        auth = "{types: [none]}" if open_access else f"{{types: [bearer], tokens: [{token}]}}"
     settings.write_text(
         f"base_url: {base}\nhost: 127.0.0.1\nport: {port}\ndata_dir: {workdir / 'data'}\n"
         f"log_inbound: false\nsimulator: {{enabled: false}}\nserver_auth: {auth}\n"

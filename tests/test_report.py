@@ -129,7 +129,7 @@ def test_report_csv_and_text(stored: dict[str, Any], capsys: pytest.CaptureFixtu
     assert rows[rule]["silenced_by_memory"] == "0"
     text = _report(capsys)
     line = next(line for line in text.splitlines() if line.startswith(rule))
-    assert line.split() == [rule, "5", "2", "3", "5", "60.0%", "0"]
+    assert line.split() == [rule, "5", "2", "3", "5", "60.0%", "0", "0"]
     assert f"2  {reason['code']} ({reason['display']})" in text
     assert "Override memory" not in text
 

@@ -111,8 +111,10 @@ def call_service(service_id: str) -> Response:
     subject = _memory_subject(store, outcome.patient_id)
     silenced = _apply_memory(store, subject, outcome)
     instance = outcome.request.hookInstance
+    # Silent mode (a pilot): judge and record as usual, show the clinician nothing.
+    silent = current_settings().service_mode(service.id) == "silent"
     try:
-        store.record_cards(service.id, service.hook, instance, rules.profile_id, outcome.issued, subject)
+        store.record_cards(service.id, service.hook, instance, rules.profile_id, outcome.issued, subject, silent)
         store.record_silenced(service.id, service.hook, instance, rules.profile_id, silenced)
     except SQLAlchemyError as exc:
         # The clinician still gets the cards: the audit row is what is lost, and /readyz reports
@@ -120,7 +122,8 @@ def call_service(service_id: str) -> Response:
         log.error("issued cards not recorded: %s", type(exc).__name__)
         logs.annotate(cardsRecorded=False)
     for issued in outcome.issued:
-        metrics.CARDS.labels(service.id, issued.rule_id, issued.card.indicator).inc()
+        counter = metrics.SILENT_CARDS if silent else metrics.CARDS
+        counter.labels(service.id, issued.rule_id, issued.card.indicator).inc()
     for issued, _ in silenced:
         metrics.SILENCED.labels(service.id, issued.rule_id).inc()
     if outcome.record.skipped:
@@ -130,8 +133,9 @@ def call_service(service_id: str) -> Response:
         cards=dict(Counter(i.rule_id for i in outcome.issued)),
         silencedByMemory=dict(Counter(i.rule_id for i, _ in silenced)),
         skipped=len(outcome.record.skipped), unavailable=len(outcome.record.unavailable),
+        **({"mode": "silent"} if silent else {}),
     )
-    return json_response(outcome.response())
+    return json_response({"cards": []} if silent else outcome.response())
 
 
 def _memory_subject(store: Store, patient_id: str) -> str | None:

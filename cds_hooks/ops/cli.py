@@ -14,13 +14,13 @@ import sys
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_hooks.netpolicy.exposure import ExposureRefused
-from cds_hooks.ops.commands import db, evaluate, fixture, report, rules, serve
+from cds_hooks.ops.commands import audit, db, evaluate, fixture, report, rules, serve, synth
 from cds_hooks.ops.inputs import BadInput
 from cds_hooks.pathway.rules import RulesError
 from cds_hooks.settings.config import SettingsError
 from cds_hooks.store.migrate import SchemaNotCurrent
 
-COMMANDS = (serve, evaluate, fixture, rules, db, report)
+COMMANDS = (serve, evaluate, fixture, rules, db, report, audit, synth)
 
 
 def build_parser() -> argparse.ArgumentParser:

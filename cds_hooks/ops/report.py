@@ -6,7 +6,8 @@ counts, and a card both accepted and overridden counts as whichever came later. 
 it was issued: `since` selects cards issued on or after that day, with all their feedback. Feedback on
 cards this service never issued has no rule and is left out. An override reason sent without a display
 (the CDS Hooks Sandbox sends none) is shown with the rules' display for its code. Cards override memory
-withheld are counted per rule as silenced.
+withheld are counted per rule as silenced. Cards a service in silent mode (a pilot) recorded but never showed
+are counted apart (`silent`), beside the live ones.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class RuleReport:
     rules_version: str | None = None
     # Cards override memory withheld after a durable override for the same patient (not in `issued`).
     silenced: int = 0
+    silent: int = 0  # cards recorded in silent mode: what the rule would have shown (not in `issued`)
 
     @property
     def override_rate(self) -> float | None:
@@ -73,8 +75,8 @@ def build_report(
     issued_filter = [issued_cards.c.issued_at >= start] if start else []
     version, rule = issued_cards.c.rules_version, issued_cards.c.rule_id
     with engine.connect() as db:
-        issued = {(v, r): n for v, r, n in db.execute(
-            select(version, rule, func.count()).where(*issued_filter).group_by(version, rule)).all()}
+        by_mode = db.execute(select(version, rule, issued_cards.c.silent, func.count()).where(*issued_filter)
+                             .group_by(version, rule, issued_cards.c.silent)).all()
         rows = db.execute(
             select(version, rule, feedback.c.id, feedback.c.card_uuid, feedback.c.outcome,
                    feedback.c.outcome_timestamp, feedback.c.received_at, feedback.c.override_system,
@@ -87,6 +89,8 @@ def build_report(
             select(silenced_cards.c.rules_version, silenced_cards.c.rule_id, func.count())
             .where(*silenced_filter).group_by(silenced_cards.c.rules_version, silenced_cards.c.rule_id)
         ).all()}
+    issued = {(v, r): n for v, r, silent, n in by_mode if not silent}
+    quiet = {(v, r): n for v, r, silent, n in by_mode if silent}
     latest = latest_per_card(row._mapping for row in rows)
     displayed = _displays(rows, displays or {})
     outcomes: Counter[tuple[str | None, str, str]] = Counter()
@@ -100,7 +104,8 @@ def build_report(
             reasons.setdefault(key, Counter())[(row["override_system"], row["override_code"])] += 1
     report = []
     # Oldest first: cards from before versions (NULL), then versions in their own order.
-    for key in sorted(set(issued) | set(silenced), key=lambda k: (k[0] is not None, _version_key(k[0]), k[1])):
+    keys = set(issued) | set(quiet) | set(silenced)
+    for key in sorted(keys, key=lambda k: (k[0] is not None, _version_key(k[0]), k[1])):
         ranked = sorted(
             (Reason(system, code, displayed.get((system, code)), n)
              for (system, code), n in reasons.get(key, Counter()).items()),
@@ -108,7 +113,7 @@ def build_report(
         )
         report.append(RuleReport(
             key[1], issued.get(key, 0), outcomes[(*key, "accepted")], outcomes[(*key, "overridden")],
-            answered[key], tuple(ranked[:top]), key[0], silenced.get(key, 0),
+            answered[key], tuple(ranked[:top]), key[0], silenced.get(key, 0), quiet.get(key, 0),
         ))
     return report
 
@@ -150,7 +155,8 @@ def as_json(report: list[RuleReport], since: date | None) -> dict[str, Any]:
         "since": since.isoformat() if since else None,
         "rules": [
             {
-                "rulesVersion": r.rules_version, "rule": r.rule_id, "issued": r.issued, "accepted": r.accepted,
+                "rulesVersion": r.rules_version, "rule": r.rule_id, "issued": r.issued, "silent": r.silent,
+                "accepted": r.accepted,
                 "overridden": r.overridden, "withFeedback": r.with_feedback, "overrideRate": r.override_rate,
                 "silencedByMemory": r.silenced,
                 "topOverrideReasons": [
@@ -175,17 +181,17 @@ def render(report: list[RuleReport], since: date | None, fmt: str) -> str:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["rules_version", "rule", "issued", "accepted", "overridden", "with_feedback",
-                         "override_rate", "top_override_reasons", "silenced_by_memory"])
+                         "override_rate", "top_override_reasons", "silenced_by_memory", "silent"])
         for r in report:
             reasons = "; ".join(f"{x.label()}: {x.cards}" for x in r.top_reasons)
             rate = "" if r.override_rate is None else f"{r.override_rate:.4f}"
             writer.writerow([r.rules_version or "", r.rule_id, r.issued, r.accepted, r.overridden, r.with_feedback,
-                             rate, _cell(reasons), r.silenced])
+                             rate, _cell(reasons), r.silenced, r.silent])
         return out.getvalue()
     lines = [f"Cards issued {'since ' + since.isoformat() if since else 'to date'}, by rules version and rule "
-             "(override rate = overridden / (accepted + overridden)):", ""]
+             "(override rate = overridden / (accepted + overridden); silent = recorded in silent mode, not shown):", ""]
     header = (f"{'rule':<28} {'issued':>7} {'accepted':>9} {'overridden':>11} {'feedback':>9} {'override rate':>14} "
-              f"{'silenced':>9}")
+              f"{'silenced':>9} {'silent':>7}")
     lines += [header, "-" * len(header)]
     shown: object = ()  # no version heading yet
     for r in report:
@@ -193,7 +199,7 @@ def render(report: list[RuleReport], since: date | None, fmt: str) -> str:
             lines.append(f"rules version {version_label(r.rules_version)}:")
             shown = r.rules_version
         lines.append(f"{r.rule_id:<28} {r.issued:>7} {r.accepted:>9} {r.overridden:>11} {r.with_feedback:>9} "
-                     f"{_rate(r.override_rate):>14} {r.silenced:>9}")
+                     f"{_rate(r.override_rate):>14} {r.silenced:>9} {r.silent:>7}")
         lines += [f"    {x.cards:>5}  {x.label()}" for x in r.top_reasons]
     if not report:
         lines.append("(no cards issued)")

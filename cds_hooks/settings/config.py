@@ -12,7 +12,7 @@ from typing import TypeVar
 from cds_hooks.netpolicy.urls import check_allowlist_entry
 from cds_hooks.settings.database_url import backend_problem, sqlite_url
 from cds_hooks.settings.file import load_settings_file
-from cds_hooks.settings.types import SettingsError, TrustedIssuer
+from cds_hooks.settings.types import ServiceSettings, SettingsError, TrustedIssuer
 
 T = TypeVar("T")
 DEFAULT_CORS_ORIGINS = ("https://sandbox.cds-hooks.org",)
@@ -57,6 +57,18 @@ def _csv(_name: str, value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+def _service_modes(name: str, value: str) -> dict[str, ServiceSettings]:
+    """`id=silent,other-id=live` → per-service settings."""
+    out = {}
+    for part in _csv(name, value):
+        service, _, mode = part.partition("=")
+        if mode.strip() not in ("live", "silent") or not service.strip():
+            raise SettingsError(f"LUMBAR_CDS_{name} must be service-id=live or service-id=silent, comma-separated, "
+                                f"not {part!r}")
+        out[service.strip()] = ServiceSettings(mode=mode.strip())  # type: ignore[arg-type]
+    return out
+
+
 def _as(convert: Callable[[str], object]) -> Callable[[str, str], object]:
     return lambda _name, value: convert(value)
 
@@ -87,6 +99,14 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "FIXTURES_DIR": ("fixtures_dir", _as(Path)),
     "OVERRIDE_MEMORY_DAYS": ("override_memory_days", parse_int),
     "OVERRIDE_MEMORY_SECRET": ("override_memory_secret", _as(str)),
+    "SERVICE_MODES": ("services", _service_modes),
+    "AUDIT_MIN_CELL": ("audit_min_cell", parse_int),
+    "AUDIT_SMART_CLIENT_ID": ("audit_smart_client_id", _as(str)),
+    "AUDIT_SMART_KEY": ("audit_smart_key", _as(Path)),
+    "AUDIT_SMART_KEY_ID": ("audit_smart_key_id", _as(str)),
+    "AUDIT_SMART_SCOPE": ("audit_smart_scope", _as(str)),
+    "AUDIT_MAX_FILE_BYTES": ("audit_max_file_bytes", parse_int),
+    "AUDIT_EXPORT_TIMEOUT": ("audit_export_timeout", _float),
 }
 # A keyed hash is only as private as its key: shorter secrets are refused.
 MIN_MEMORY_SECRET_CHARS = 32
@@ -148,6 +168,18 @@ class Settings:
     # secret, which memory cannot run without; never logged or printed.
     override_memory_days: int = 0
     override_memory_secret: str | None = field(default=None, repr=False)
+    # Per-service settings by service id; a service not listed is live.
+    services: dict[str, ServiceSettings] = field(default_factory=dict)
+
+    # The retrospective audit (`lumbar-cds audit`, docs/audit.md): counts from 1 to audit_min_cell-1 are
+    # suppressed; SMART Backend Services credentials for running a Bulk $export; download limits.
+    audit_min_cell: int = 11
+    audit_smart_client_id: str | None = None
+    audit_smart_key: Path | None = None  # PEM private key (RSA for RS384, EC P-384 for ES384)
+    audit_smart_key_id: str | None = None  # the `kid` the server knows the public key by
+    audit_smart_scope: str = "system/*.read"
+    audit_max_file_bytes: int = 8 * 1024**3
+    audit_export_timeout: float = 6 * 3600.0
 
     def __post_init__(self) -> None:
         problems = [p for p in map(check_allowlist_entry, self.fhir_allowlist) if p]
@@ -174,8 +206,17 @@ class Settings:
         if self.sandbox and self.auth_issuers:
             problems.append("the sandbox page cannot run with JWT authentication on: its browser calls carry no "
                             "JWT. Serve it from a separate loopback instance without [[auth.issuers]]")
+        if self.audit_min_cell < 1 or self.audit_max_file_bytes < 1 or self.audit_export_timeout <= 0:
+            problems.append("audit_min_cell, audit_max_file_bytes and audit_export_timeout must be positive")
+        if bool(self.audit_smart_client_id) != bool(self.audit_smart_key):
+            problems.append("audit_smart_client_id and audit_smart_key go together (SMART Backend Services)")
         if problems:
             raise SettingsError("Invalid settings: " + "; ".join(problems))
+
+    def service_mode(self, service_id: str) -> str:
+        """`live` or `silent`."""
+        chosen = self.services.get(service_id)
+        return chosen.mode if chosen else "live"
 
     @property
     def auth_enabled(self) -> bool:

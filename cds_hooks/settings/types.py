@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 class SettingsError(ValueError):
@@ -20,3 +21,13 @@ class TrustedIssuer:
     jku: tuple[str, ...] = ()
     # When set, the token's `tenant` claim must be one of these.
     tenants: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """One CDS service's settings (`[services.<service id>]` in the settings file).
+
+    `silent`: the service evaluates and records the cards it would have shown (flagged silent in
+    the store), and answers `{"cards": []}`: a pilot that shows clinicians nothing."""
+
+    mode: Literal["live", "silent"] = "live"

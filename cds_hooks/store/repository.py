@@ -41,6 +41,7 @@ issued_cards = Table(
     Column("suggestion_uuids", Text, nullable=False),
     Column("issued_at", Text, nullable=False),
     Column("rules_version", Text),  # rules/governance.yaml version; NULL for cards issued before 0002
+    Column("silent", Integer, nullable=False),  # 1: recorded in silent mode, never shown
 )
 feedback = Table(
     "feedback", metadata,
@@ -113,6 +114,7 @@ class Store:
     def record_cards(
         self, service_id: str, hook: str, hook_instance: str, profile: str, issued: Iterable[IssuedCard],
         subject: str | None = None,
+        silent: bool = False,
     ) -> None:
         """Record the cards issued; with override memory on and the patient's `subject` (memory.subject),
         tie them to the patient's keyed hash so that an override can start a memory."""
@@ -123,7 +125,7 @@ class Store:
                 "uuid": item.card.uuid, "rule_id": item.rule_id, "indicator": item.card.indicator,
                 "service_id": service_id, "hook": hook, "hook_instance": hook_instance, "profile": profile,
                 "suggestion_uuids": json.dumps([s.uuid for s in item.card.suggestions or ()]),
-                "issued_at": issued_at, "rules_version": item.rules_version,
+                "issued_at": issued_at, "rules_version": item.rules_version, "silent": int(silent),
             }
             for item in issued
         ]

@@ -57,6 +57,11 @@ SILENCED = Counter(
     "Cards withheld by override memory (an earlier durable override for the same patient and rule).",
     ["service", "rule"],
 )
+SILENT_CARDS = Counter(
+    "lumbar_cds_cards_silent",
+    "Cards a service in silent mode recorded but did not return, by service, rule and indicator.",
+    ["service", "rule", "indicator"],
+)
 FEEDBACK = Counter(
     "lumbar_cds_feedback",
     "Feedback items stored, by service, rule (unknown: a card we did not issue), outcome and override reason code.",

@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 from pydantic import ValidationError
 
+from cds_hooks.audit.audit_rules import load_measures, load_synthetic
 from cds_hooks.governance.diff import diff_rules
 from cds_hooks.governance.diff_render import FORMATS, render_diff
 from cds_hooks.governance.doc_html import render_html
@@ -73,6 +74,9 @@ def _write(text: str, output: Path | None) -> None:
 def _rules_check(args: argparse.Namespace) -> int:
     try:
         rules = _load(args)
+        # The audit's own files (rules/measures.yaml, rules/synthetic.yaml), checked against the value sets.
+        measures = load_measures(rules)
+        load_synthetic(rules)
     except RulesError as exc:
         print(f"rules check FAILED: {len(exc.problems)} problem(s)", file=sys.stderr)
         for problem in exc.problems:
@@ -88,6 +92,7 @@ def _rules_check(args: argparse.Namespace) -> int:
     print(f"  profiles: {', '.join(rules.pathway.profiles)} (active: {rules.profile_id})")
     print(f"  value sets: {len(rules.valuesets)} with {codes} codes ({unverified} marked unverified)")
     print(f"  citations: {len(rules.citations)}; services: {', '.join(rules.services)}")
+    print(f"  audit measures: {', '.join(m.id for m in measures)}")
     return 0
 
 

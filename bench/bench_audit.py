@@ -1,0 +1,126 @@
+"""Benchmark: the retrospective audit over a synthetic Bulk export, against the floor of parsing it.
+
+For each population size (default 1,000 and 10,000 patients of about 200 resources each, written once by
+`lumbar-cds synth` into bench/results/), each run in a fresh process so peak memory is its own:
+  - the floor: `orjson.loads` of every NDJSON line, on one core;
+  - the local engine on all cores: patients/s, resources/s, seconds, peak RSS (parent and workers), and the
+    ratio to the floor;
+  - optionally the Spark engine in local mode (`--spark-sizes`).
+Prints the figures and a JSON line; nothing here asserts a time (docs/performance.md has the results).
+
+    python bench/bench_audit.py [--sizes 1000,10000] [--spark-sizes 1000] [--years 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "bench" / "results"
+PERIOD = (date(2025, 1, 1), date(2025, 12, 31))
+
+
+def population(patients: int, years: int) -> Path:
+    from cds_hooks.audit.synth import generate
+    from cds_hooks.pathway.rules import load_rules
+
+    out = RESULTS / f"audit-{patients}-{years}y"
+    if not (out / "manifest.json").is_file():
+        generate(load_rules(ROOT / "rules"), patients, out, seed=2026, years=years)
+    return out
+
+
+def floor(source: Path) -> tuple[float, int]:
+    """Seconds to orjson.loads every line on one core, and the number of lines."""
+    started, lines = time.perf_counter(), 0
+    for path in sorted(source.glob("*.ndjson")):
+        with path.open("rb") as handle:
+            for line in handle:
+                orjson.loads(line)
+                lines += 1
+    return time.perf_counter() - started, lines
+
+
+def peak_rss_mib() -> tuple[float, float]:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return round(own, 1), round(children, 1)
+
+
+def one(source: Path, engine: str) -> dict[str, object]:
+    """One audit in this process (run by the parent as a subprocess)."""
+    from cds_hooks.audit.adapter import LivePathway
+    from cds_hooks.audit.audit_rules import load_measures
+    from cds_hooks.audit.judge import AuditOptions, PatientJudge
+    from cds_hooks.audit.ndjson import discover
+    from cds_hooks.audit.run import audit_service
+    from cds_hooks.pathway.rules import load_rules
+
+    rules = load_rules(ROOT / "rules")
+    judge = PatientJudge(LivePathway(rules, audit_service(rules, None)), load_measures(rules),
+                         AuditOptions(period=PERIOD))
+    bulk = discover(source)
+    started = time.perf_counter()
+    if engine == "spark":
+        from cds_hooks.audit.engine_spark import run_spark
+
+        run = run_spark(bulk, judge, "local[*]")
+    else:
+        from cds_hooks.audit.engine_local import run_local
+
+        run = run_local(bulk, judge)
+    seconds = time.perf_counter() - started
+    own, children = peak_rss_mib()
+    patients = run.tally.counts[("data", "patients")]
+    return {"engine": engine, "seconds": round(seconds, 2), "patients": patients,
+            "patientsPerSecond": round(patients / seconds, 1), "linesRouted": run.scan.lines,
+            "peakRssParentMiB": own, "peakRssWorkerMiB": children, "orders": run.tally.counts[
+                ("orders", "all", "all", "orders")], "cores": os.cpu_count()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--spark-sizes", default="", help="sizes to run with the Spark engine too")
+    parser.add_argument("--years", type=int, default=4, help="years of history per patient (4: about 200 resources)")
+    parser.add_argument("--one", nargs=2, metavar=("SOURCE", "ENGINE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one(Path(args.one[0]), args.one[1])))
+        return
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    spark_sizes = {int(s) for s in args.spark_sizes.split(",") if s}
+    results = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        source = population(size, args.years)
+        floor_seconds, lines = floor(source)
+        for engine in ("local", *(["spark"] if size in spark_sizes else [])):
+            out = subprocess.run([sys.executable, __file__, "--one", str(source), engine], check=True,
+                                 capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            result = json.loads(out) | {"size": size, "floorSeconds": round(floor_seconds, 2),
+                                        "resourcesPerPatient": round(lines / size, 1)}
+            result["ratioToFloor"] = round(result["seconds"] / floor_seconds, 2)
+            # Every resource in the export counts, including the types the pathway never reads (skipped whole).
+            result["resourcesPerSecond"] = round(lines / result["seconds"])
+            results.append(result)
+            print(f"{engine:>5} {size:>6} patients x {result['resourcesPerPatient']:.0f} resources: "
+                  f"{result['seconds']:.1f} s, {result['patientsPerSecond']:.0f} patients/s, "
+                  f"{result['resourcesPerSecond']:.0f} resources/s, peak RSS parent {result['peakRssParentMiB']} MiB "
+                  f"worker {result['peakRssWorkerMiB']} MiB; floor (orjson.loads, one core) {floor_seconds:.1f} s, "
+                  f"ratio {result['ratioToFloor']}x", flush=True)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

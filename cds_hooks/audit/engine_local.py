@@ -1,0 +1,150 @@
+"""The embedded engine: every core of one machine, with memory that does not grow with the population.
+
+Phase 1 splits the input into pieces of about 64 MB and routes each piece's lines into on-disk
+partitions by patient (`partition`), in parallel. Phase 2 judges the partitions in parallel, one patient
+at a time: a worker holds one partition's raw lines (sized to about 32 MB, so more patients means more
+partitions, not bigger ones) plus one patient's parsed resources. Workers are forked after the rules are
+loaded, so they share them; each returns a `Tally` the parent adds up.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from cds_hooks.audit.judge import PatientJudge
+from cds_hooks.audit.ndjson import BulkInput, chunks
+from cds_hooks.audit.partition import ScanStats, partition_files, read_partition, scan_piece
+from cds_hooks.audit.progress import Progress
+from cds_hooks.audit.tally import Tally
+
+PIECE_BYTES = 64 * 1024 * 1024
+PARTITION_BYTES = 32 * 1024 * 1024
+GZIP_RATIO = 8  # a gzip file's NDJSON is about this many times its size, for sizing partitions
+
+
+@dataclass
+class EngineRun:
+    tally: Tally
+    scan: ScanStats
+    engine: dict[str, Any]
+
+
+# Set in the parent before the workers fork; read by them.
+_JUDGE: PatientJudge | None = None
+_DONE: Any = None
+_CATALOGUES: dict[str, dict[str, dict[str, Any]]] = {}
+
+
+def needed(bulk: BulkInput, judge: PatientJudge) -> BulkInput:
+    """Files the pathway can use: of a type it reads (or of several types), or a shared catalogue."""
+    from cds_hooks.audit.partition import CATALOGUE_TYPES
+
+    wanted = judge.pathway.read_types | CATALOGUE_TYPES
+    keep = [f for f in bulk.files if f.resource_type is None or f.resource_type in wanted]
+    return BulkInput(keep, bulk.transaction_time, bulk.error_files, bulk.remote, bulk.requires_token)
+
+
+def partitions_for(bulk: BulkInput, workers: int) -> int:
+    size = sum(f.size * (GZIP_RATIO if f.gzipped else 1) for f in bulk.files)
+    return max(2 * workers, math.ceil(size / PARTITION_BYTES))
+
+
+def run_local(bulk: BulkInput, judge: PatientJudge, workers: int | None = None, workdir: Path | None = None,
+              progress: Progress | None = None) -> EngineRun:
+    global _JUDGE, _DONE
+    progress = progress or Progress(False)
+    workers = workers or os.cpu_count() or 1
+    bulk = needed(bulk, judge)
+    started = time.perf_counter()
+    scratch = Path(tempfile.mkdtemp(prefix="lumbar-audit-", dir=workdir))
+    parts = partitions_for(bulk, workers)
+    _JUDGE, _DONE = judge, multiprocessing.get_context("fork").Value("q", 0)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            pieces = chunks(bulk.files, PIECE_BYTES)
+            progress.phase("reading", bulk.total_bytes, "B", scale=True)
+            scan = ScanStats()
+            read_files: set[Path] = set()
+
+            def scanned(future: Future[ScanStats], piece: Any) -> None:
+                scan.merge(future.result())
+                read_files.add(piece[0].path)
+                progress.update(piece[2] - piece[1], files=f"{len(read_files)}/{len(bulk.files)}")
+
+            _gather({pool.submit(scan_piece, p, parts, scratch, f"{i:05d}", frozenset()): p
+                     for i, p in enumerate(pieces)}, scanned)
+            catalogue_file = scratch / "catalogue.json"
+            catalogue_file.write_bytes(orjson.dumps(scan.catalogue))
+            scanned_at = time.perf_counter()
+            progress.phase("judging", scan.patients or None, " patients")
+            tally = Tally(sample_limit=judge.options.samples)
+            last = [0]
+
+            def judged(future: Future[Tally] | None, _: Any) -> None:
+                if future is not None:
+                    tally.merge(future.result())
+                done = _DONE.value
+                progress.update(done - last[0])
+                last[0] = done
+
+            _gather({pool.submit(_judge_partition, p, str(scratch), str(catalogue_file)): p for p in range(parts)},
+                    judged, lambda: judged(None, None))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    tally.add("data", "unreadable", n=scan.unreadable)
+    finished = time.perf_counter()
+    return EngineRun(tally, scan, {
+        "name": "local", "workers": workers, "partitions": parts, "pieces": len(pieces),
+        "seconds": round(finished - started, 3), "readSeconds": round(scanned_at - started, 3),
+    })
+
+
+def _gather(pending: dict[Future[Any], Any], on_done: Callable[[Future[Any], Any], None],
+            tick: Callable[[], None] | None = None) -> None:
+    """Call `on_done` as each task finishes (and `tick` every half second)."""
+    while pending:
+        done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+        for future in done:
+            on_done(future, pending.pop(future))
+        if tick is not None:
+            tick()
+
+
+def _catalogue(path: str) -> dict[str, dict[str, Any]]:
+    if path not in _CATALOGUES:
+        _CATALOGUES.clear()
+        _CATALOGUES[path] = orjson.loads(Path(path).read_bytes())
+    return _CATALOGUES[path]
+
+
+def _judge_partition(partition: int, scratch: str, catalogue_path: str) -> Tally:
+    assert _JUDGE is not None
+    files = partition_files(Path(scratch), partition)
+    patients = read_partition(files)
+    catalogue = _catalogue(catalogue_path)
+    tally = Tally(sample_limit=_JUDGE.options.samples)
+    pending = 0
+    for patient_id, lines in patients.items():
+        _JUDGE(patient_id, lines, catalogue, tally)
+        pending += 1
+        if pending == 20:
+            with _DONE.get_lock():
+                _DONE.value += pending
+            pending = 0
+    with _DONE.get_lock():
+        _DONE.value += pending
+    for path in files:
+        path.unlink(missing_ok=True)
+    return tally

@@ -1,0 +1,213 @@
+"""One patient, judged: the function both engines run for every patient.
+
+Given the patient's raw NDJSON lines, it finds the orders to audit, judges each day's orders together
+on the record as it stood that day (through the live pathway, `adapter`), works out which red flags
+kept quiet an order that would otherwise have been warned about, places the patient in each measure,
+and adds it all to a `Tally`. Nothing it adds names the patient.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import orjson
+
+from cds_hooks.audit import asof, deident
+from cds_hooks.audit.adapter import RED_FLAG, LivePathway, rules_by_order
+from cds_hooks.audit.audit_rules import Measure
+from cds_hooks.audit.measure import evaluate_measure
+from cds_hooks.audit.orders import AuditedOrder, by_day, find_orders
+from cds_hooks.audit.tally import Tally
+from cds_hooks.pathway.cards import OrderingContext
+
+NOT_RECORDED = "not recorded"
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    period: tuple[date, date]
+    match_days: int = 30  # a study this many days after an order of its kind is that order's result
+    followup_days: int = 28  # a red flag recorded this soon after a warned order is reported
+    samples: int = 0  # de-identified example cards kept per rule
+
+
+class PatientJudge:
+    def __init__(self, pathway: LivePathway, measures: list[Measure], options: AuditOptions) -> None:
+        self.pathway = pathway
+        self.measures = measures
+        self.options = options
+        self.diagnosis_kinds = {m.diagnosis_kind for m in measures}
+        # In-process callers (tests, the equivalence check) may collect every verdict here:
+        # (patient id, order ref, rules fired, outcome). Never written to any output.
+        self.trace: list[tuple[str, str, frozenset[str], str]] | None = None
+
+    def __call__(self, patient_id: str, lines: list[bytes], catalogue: dict[str, dict[str, Any]],
+                 tally: Tally) -> None:
+        resources = self._parse(sorted(lines), tally)  # the same order whatever the engine read first
+        tally.add("data", "patients")
+        by_type: dict[str, list[dict[str, Any]]] = {}
+        for res in resources:
+            by_type.setdefault(res["resourceType"], []).append(res)
+        orders = find_orders(self.pathway, by_type, self.options.period, self.options.match_days)
+        full = None
+        if orders:
+            tally.add("data", "patients-with-orders")
+            for day, group in by_day(orders).items():
+                full = self._judge_day(patient_id, resources, catalogue, day, group, tally, full)
+        if any(self.pathway.codes_in(c, "code", kind) for c in by_type.get("Condition", ())
+               for kind in self.diagnosis_kinds):
+            full = full or self.pathway.record(patient_id, resources, catalogue)
+            for measure in self.measures:
+                self._measure(measure, full, tally)
+
+    def _parse(self, lines: list[bytes], tally: Tally) -> list[dict[str, Any]]:
+        out = []
+        wanted = self.pathway.read_types
+        for line in lines:
+            try:
+                res = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                tally.add("data", "unreadable")
+                continue
+            rtype = res.get("resourceType") if isinstance(res, dict) else None
+            if not isinstance(rtype, str):
+                tally.add("data", "unreadable")
+                continue
+            tally.add("data", "resources", rtype)
+            if rtype in wanted:
+                out.append(res)
+        return out
+
+    def _judge_day(self, patient_id: str, resources: list[dict[str, Any]], catalogue: dict[str, dict[str, Any]],
+                   day: date, group: list[AuditedOrder], tally: Tally, full: Any) -> Any:
+        hidden = {id(r) for o in group for r in (o.resource, *o.footprint)}
+        history = asof.history(resources, day, hidden)
+        record = self.pathway.record(patient_id, history, catalogue)
+        drafts = self.pathway.drafts([o.draft for o in group])
+        findings = self.pathway.judge(record, drafts, day)
+        fired = rules_by_order(findings)
+        refused = self.pathway.invalid_orders(findings)
+        quiet = self.pathway.red_flag_sufficient(record, drafts, day, fired)
+        encounters = {f"Encounter/{e.get('id')}": e for e in resources if e["resourceType"] == "Encounter"}
+        for order in group:
+            ref = f"ServiceRequest/{order.draft['id']}"
+            metrics = ["orders"]
+            if record.skipped:
+                metrics.append("unreadable-history")
+            if ref in refused:
+                metrics.append("refused")
+            elif ref in fired:
+                metrics += ["warned", *(f"rule:{r}" for r in sorted(fired[ref]))]
+                full = full or self.pathway.record(patient_id, resources, catalogue)
+                if _red_flag_after(full, day, self.options.followup_days):
+                    metrics.append("warned-then-red-flag")
+                for rule in sorted(fired[ref]):
+                    self._offer_sample(patient_id, order, rule, history, group, catalogue, tally)
+            elif ref in quiet:
+                metrics.append("red-flag")
+                for category in sorted(quiet[ref]):
+                    tally.add("red-flag", category)
+            else:
+                metrics.append("silent")
+            tally.add_order(_dimensions(order, encounters, catalogue), metrics)
+            if self.trace is not None:
+                outcome = next(m for m in ("refused", "warned", "red-flag", "silent") if m in metrics)
+                self.trace.append((patient_id, order.ref, fired.get(ref, frozenset()), outcome))
+        return full
+
+    def _measure(self, measure: Measure, record: Any, tally: Tally) -> None:
+        result = evaluate_measure(measure, record, self.options.period)
+        if result is None:
+            return
+        metrics = ["index", result.status, *(f"excluded:{x}" for x in result.exclusions)]
+        if result.status == "denominator" and result.imaged:
+            metrics.append("numerator")
+        dims = [("all", "all"), ("month", result.index_month)]
+        if result.stratum:
+            dims.append(("stratum", result.stratum))
+        for dimension, value in dims:
+            for metric in metrics:
+                tally.add("measure", measure.id, dimension, value, metric)
+
+    def _offer_sample(self, patient_id: str, order: AuditedOrder, rule: str, history: list[dict[str, Any]],
+                      group: list[AuditedOrder], catalogue: dict[str, dict[str, Any]], tally: Tally) -> None:
+        key = hashlib.blake2b(f"{patient_id}|{order.ref}|{rule}".encode(), digest_size=12).digest()
+        if not tally.wants_sample(rule, key):
+            return
+        scrubber = deident.Scrubber(patient_id)
+        included = self.pathway.prefetch(history, catalogue)
+        everything = [r for v in included.values() if isinstance(v, dict)
+                      for r in ([e["resource"] for e in v.get("entry", ())] if v.get("resourceType") == "Bundle"
+                                else [v])]
+        record = self.pathway.record(deident.PATIENT, [scrubber.resource(r) for r in everything], {})
+        drafts = self.pathway.drafts([scrubber.resource(o.draft) for o in group])
+        target = "ServiceRequest/" + scrubber.new_ref(f"ServiceRequest/{order.draft['id']}").split("/", 1)[1]
+        findings = [f for f in self.pathway.judge(record, drafts, order.day)
+                    if f.order.ref == target and f.rule_id == rule]
+        if not findings:
+            return  # scrubbing changed the verdict: no sample rather than a misleading one
+        who = OrderingContext(deident.PATIENT, "Practitioner/example", None, order.day)
+        [issued] = self.pathway.cards(findings[:1], record, who)
+        forbidden = deident.identifiers([*everything, order.resource], patient_id)
+        card = deident.sample(issued.card.model_dump(mode="json", exclude_none=True), order.day, forbidden)
+        if card is not None:
+            tally.add_sample(rule, key, {"rule": rule, "category": order.category, "card": card})
+
+
+def _red_flag_after(record: Any, day: date, days: int) -> bool:
+    until = day + timedelta(days=days)
+    return any(e.has(RED_FLAG) and e.start and day < e.start <= until for e in record.items)
+
+
+def _reference(value: Any) -> str | None:
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, dict) and isinstance(value.get("actor"), dict):
+        value = value["actor"]
+    if isinstance(value, dict) and isinstance(value.get("location"), dict):
+        value = value["location"]
+    ref = value.get("reference") if isinstance(value, dict) else None
+    return ref if isinstance(ref, str) else None
+
+
+def _name(ref: str | None, catalogue: dict[str, dict[str, Any]]) -> str:
+    if ref is None:
+        return NOT_RECORDED
+    key = "/".join(ref.rstrip("/").split("/")[-2:])
+    res = catalogue.get(key)
+    if res is None:
+        return key
+    name = res.get("name")
+    if isinstance(name, str):
+        return name
+    for human in name if isinstance(name, list) else ():
+        if isinstance(human, dict):
+            text = human.get("text") or " ".join([*(human.get("given") or ()), human.get("family") or ""]).strip()
+            prefix = " ".join(human.get("prefix") or ())
+            if text:
+                return f"{prefix} {text}".strip()
+    return key
+
+
+def _dimensions(order: AuditedOrder, encounters: dict[str, dict[str, Any]],
+                catalogue: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Where the order falls in the report: its month, kind, source and who ordered it where."""
+    res = order.resource
+    practitioner = next(filter(None, (_reference(res.get(k)) for k in
+                                      ("requester", "referrer", "recorder", "asserter", "performer"))), None)
+    organization = location = None
+    if practitioner and practitioner.split("/")[-2:-1] == ["PractitionerRole"]:
+        role = catalogue.get("/".join(practitioner.split("/")[-2:]), {})
+        practitioner = _reference(role.get("practitioner")) or practitioner
+        organization, location = _reference(role.get("organization")), _reference(role.get("location"))
+    encounter = encounters.get("Encounter/" + str(_reference(res.get("encounter")) or "").rsplit("/", 1)[-1])
+    if encounter is not None:
+        organization = organization or _reference(encounter.get("serviceProvider"))
+        location = location or _reference(encounter.get("location"))
+    location = location or _reference(res.get("location")) or _reference(res.get("locationReference"))
+    return {"month": order.day.strftime("%Y-%m"), "category": order.category, "source": order.source,
+            "practitioner": _name(practitioner, catalogue), "organization": _name(organization, catalogue),
+            "location": _name(location, catalogue)}

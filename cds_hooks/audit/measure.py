@@ -1,0 +1,73 @@
+"""The low back pain imaging measures (HEDIS LBP and CMS166 forms) for one patient.
+
+Computed from the record the live reader builds, with the value-set kinds and red-flag categories
+`rules/measures.yaml` names, so the measure and the pathway see the same diagnoses, red flags and
+studies. The index date (IESD) is the first low back pain diagnosis in the intake period; the patient
+is in the denominator when new to low back pain (none in the look-back), of the age band, and not
+excluded; in the numerator when imaged on the index date or within the window after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+from cds_hooks.audit.audit_rules import Measure
+
+if TYPE_CHECKING:
+    from cds_hooks.pathway.record import Evidence, PatientRecord
+
+
+@dataclass(frozen=True)
+class MeasureResult:
+    measure: str
+    index_month: str  # YYYY-MM of the index date
+    stratum: str | None  # None: outside the age band or no birth date
+    status: str  # "prior-episode", "no-birth-date", "outside-age", "excluded", "denominator"
+    exclusions: tuple[str, ...] = ()
+    imaged: bool = False
+
+
+def _age(born: date, on: date) -> int:
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
+def _within(e: Evidence, start: date | None, end: date) -> bool:
+    if e.start is None:
+        return start is None  # undated history counts only where "any time before" does
+    return (start is None or start <= e.start) and e.start <= end
+
+
+def evaluate_measure(m: Measure, record: PatientRecord, period: tuple[date, date]) -> MeasureResult | None:
+    """The patient's place in the measure, or None when no index diagnosis falls in the intake period."""
+    first, last = period
+    intake_end = last - timedelta(days=m.intake_ends_days_before_period_end)
+    diagnoses = sorted(e.start for e in record.items
+                       if e.resource_type == "Condition" and e.has(m.diagnosis_kind) and e.start)
+    index = next((d for d in diagnoses if first <= d <= intake_end), None)
+    if index is None:
+        return None
+    month = index.strftime("%Y-%m")
+    look_back = index - timedelta(days=m.negative_history_days)
+    if any(look_back <= d < index for d in diagnoses):
+        return MeasureResult(m.id, month, None, "prior-episode")
+    if record.birth_date is None:
+        return MeasureResult(m.id, month, None, "no-birth-date")
+    age = _age(record.birth_date, first if m.age.at == "period-start" else last)
+    if not m.age.min <= age <= m.age.max:
+        return MeasureResult(m.id, month, None, "outside-age")
+    stratum = next((s.label for s in m.age.strata if s.min <= age <= s.max), None)
+    excluded = []
+    for ex in m.exclusions:
+        start = None if ex.days_before is None else index - timedelta(days=ex.days_before)
+        end = index + timedelta(days=ex.days_after)
+        if ex.id not in excluded and any(e.has(ex.kind, ex.category) and _within(e, start, end)
+                                         for e in record.items):
+            excluded.append(ex.id)
+    if excluded:
+        return MeasureResult(m.id, month, stratum, "excluded", tuple(excluded))
+    until = index + timedelta(days=m.imaging_within_days)
+    imaged = any(e.resource_type in m.imaging_types and e.has(m.imaging_kind) and e.start
+                 and index <= e.start <= until for e in record.items)
+    return MeasureResult(m.id, month, stratum, "denominator", imaged=imaged)

@@ -1,0 +1,158 @@
+"""Group a Bulk export's resources by patient on disk, with bounded memory.
+
+Each line goes to partition `crc32(patient id) % n` as `<patient id>\\t<line>`. Which patient a line
+belongs to is found without parsing it when it holds exactly one distinct `Patient/<id>` reference
+(the usual case); otherwise it is parsed once and its `subject` or `patient` decides. Resources of no
+patient (Medication, Practitioner, Organization, Location, PractitionerRole) are kept apart, reduced
+to what the audit reads, in a small catalogue shared by every partition.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from cds_hooks.audit.ndjson import InputFile, read_piece
+
+# A JSON string that is a Patient reference, relative or absolute, optionally versioned.
+_PATIENT_REF = re.compile(rb'"(?:[^"\\]*/)?Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^"\\]*)?"')
+CATALOGUE_TYPES = frozenset({"Medication", "Practitioner", "PractitionerRole", "Organization", "Location"})
+SEPARATOR = b"\t"  # FHIR ids never hold a tab
+
+
+@dataclass
+class ScanStats:
+    lines: int = 0
+    bytes: int = 0
+    patients: int = 0  # Patient resources seen
+    unreadable: int = 0  # lines that are not a JSON object
+    unattributed: int = 0  # lines of no patient and no catalogue type
+    catalogue: dict[str, dict[str, Any]] = field(default_factory=dict)  # "Type/id" → resource
+
+    def merge(self, other: ScanStats) -> None:
+        self.lines += other.lines
+        self.bytes += other.bytes
+        self.patients += other.patients
+        self.unreadable += other.unreadable
+        self.unattributed += other.unattributed
+        self.catalogue.update(other.catalogue)
+
+
+def partition_of(patient_id: str, partitions: int) -> int:
+    return zlib.crc32(patient_id.encode()) % partitions
+
+
+def _reference_id(value: Any) -> str | None:
+    ref = value.get("reference") if isinstance(value, dict) else value
+    if isinstance(ref, str) and "Patient/" in ref:
+        return ref.split("Patient/", 1)[1].split("/", 1)[0] or None
+    return None
+
+
+def owner(resource: dict[str, Any]) -> str | None:
+    """The patient a parsed resource belongs to, or None."""
+    if resource.get("resourceType") == "Patient":
+        rid = resource.get("id")
+        return rid if isinstance(rid, str) and rid else None
+    for key in ("subject", "patient", "beneficiary"):
+        pid = _reference_id(resource.get(key))
+        if pid:
+            return pid
+    return None
+
+
+def route(line: bytes, resource_type: str | None) -> tuple[str | None, dict[str, Any] | None]:
+    """(patient id or None, the parsed resource if it had to be parsed). Raises ValueError for a
+    line that is not a JSON object."""
+    if resource_type not in ("Patient", None) or b'"Patient"' not in line:
+        refs = set(_PATIENT_REF.findall(line))
+        if len(refs) == 1:
+            return refs.pop().decode(), None
+        if not refs and resource_type in CATALOGUE_TYPES:
+            pass  # parsed below, for the catalogue
+        elif not refs and resource_type is not None:
+            return None, None
+    try:
+        resource = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raise ValueError("not JSON") from None
+    if not isinstance(resource, dict):
+        raise ValueError("not a JSON object")
+    return owner(resource), resource
+
+
+def scan_piece(
+    piece: tuple[InputFile, int, int], partitions: int, out_dir: Path, tag: str, skip_types: frozenset[str]
+) -> ScanStats:
+    """Route one piece of one file into `out_dir/part-<p>-<tag>.ndjson` files; the stats and catalogue."""
+    f, start, end = piece
+    stats = ScanStats()
+    buffers: dict[int, list[bytes]] = {}
+    for line in read_piece(f, start, end):
+        stats.lines += 1
+        stats.bytes += len(line) + 1
+        try:
+            pid, resource = route(line, f.resource_type)
+        except ValueError:
+            stats.unreadable += 1
+            continue
+        if pid is None:
+            rtype = resource.get("resourceType") if resource else f.resource_type
+            if resource is not None and rtype in CATALOGUE_TYPES and isinstance(resource.get("id"), str):
+                stats.catalogue[f"{rtype}/{resource['id']}"] = catalogue_entry(resource)
+            else:
+                stats.unattributed += 1
+            continue
+        if resource is not None and resource.get("resourceType") in skip_types:
+            continue
+        if f.resource_type == "Patient" or (resource is not None and resource.get("resourceType") == "Patient"):
+            stats.patients += 1
+        buffers.setdefault(partition_of(pid, partitions), []).append(pid.encode() + SEPARATOR + line + b"\n")
+        if stats.lines % 20000 == 0:
+            _flush(buffers, out_dir, tag)
+    _flush(buffers, out_dir, tag)
+    return stats
+
+
+def _flush(buffers: dict[int, list[bytes]], out_dir: Path, tag: str) -> None:
+    for p, items in buffers.items():
+        if items:
+            with (out_dir / f"part-{p:05d}-{tag}.ndjson").open("ab") as handle:
+                handle.write(b"".join(items))
+            items.clear()
+
+
+def catalogue_entry(resource: dict[str, Any]) -> dict[str, Any]:
+    """What the audit reads from a shared resource: all of a Medication (the pathway reads its code),
+    names and links of the others (for the report's practitioner, organisation and location)."""
+    if resource.get("resourceType") == "Medication":
+        return resource
+    keep = ("resourceType", "id", "name", "practitioner", "organization", "location", "managingOrganization",
+            "partOf")
+    return {k: resource[k] for k in keep if k in resource}
+
+
+def partition_files(out_dir: Path, partition: int) -> list[Path]:
+    return sorted(out_dir.glob(f"part-{partition:05d}-*.ndjson"))
+
+
+def read_partition(paths: Iterable[Path]) -> dict[str, list[bytes]]:
+    """Patient id → the raw lines of that patient, from one partition's files."""
+    patients: dict[str, list[bytes]] = {}
+    for path in paths:
+        with path.open("rb") as handle:
+            for line in handle:
+                pid, _, body = line.rstrip(b"\n").partition(SEPARATOR)
+                patients.setdefault(pid.decode(), []).append(body)
+    return patients
+
+
+def type_counts(resources: Iterable[dict[str, Any]]) -> Counter[str]:
+    return Counter(str(r.get("resourceType")) for r in resources)

@@ -1,0 +1,148 @@
+"""The audit's own logic at its boundaries: the record as of a day, which orders are audited, routing
+lines to patients, small-cell suppression and the measure windows."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from cds_hooks.audit import asof, suppress
+from cds_hooks.audit.adapter import LivePathway
+from cds_hooks.audit.audit_rules import load_measures
+from cds_hooks.audit.measure import evaluate_measure
+from cds_hooks.audit.ndjson import chunks, line_range, type_from_name
+from cds_hooks.audit.orders import find_orders
+from cds_hooks.audit.partition import route
+from cds_hooks.audit.run import audit_service
+from cds_hooks.pathway.rules import Rules
+
+DAY = date(2025, 6, 15)
+
+
+def _code(rules: Rules, kind: str, **where: Any) -> dict[str, Any]:
+    vs = next(v for v in rules.valuesets.values() if v.kind == kind
+              and all(getattr(v, k) == val for k, val in where.items()))
+    c = next(c for c in vs.codes if c.verified)
+    return {"coding": [{"system": c.system, "code": c.code, "display": c.display}]}
+
+
+def test_a_resource_counts_from_the_day_it_was_recorded() -> None:
+    cond = {"resourceType": "Condition", "onsetDateTime": "2025-05-01", "recordedDate": DAY.isoformat()}
+    assert asof.as_of(cond, DAY) is cond
+    assert asof.as_of(cond, DAY - timedelta(days=1)) is None  # onset earlier, but not yet recorded
+    assert asof.as_of({"resourceType": "Condition", "onsetDateTime": "2025-06-16"}, DAY) is None
+    assert asof.as_of({"resourceType": "Condition"}, DAY) is not None  # undated: kept
+
+
+def test_what_changed_later_is_wound_back() -> None:
+    cond = {"resourceType": "Condition", "onsetDateTime": "2025-01-01", "abatementDateTime": "2025-06-16",
+            "clinicalStatus": {"coding": [{"code": "resolved"}]}}
+    then = asof.as_of(cond, DAY)
+    assert then is not None and then["clinicalStatus"]["coding"][0]["code"] == "active"
+    assert "abatementDateTime" not in then and cond["clinicalStatus"]["coding"][0]["code"] == "resolved"
+    assert asof.as_of({**cond, "abatementDateTime": DAY.isoformat()}, DAY)["clinicalStatus"]["coding"][0][
+        "code"] == "resolved"
+    course = {"resourceType": "Procedure", "status": "completed",
+              "performedPeriod": {"start": "2025-05-01", "end": "2025-07-01"}}
+    clipped = asof.as_of(course, DAY)
+    assert clipped is not None and clipped["performedPeriod"]["end"] == DAY.isoformat()
+    assert clipped["status"] == "in-progress"
+
+
+def test_orders_their_results_and_studies_without_an_order(rules: Rules) -> None:
+    pathway = LivePathway(rules, audit_service(rules, None))
+    mri = _code(rules, "lumbar-imaging", modality="MRI", contrast=False)
+    sr = {"resourceType": "ServiceRequest", "id": "o1", "status": "active", "intent": "order", "code": mri,
+          "authoredOn": "2025-03-01"}
+    draft = {**sr, "id": "o2", "status": "draft"}
+    chest = {**sr, "id": "o3", "code": {"coding": [{"system": "http://loinc.org", "code": "36643-5"}]}}
+    study = {"resourceType": "ImagingStudy", "id": "s1", "status": "available", "procedureCode": [mri]}
+    result = {**study, "started": "2025-03-31"}  # 30 days after the order: its result
+    orphan = {**study, "id": "s2", "started": "2025-04-01"}  # 31 days after: audited in its own right
+    based = {**study, "id": "s3", "started": "2025-09-01", "basedOn": [{"reference": "ServiceRequest/o1"}]}
+    by_type = {"ServiceRequest": [sr, draft, chest], "ImagingStudy": [result, orphan, based]}
+    orders = find_orders(pathway, by_type, (date(2025, 1, 1), date(2025, 12, 31)), 30)
+    assert [(o.ref, o.day, o.category) for o in orders] == [
+        ("ServiceRequest/o1", date(2025, 3, 1), "MRI"), ("ImagingStudy/s2", date(2025, 4, 1), "MRI")]
+    assert [r["id"] for r in orders[0].footprint] == ["s1", "s3"]
+    assert orders[1].draft["code"]["coding"] == mri["coding"] and orders[1].draft["status"] == "draft"
+    assert find_orders(pathway, by_type, (date(2025, 3, 2), date(2025, 3, 31)), 30) == []
+
+
+def test_lines_go_to_their_patient_parsed_only_when_it_is_unclear() -> None:
+    line = orjson.dumps({"resourceType": "Condition", "subject": {"reference": "Patient/p-1"}})
+    assert route(line, "Condition") == ("p-1", None)
+    absolute = orjson.dumps({"resourceType": "Observation", "subject": {"reference": "https://x.org/fhir/Patient/p-2"}})
+    assert route(absolute, None) == ("p-2", None)
+    two = {"resourceType": "Encounter", "subject": {"reference": "Patient/p-3"},
+           "basedOn": [{"reference": "Patient/p-9"}]}
+    pid, parsed = route(orjson.dumps(two), "Encounter")
+    assert pid == "p-3" and parsed == two
+    patient = {"resourceType": "Patient", "id": "p-4", "link": [{"other": {"reference": "Patient/p-5"}}]}
+    assert route(orjson.dumps(patient), None)[0] == "p-4"
+    assert route(orjson.dumps({"resourceType": "Medication", "id": "m"}), "Medication")[0] is None
+    with pytest.raises(ValueError):
+        route(b"[1, 2]", None)
+
+
+def test_file_pieces_read_every_line_exactly_once(tmp_path: Any) -> None:
+    path = tmp_path / "Condition.000.ndjson"
+    lines = [orjson.dumps({"n": i, "pad": "x" * (i % 7)}) for i in range(500)]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    size = path.stat().st_size
+    for target in (1, 17, 100, size // 3, size):
+        from cds_hooks.audit.ndjson import InputFile
+
+        pieces = chunks([InputFile(path, None, size)], target)
+        got = [line for _, start, end in pieces for line in line_range(path, start, end)]
+        assert got == lines, target
+    assert type_from_name("1.Observation.003.ndjson.gz") == "Observation" and type_from_name("x.ndjson") is None
+
+
+def test_small_cells_are_hidden_and_cannot_be_worked_out() -> None:
+    assert [suppress.cell(n, 11) for n in (0, 1, 10, 11)] == [0, "<11", "<11", 11]
+    assert suppress.series([50, 3, 20, 0], 11) == [50, "<11", "<11", 0]  # the next smallest hides with it
+    assert suppress.series([50, 3, 4, 0], 11) == [50, "<11", "<11", 0]
+    assert suppress.rate(10, 40, 11) is None and suppress.rate(35, 40, 11) is None  # the complement is 5
+    assert suppress.rate(20, 40, 11) == 0.5
+    rows = [{"who": "a", "orders": 40}, {"who": "b", "orders": 12}, {"who": "c", "orders": 3}]
+    pooled = suppress.pooled_rows(rows, "orders", "who", 11)
+    assert [r["who"] for r in pooled] == ["a", suppress.OTHER] and pooled[1]["orders"] == 15
+
+
+def _evidence_record(rules: Rules, pathway: LivePathway, items: list[dict[str, Any]], born: str) -> Any:
+    return pathway.record("p", [{"resourceType": "Patient", "id": "p", "birthDate": born}, *items], {})
+
+
+@pytest.mark.parametrize(("imaged_after", "trauma_before", "expect"), [
+    (28, None, ("denominator", True)), (29, None, ("denominator", False)),
+    (10, 90, ("excluded", False)), (10, 91, ("denominator", True)),
+])
+def test_the_measure_windows(rules: Rules, imaged_after: int, trauma_before: int | None,
+                             expect: tuple[str, bool]) -> None:
+    pathway = LivePathway(rules, audit_service(rules, None))
+    hedis = next(m for m in load_measures(rules) if m.id == "hedis-lbp")
+    index = date(2025, 3, 1)
+    items: list[dict[str, Any]] = [
+        {"resourceType": "Condition", "id": "lbp", "code": _code(rules, "population"),
+         "subject": {"reference": "Patient/p"}, "onsetDateTime": index.isoformat()},
+        {"resourceType": "ImagingStudy", "id": "img", "status": "available", "subject": {"reference": "Patient/p"},
+         "procedureCode": [_code(rules, "lumbar-imaging", modality="MRI", contrast=False)],
+         "started": (index + timedelta(days=imaged_after)).isoformat()},
+    ]
+    if trauma_before is not None:
+        items.append({"resourceType": "Condition", "id": "tr", "subject": {"reference": "Patient/p"},
+                      "code": _code(rules, "red-flag", category="fracture-trauma"),
+                      "onsetDateTime": (index - timedelta(days=trauma_before)).isoformat()})
+    record = _evidence_record(rules, pathway, items, "1980-05-05")
+    result = evaluate_measure(hedis, record, (date(2025, 1, 1), date(2025, 12, 31)))
+    assert result is not None and (result.status, result.imaged) == expect
+    # Age band: 76 at the end of the period is outside HEDIS's 18-75.
+    old = evaluate_measure(hedis, _evidence_record(rules, pathway, items, "1949-12-31"),
+                           (date(2025, 1, 1), date(2025, 12, 31)))
+    assert old is not None and old.status == "outside-age"
+    # A diagnosis after the intake period (Dec 3) is no index.
+    assert evaluate_measure(hedis, record, (date(2024, 3, 30), date(2025, 3, 28))) is None
