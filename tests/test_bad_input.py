@@ -148,8 +148,8 @@ CASES = [
          why="application/fhir+json is JSON too"),
     Case("json-with-charset", 200, cards=PREMATURE, content_type="application/json; charset=utf-8",
          why="a charset parameter does not change the media type"),
-    Case("no-content-type", 200, cards=PREMATURE, content_type=None,
-         why="no media type at all: read as JSON (clients that omit it still send JSON)"),
+    Case("no-content-type", 415, content_type=None, words=("without a Content-Type",),
+         why="no media type at all: refused, so a cross-site form or a bare POST is never read as a request"),
     Case("body-over-limit", 413, put("prefetch.junk", "x" * (MAX_BODY + 1)), words=(str(MAX_BODY),),
          why="bodies over LUMBAR_CDS_MAX_BODY_BYTES are refused before they are read"),
     # ---- not JSON: 400 ----------------------------------------------------------------------

@@ -143,6 +143,7 @@ def test_non_loopback_starts_when_issuers_are_configured(tmp_path: Path, server:
     config = tmp_path / "lumbar-cds.toml"
     config.write_text(
         'data_dir = "data"\npublic_base_url = "https://cds.example.org"\n'
+        'fhir_allowlist = ["https://ehr.example.org/fhir/r4"]\n'
         '[[auth.issuers]]\niss = "https://ehr.example.org"\njwks = "jwks.json"\n'
     )
     port = _free_port()

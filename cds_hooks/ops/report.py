@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, func, select
 
+from cds_hooks.ops.safe_text import printable, spreadsheet_cell
 from cds_hooks.store.repository import feedback, issued_cards
 
 FORMATS = ("text", "csv", "json")
@@ -29,9 +30,10 @@ class Reason:
     cards: int
 
     def label(self) -> str:
+        """Code and display as sent in feedback, control characters escaped (safe_text.py)."""
         if self.code is None:
             return "(no reason given)"
-        return f"{self.code} ({self.display})" if self.display else self.code
+        return printable(f"{self.code} ({self.display})" if self.display else self.code)
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,8 @@ def as_json(report: list[RuleReport], since: date | None) -> dict[str, Any]:
                 "rule": r.rule_id, "issued": r.issued, "accepted": r.accepted, "overridden": r.overridden,
                 "withFeedback": r.with_feedback, "overrideRate": r.override_rate,
                 "topOverrideReasons": [
-                    {"system": x.system, "code": x.code, "display": x.display, "cards": x.cards} for x in r.top_reasons
+                    {"system": _printable(x.system), "code": _printable(x.code), "display": _printable(x.display),
+                     "cards": x.cards} for x in r.top_reasons
                 ],
             }
             for r in report
@@ -105,10 +108,13 @@ def as_json(report: list[RuleReport], since: date | None) -> dict[str, Any]:
     }
 
 
-def _cell(text: str) -> str:
-    """Override codes and displays come from EHR feedback: a leading = + - @ would make a
-    spreadsheet run the cell as a formula, so such text is quoted."""
-    return "'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
+def _printable(text: str | None) -> str | None:
+    return None if text is None else printable(text)
+
+
+def _cells(row: list[Any]) -> list[str]:
+    """Every cell guarded (safe_text.py): override codes and displays come from EHR feedback."""
+    return [spreadsheet_cell(str(value)) for value in row]
 
 
 def render(report: list[RuleReport], since: date | None, fmt: str) -> str:
@@ -122,15 +128,15 @@ def render(report: list[RuleReport], since: date | None, fmt: str) -> str:
         for r in report:
             reasons = "; ".join(f"{x.label()}: {x.cards}" for x in r.top_reasons)
             rate = "" if r.override_rate is None else f"{r.override_rate:.4f}"
-            writer.writerow([r.rule_id, r.issued, r.accepted, r.overridden, r.with_feedback, rate, _cell(reasons)])
+            writer.writerow(_cells([r.rule_id, r.issued, r.accepted, r.overridden, r.with_feedback, rate, reasons]))
         return out.getvalue()
     lines = [f"Cards issued {'since ' + since.isoformat() if since else 'to date'}, by rule "
              "(override rate = overridden / (accepted + overridden)):", ""]
     header = f"{'rule':<28} {'issued':>7} {'accepted':>9} {'overridden':>11} {'feedback':>9} {'override rate':>14}"
     lines += [header, "-" * len(header)]
     for r in report:
-        lines.append(f"{r.rule_id:<28} {r.issued:>7} {r.accepted:>9} {r.overridden:>11} {r.with_feedback:>9} "
-                     f"{_rate(r.override_rate):>14}")
+        lines.append(f"{printable(r.rule_id):<28} {r.issued:>7} {r.accepted:>9} {r.overridden:>11} "
+                     f"{r.with_feedback:>9} {_rate(r.override_rate):>14}")
         lines += [f"    {x.cards:>5}  {x.label()}" for x in r.top_reasons]
     if not report:
         lines.append("(no cards issued)")

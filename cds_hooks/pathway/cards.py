@@ -18,12 +18,13 @@ from cds_hooks.pathway.record import Evidence, PatientRecord
 from cds_hooks.pathway.rules import MAX_ORDER_NAME, Rules, RuleText
 from cds_hooks.protocol.wire import Action, Card, Coding, Link, Source, Suggestion
 
-# Inserted text never starts a line, so only inline Markdown and HTML matter.
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
+# Inserted text never starts a line, so only inline Markdown and HTML matter, and the autolinks of
+# GitHub-flavoured renderers: `scheme://`, `www.` and e-mail addresses become links without any markup.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&@]|(?<=[A-Za-z0-9])(?=:/)|(?<=\bwww)(?=\.))")
 
 
 def md_escape(text: str) -> str:
-    """Neutralise Markdown and HTML in text that came from the patient record."""
+    """Neutralise Markdown, HTML and autolinks in text that came from the patient record."""
     return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
