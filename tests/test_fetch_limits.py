@@ -68,6 +68,9 @@ def test_exactly_the_search_resource_cap_is_whole_and_one_over_is_cut(server: Fa
     assert _ids(over) == [f"c{i}" for i in range(5)] and over.truncated["k0"].reason == "truncated"
     across_pages = _fetch(server.url("pages/2/3"), max_resources=5)  # 3 + 3: the second page is cut to 2
     assert len(_ids(across_pages)) == 5 and "k0" in across_pages.truncated
+    full_first_page = _fetch(server.url("pages/2/5"), max_resources=5)  # full: the next page is not asked for
+    assert len(_ids(full_first_page)) == 5 and "k0" in full_first_page.truncated
+    assert _requests_to(server, "pages/2/5") == 1
 
 
 def test_exactly_the_page_entry_cap_is_whole_and_one_over_is_cut(server: FaultyServer) -> None:
