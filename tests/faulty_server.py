@@ -10,12 +10,14 @@ another loopback host, which counts any visit.
 Faults with numbers, for the fetch limits at their edges (tests/test_fetch_limits.py):
 `/pages/N/PER/...` a search of N pages of PER entries linked by absolute `next` links (`page=K`);
 `/bytes/N/...` an empty Bundle padded to exactly N bytes, with Content-Length, and `/bytes-unsized/N/...`
-the same without it (read until the connection closes); `/values/N/...` a Bundle holding exactly N of the
-bytes `{ [ , :` that the fetcher counts as JSON values; `/delay/MS/...` an empty Bundle after MS
-milliseconds; `/gzip/...` a gzip-encoded answer nobody asked for; `/empty-objects/N/...` a Bundle of N
-bytes of `{}` entries, streamed; `/next/KIND/...` one entry and a `next` link that leads elsewhere (to
-another host, another port, another path prefix, through dot segments) or, for `same`, to a second
-page. Every request target each listener receives is kept in `requests`.
+the same without it (read until the connection closes); `/values/N/...` a Bundle holding exactly N of
+the bytes `{ [ , :` that the fetcher counts as JSON values; `/delay/MS/...` an empty Bundle after MS
+milliseconds; `/linger/MS/...` headers, MS milliseconds later a whole unsized body, and MS later the end
+of it (the connection closes); `/gzip/...` a gzip-encoded answer nobody asked for;
+`/empty-objects/N/...` a Bundle of N bytes of `{}` entries, streamed; `/next/KIND/...` one entry and a
+`next` link that leads elsewhere (to another host, another port, another path prefix, through dot
+segments) or, for `same`, to a second page. Every request target each listener receives is kept in
+`requests`.
 """
 
 from __future__ import annotations
@@ -119,6 +121,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._raw(padded_bundle(number), sized=fault == "bytes")
         elif fault == "values":
             self._raw(bundle_with_values(number))
+        elif fault == "linger":  # headers, MS later the whole body, MS later the end (the connection closes)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(number / 1000)
+            self.wfile.write(b'{"resourceType":"Bundle","type":"searchset","entry":[]}')
+            self.wfile.flush()
+            time.sleep(number / 1000)
         elif fault == "delay":
             time.sleep(number / 1000)
             self._json(200, {"resourceType": "Bundle", "type": "searchset", "entry": []})

@@ -7,6 +7,7 @@ numbers. A test per edge means a limit that is off by one, or gone, fails here.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -157,6 +158,23 @@ def test_no_thread_keeps_working_after_the_answer(server: FaultyServer) -> None:
         assert fetcher.in_flight == 0
     finally:
         fetcher.close()
+
+
+def test_a_body_that_ends_after_the_deadline_is_not_parsed(
+    server: FaultyServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every byte arrives in time, but the body ends (the connection closes) after the deadline."""
+    fetcher = FhirFetcher(ROOMY)
+    try:
+        with caplog.at_level(logging.INFO, logger="cds_hooks.fhir.fetch"):
+            started = time.monotonic()
+            fetched = fetcher.fetch(server.url("linger/250"), {"k0": SEARCH}, None, started + 0.4)
+            while fetcher.in_flight and time.monotonic() - started < 2:
+                time.sleep(0.01)
+    finally:
+        fetcher.close()
+    assert fetched.failures["k0"].reason == "timeout"
+    assert "query='Condition search'" in caplog.text and "failure=timeout" in caplog.text, caplog.text
 
 
 # --------------------------------------------------------------------------- paging links

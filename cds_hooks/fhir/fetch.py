@@ -14,8 +14,9 @@ followed.
 
 An allowed server can still be broken or hostile, so the work on its answers is bounded:
 - one deadline per hook call, checked before each request, on every chunk, before parsing and
-  between pages; when `fetch` returns (at the deadline at the latest) the call is marked abandoned,
-  and a thread still reading stops at its next chunk without parsing;
+  between pages. `fetch` returns when every key has its answer or at the deadline, whichever is first,
+  so a thread still reading after the answer is past the deadline: it stops at its next chunk and
+  never parses;
 - one budget per hook call, shared by its concurrent fetches: bytes read (`max_bytes`, checked
   against Content-Length before reading, then on every chunk), and JSON values, counted on every
   chunk as it arrives as the bytes `{ [ , :` (an upper bound on the values the parser would build,
@@ -24,8 +25,9 @@ An allowed server can still be broken or hostile, so the work on its answers is 
 - per search, pages (`max_pages`) and resources (`max_resources`); per page, entries
   (`max_page_resources`). Over a resource or page cap the search is truncated and says so; an answer
   over the byte or value budget is refused unread (a later page truncates its search instead).
-Compressed answers are not asked for (`Accept-Encoding: identity`) and are refused: a small gzip
-body can expand a thousandfold inside one read.
+Compressed answers are not asked for (`Accept-Encoding: identity`) and never decoded (the body is read
+raw, so a gzip answer is not JSON and is refused): a small gzip body can expand a thousandfold inside
+one read.
 """
 
 from __future__ import annotations
@@ -130,18 +132,17 @@ def _json_values(chunk: bytes | bytearray) -> int:
 
 
 class _Call:
-    """One hook call's remaining budget and whether its answer has been sent, shared by its threads."""
+    """One hook call's deadline and remaining budget, shared by its threads."""
 
     def __init__(self, limits: FetchLimits, deadline: float) -> None:
         self.deadline = deadline
-        self.abandoned = threading.Event()
         self._lock = threading.Lock()
         self._bytes = limits.max_bytes
         self._values = limits.max_json_values
         self._resources = limits.max_total_resources
 
     def over(self) -> bool:
-        return self.abandoned.is_set() or time.monotonic() >= self.deadline
+        return time.monotonic() >= self.deadline
 
     def bytes_left(self) -> int:
         return self._bytes
@@ -208,23 +209,21 @@ class FhirFetcher:
         }
         result = Fetched()
         pending = set(futures)
-        try:
-            while pending:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                done, pending = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
-                for future in done:
-                    key = futures[future]
-                    data, partial = future.result()
-                    if isinstance(data, FetchFailure):
-                        result.failures[key] = data
-                        continue
-                    result.data[key] = data
-                    if partial is not None:
-                        result.truncated[key] = partial
-        finally:
-            call.abandoned.set()  # whatever still runs stops at its next step and parses nothing
+        while pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            done, pending = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
+            for future in done:
+                key = futures[future]
+                data, partial = future.result()
+                if isinstance(data, FetchFailure):
+                    result.failures[key] = data
+                    continue
+                result.data[key] = data
+                if partial is not None:
+                    result.truncated[key] = partial
+        # Still running means past the deadline: each stops at its next chunk and parses nothing.
         for future in pending:  # still running at the deadline: abandon, report
             future.cancel()
             result.failures[futures[future]] = FetchFailure("timeout", f"{self.limits.timeout:g} s")
@@ -309,7 +308,7 @@ class FhirFetcher:
         The body is streamed so that the deadline and the budget hold while it arrives: httpx's
         timeout bounds each network step, not a server that trickles bytes."""
         timeout = FetchFailure("timeout", f"{self.limits.timeout:g} s")
-        if call.deadline - time.monotonic() <= 0 or call.abandoned.is_set():
+        if call.over():
             raise _Failed(timeout)
         buffer = bytearray()  # grows in place (no list of chunks joined into a second copy)
         try:
@@ -324,8 +323,6 @@ class FhirFetcher:
                     raise _Failed(FetchFailure("bad-response", f"HTTP {status} redirect, not followed"))
                 if status != 200:
                     raise _Failed(FetchFailure("server-error", f"HTTP {status}"))
-                if response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
-                    raise _Failed(FetchFailure("bad-response", "compressed answer, not asked for"))
                 over = _OverBudget(FetchFailure("bad-response", "answer over the byte or JSON-value cap"))
                 length = response.headers.get("Content-Length", "")
                 if length.isdigit() and int(length) > call.bytes_left():
@@ -341,7 +338,7 @@ class FhirFetcher:
         except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
             # The exception text can hold the URL (patient id): keep only its kind.
             raise _Failed(FetchFailure("unreachable", type(exc).__name__)) from None
-        if call.over():  # the answer has been sent, or is due: parse nothing more
+        if call.over():  # the answer has been sent, or is due: parse nothing
             raise _Failed(timeout)
         try:
             body = orjson.loads(buffer)

@@ -9,8 +9,8 @@ Every check goes through `normalise_url`. A URL is compared in its normal form
 (lower-case scheme and host, default port dropped, no trailing slash), and a URL
 whose meaning a client or server could read differently from ours is refused
 outright, before any connection: dot segments (`/fhir/../admin`, also as `%2e`),
-empty segments, `;` path parameters (`..;`), encoded `/ \\ % ;`, a fragment,
-userinfo, spaces, backslashes, control or non-ASCII characters, an escaped
+empty segments, `;` path parameters (`..;`), backslashes and encoded `/ \\ % ;` in the path,
+a fragment, userinfo, spaces, control or non-ASCII characters, an escaped
 unreserved character (it would change under normalisation), a host that is
 not a plain name or a canonical IP address (`127.1`, `2130706433`, `0x7f.0.0.1`),
 and, where the caller says so, a query.
@@ -23,7 +23,8 @@ import re
 from dataclasses import dataclass
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-# RFC 3986 pchar without ';' (path parameters: Tomcat-style servers read `..;` as `..`).
+# RFC 3986 pchar without ';' (path parameters: Tomcat-style servers read `..;` as `..`); so no backslash
+# either (read as "/" by browsers and some servers), nor any other character that would need escaping.
 _PATH_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,=:@%")
 # Escaped bytes a server might decode into structure: / \ % ; ? # (and controls, non-ASCII: below).
 _ESCAPES_REFUSED = frozenset(b"/\\%;?#")
@@ -81,8 +82,8 @@ def _path(text: str) -> str | None:
 
 
 def _parse(url: str, query: bool) -> _Url | None:
-    if not isinstance(url, str) or not url or any(not "!" <= c <= "~" or c == "\\" for c in url):
-        return None  # empty, space, control, non-ASCII or backslash (read as "/" by browsers and some clients)
+    if not isinstance(url, str) or not url or any(not "!" <= c <= "~" for c in url):
+        return None  # empty, space, control or non-ASCII
     match = _URL.fullmatch(url)
     if match is None or match["fragment"] is not None or (match["query"] is not None and not query):
         return None
