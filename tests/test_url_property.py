@@ -168,6 +168,17 @@ def test_no_request_leaves_the_allow_listed_prefix(listeners: Listeners) -> None
         fetcher.close()
 
 
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.one_of(st.text(max_size=60), st.builds("{}://{}".format, st.sampled_from(["http", "https"]),
+                                                 st.text(max_size=40))))
+def test_the_pure_checks_never_raise_and_normal_forms_are_fixed_points(url: str) -> None:
+    for query in (False, True):
+        normal = normalise_url(url, query=query)
+        assert normal is None or normalise_url(normal, query=query) == normal
+    server_allowed(url, ("https://ehr.example.org/fhir",))
+    resolve_link(url, "https://ehr.example.org/fhir")
+
+
 @pytest.mark.parametrize(("target", "path"), [
     ("/fhir/../admin", "/admin"), ("/fhir/%2e%2e/admin", "/admin"), ("/fhir/%252e%252e/admin", "/admin"),
     ("/fhir/..;/admin?x", "/admin"), ("/fhir\\..\\admin", "/admin"), ("/fhir/Condition?p=../..", "/fhir/Condition"),
