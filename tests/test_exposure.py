@@ -126,3 +126,13 @@ def test_loopback_servers_are_allowed_only_as_configured() -> None:
     assert server_allowed(server, listed, loopback=True)  # opted in alongside an allow-list
     assert not server_allowed(server, (), loopback=False)  # opted out: nothing at all is allowed
     assert server_allowed("https://ehr.example.org/fhir/r4", listed, loopback=False)
+
+
+def test_a_download_url_with_a_query_is_judged_by_the_same_rule() -> None:
+    """Audit downloads (Bulk Data files) come with queries; the allow-list and normal form still decide."""
+    listed = ("https://ehr.example.org/fhir",)
+    assert server_allowed("https://ehr.example.org/fhir/files/1.ndjson?sig=a%2Bb", listed, query=True)
+    assert not server_allowed("https://ehr.example.org/fhir/files/1.ndjson?sig=x", listed)  # a base URL: no query
+    for refused in ("https://ehr.example.org/fhir/../files/1.ndjson?sig=x", "https://elsewhere.example/f?x=1",
+                    "https://ehr.example.org/fhir/f?x=1#", "https://ehr.example.org/fhir-files/f?x=1"):
+        assert not server_allowed(refused, listed, query=True), refused

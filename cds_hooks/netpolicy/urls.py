@@ -170,8 +170,9 @@ def _within(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
 
 
-def server_allowed(server: str, allowlist: tuple[str, ...], loopback: bool | None = None) -> bool:
-    """May this deployment send queries to `server` (a base URL: no query)?
+def server_allowed(server: str, allowlist: tuple[str, ...], loopback: bool | None = None, query: bool = False) -> bool:
+    """May this deployment send queries to `server` (a base URL: no query, unless `query=True`, as for a
+    download whose URL a server handed out)?
 
     The server must start with a configured prefix: same scheme, host and port, and a path below the
     prefix's path on a segment boundary, so `https://ehr.example/fhir` does not admit
@@ -179,7 +180,7 @@ def server_allowed(server: str, allowlist: tuple[str, ...], loopback: bool | Non
     too when `loopback` says so; by default (None) exactly when no allow-list is configured, for
     development and the sandbox. Plain http is never allowed off loopback.
     """
-    parsed = _parse(server, query=False)
+    parsed = _parse(server, query=query)
     if parsed is None or not (parsed.scheme == "https" or is_loopback_host(parsed.host)):
         return False
     if (not allowlist if loopback is None else loopback) and is_loopback_host(parsed.host):
