@@ -223,8 +223,9 @@ class FhirFetcher:
                 result.data[key] = data
                 if partial is not None:
                     result.truncated[key] = partial
-        # Still running means past the deadline: each stops at its next chunk and parses nothing.
-        for future in pending:  # still running at the deadline: abandon, report
+        # Still running means past the deadline: abandoned and reported; each stops at its next chunk
+        # (every step checks the deadline) and parses nothing.
+        for future in pending:
             future.cancel()
             result.failures[futures[future]] = FetchFailure("timeout", f"{self.limits.timeout:g} s")
         return result
