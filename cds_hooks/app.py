@@ -57,11 +57,15 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     store = Store(settings.store_url, memory_policy(settings, rules))
     check_schema(store.engine, settings.auto_migrate)  # SchemaNotCurrent: run `lumbar-cds db upgrade`
     app.extensions["lumbar_cds.store"] = store
-    fetcher = app.extensions["lumbar_cds.fetcher"] = FhirFetcher(settings.fetch_limits, settings.fhir_allowlist)
+    fetcher = app.extensions["lumbar_cds.fetcher"] = FhirFetcher(
+        settings.fetch_limits, settings.fhir_allowlist, settings.fhir_loopback_allowed)
     weakref.finalize(app, fetcher.close)  # its threads and pooled connections go with the app
     logs.install(app)  # first, so every request is timed and logged, 401s included
     install_metrics(app, rules, settings.metrics_enabled)  # before CORS and auth: it must see preflights and 401s
-    headers.install(app, settings.cors_origins)  # before auth: CORS preflights carry no credentials
+    # Before auth: CORS preflights carry no credentials. Without auth, only loopback Host names by default.
+    hosts = settings.allowed_hosts if settings.allowed_hosts is not None else (
+        ("*",) if settings.auth_enabled else None)
+    headers.install(app, settings.cors_origins, hosts)
     install_auth(app, settings, store)  # before the blueprint, so 401 precedes any other check
     app.register_blueprint(api.bp)
     if settings.sandbox:
@@ -90,7 +94,8 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         # Log the type and place, never the request: it holds patient data.
-        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.path, exc_info=exc)
+        route = request.url_rule.rule if request.url_rule else "(no route)"
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, route, exc_info=exc)
         return api.error_response(500, "Internal error; the request was not evaluated.")
 
     log.info("rules loaded: version=%s status=%s profile=%s value_sets=%d services=%d", rules.governance.version,

@@ -36,6 +36,8 @@ BASE = "https://cds.example.org/lumbar"
 SANDBOX = "https://sandbox.cds-hooks.org"
 EPIC = "https://fhir.example-hospital.org/interconnect-fhir-oauth/api/FHIR/R4"
 SELECT = "/cds-services/lumbar-pathway-order-select"
+# With trusted issuers the service must be told which FHIR servers it may query (start-up refuses otherwise).
+FHIR = ("https://fhir.example-hospital.org/fhir/r4",)
 SPEC = json.loads((Path(__file__).parent / "data" / "cds-hooks-spec-jwt-example.json").read_text())
 
 
@@ -103,7 +105,7 @@ def authed(tmp_path_factory: pytest.TempPathFactory, issuers: tuple[TrustedIssue
     """One app for the module (every token has a fresh jti, so the tests cannot interfere)."""
     data_dir = tmp_path_factory.mktemp("data")
     return create_app(Settings(data_dir=data_dir, rules_dir=REPO / "rules", public_base_url=BASE, auth_issuers=issuers,
-                               auto_migrate=True))
+                               fhir_allowlist=FHIR, auto_migrate=True))
 
 
 @pytest.fixture
@@ -173,7 +175,9 @@ def test_the_specifications_example_token_verifies(make_app: Callable[..., Flask
         "https://fhir-ehr.example.com/", jwks=_write_jwks(tmp_path / "spec.json", *SPEC["jwks"]["keys"]),
         jku=("https://fhir-ehr.example.com/jwk_uri",), tenants=("2ddd6c3a-8e9a-44c6-a305-52111ad302a2",),
     )
-    app = make_app(public_base_url="https://cds.example.org", auth_issuers=(issuer,))
+    # The example token lives from 2011 to 2015: far longer than this deployment accepts by default.
+    app = make_app(public_base_url="https://cds.example.org", auth_issuers=(issuer,), fhir_allowlist=FHIR,
+                   auth_max_token_lifetime_seconds=200_000_000)
     verifier: Verifier = app.extensions["lumbar_cds.verifier"]
     verifier.clock = lambda: 1311280970.0  # the token's iat; it expired in 2015
     with app.test_client() as client:
@@ -191,8 +195,8 @@ def test_replay_is_refused_by_another_app_on_the_same_database(
 ) -> None:
     """Two apps stand for two gunicorn workers: the jti store is the database, not process memory."""
     token = sandbox.token()
-    first = make_app(public_base_url=BASE, auth_issuers=issuers)
-    second = make_app(public_base_url=BASE, auth_issuers=issuers)
+    first = make_app(public_base_url=BASE, auth_issuers=issuers, fhir_allowlist=FHIR)
+    second = make_app(public_base_url=BASE, auth_issuers=issuers, fhir_allowlist=FHIR)
     assert first.extensions["lumbar_cds.store"] is not second.extensions["lumbar_cds.store"]
     assert _call(first.test_client(), "/cds-services", token).status_code == 200
     assert _call(second.test_client(), "/cds-services", token).status_code == 401
@@ -355,7 +359,7 @@ def jwks_server() -> Iterator[JwksServer]:
 
 
 def _verifier(tmp_path: Path, *issuers: TrustedIssuer, clock: list[float]) -> Verifier:
-    settings = Settings(public_base_url=BASE, auth_issuers=issuers)
+    settings = Settings(public_base_url=BASE, auth_issuers=issuers, fhir_allowlist=FHIR)
     return Verifier(settings, migrated_store(tmp_path / "db.sqlite3"), clock=lambda: clock[0])
 
 

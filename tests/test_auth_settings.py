@@ -48,6 +48,7 @@ def test_file_values_relative_paths_and_env_overrides(tmp_path: Path, monkeypatc
     _config(tmp_path, monkeypatch, """
 data_dir = "state"
 public_base_url = "https://from-file.example"
+fhir_allowlist = ["https://ehr.example.org/fhir"]
 [auth]
 algorithms = ["ES384", "ES256"]
 leeway_seconds = 30
@@ -101,8 +102,8 @@ def test_bad_env_number_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> N
 SANDBOX = TrustedIssuer("https://sandbox.cds-hooks.org", jwks="https://sandbox.cds-hooks.org/.well-known/jwks.json")
 
 
-def _with(issuer: TrustedIssuer) -> Settings:
-    return Settings(public_base_url="https://a.example", auth_issuers=(issuer,))
+def _with(issuer: TrustedIssuer, **more: object) -> Settings:
+    return Settings(public_base_url="https://a.example", auth_issuers=(issuer,), **more)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -120,6 +121,10 @@ def _with(issuer: TrustedIssuer) -> Settings:
         (_with(TrustedIssuer("https://x.example", jku=("http://x.example/jwks",))), "must be an https"),
         (_with(TrustedIssuer("https://x.example", jwks="/no/such/jwks.json")), "does not exist"),
         (_with(TrustedIssuer("https://x.example", jwks=SANDBOX.jwks, tenants=("",))), "tenants"),
+        (Settings(auth_max_token_lifetime_seconds=0), "auth_max_token_lifetime_seconds"),
+        # With issuers, the FHIR servers must be named: by default any loopback port would be reachable.
+        (_with(SANDBOX), "LUMBAR_CDS_FHIR_ALLOWLIST"),
+        (_with(SANDBOX, fhir_allow_loopback=False), "LUMBAR_CDS_FHIR_ALLOW_LOOPBACK=1"),
     ],
 )
 def test_unsafe_or_incomplete_auth_settings_are_refused(settings: Settings, message: str) -> None:
@@ -130,7 +135,8 @@ def test_unsafe_or_incomplete_auth_settings_are_refused(settings: Settings, mess
 
 def test_loopback_http_jwks_is_allowed_for_local_key_servers() -> None:
     issuer = TrustedIssuer("https://x.example", jwks="http://127.0.0.1:8099/jwks.json", jku=("http://[::1]:1/j",))
-    validate_auth_settings(Settings(public_base_url="http://127.0.0.1:8080", auth_issuers=(issuer,)))
+    validate_auth_settings(Settings(public_base_url="http://127.0.0.1:8080", auth_issuers=(issuer,),
+                                    fhir_allow_loopback=True))
 
 
 def test_gunicorn_bind_strings() -> None:

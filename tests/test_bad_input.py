@@ -148,8 +148,8 @@ CASES = [
          why="application/fhir+json is JSON too"),
     Case("json-with-charset", 200, cards=PREMATURE, content_type="application/json; charset=utf-8",
          why="a charset parameter does not change the media type"),
-    Case("no-content-type", 200, cards=PREMATURE, content_type=None,
-         why="no media type at all: read as JSON (clients that omit it still send JSON)"),
+    Case("no-content-type", 415, content_type=None, words=("without a Content-Type",),
+         why="no media type at all: refused, so a cross-site form or a bare POST is never read as a request"),
     Case("body-over-limit", 413, put("prefetch.junk", "x" * (MAX_BODY + 1)), words=(str(MAX_BODY),),
          why="bodies over LUMBAR_CDS_MAX_BODY_BYTES are refused before they are read"),
     # ---- not JSON: 400 ----------------------------------------------------------------------
@@ -246,6 +246,13 @@ CASES = [
          put("prefetch.patient", {"resourceType": "OperationOutcome", "issue": [{"severity": "error",
                                                                                 "code": "timeout"}]}),
          words=("patient",), why="the EHR says it could not get the patient"),
+    *(Case(f"fhirserver-{name}", 412, chain(drop("prefetch.conditions"), put("fhirServer", server)),
+           words=("not a plain http(s) base URL",),
+           why=f"a fhirServer with {name.replace('-', ' ')} is refused before any connection, never a 500")
+      for name, server in (("dot-segments", "http://127.0.0.1:9/fhir/../admin"),
+                           ("control-character", "http://127.0.0.1:9/fhir\u0001"),
+                           ("query-and-fragment", "http://127.0.0.1:9/admin/secret?x=1#"),
+                           ("broken-ipv6-host", "http://[::1]x:19999/"))),
     # ---- messy but usable: 200 with the verdict the clean data gets -------------------------
     Case("base-request", 200, cards=PREMATURE, why="the fixture itself"),
     Case("red-flag-base-request", 200, cards=SILENT, base=CAUDA, why="the red-flag fixture itself"),

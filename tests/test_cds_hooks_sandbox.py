@@ -126,9 +126,11 @@ def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     with serving(late) as url:
         settings = Settings(data_dir=data, rules_dir=REPO / "rules", auto_migrate=True, log_level="WARNING")
         if request.param == "jwt":
-            settings = Settings(**{**settings.__dict__, "public_base_url": url, "auth_issuers": (TrustedIssuer(
-                iss=SANDBOX_ISSUER, jwks=str(_require_build() / ".well-known" / "jwks.json"),
-                jku=(f"{SANDBOX_ISSUER}/.well-known/jwks.json",)),)})
+            # The Sandbox's FHIR server (sekmet) is on this machine: loopback is allowed explicitly.
+            sandbox_key = TrustedIssuer(iss=SANDBOX_ISSUER, jwks=str(_require_build() / ".well-known" / "jwks.json"),
+                                        jku=(f"{SANDBOX_ISSUER}/.well-known/jwks.json",))
+            settings = Settings(**{**settings.__dict__, "public_base_url": url, "fhir_allow_loopback": True,
+                                   "auth_issuers": (sandbox_key,)})
         late.app = create_app(settings)
         assert ("lumbar_cds.verifier" in late.app.extensions) == (request.param == "jwt")
         yield Service(url, data / "lumbar-cds.sqlite3", request.param == "jwt")

@@ -105,6 +105,11 @@ def test_server_answers_discovery_on_loopback(tmp_path: Path, server: str) -> No
     try:
         status, _, body = _get(f"http://127.0.0.1:{port}/cds-services", proc)
         assert status == 200
+        # Loopback without authentication: a rebound name gets nothing (DNS rebinding).
+        rebound = urllib.request.Request(f"http://127.0.0.1:{port}/cds-services", headers={"Host": "evil.example"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(rebound, timeout=5)
+        assert refused.value.code == 400
         assert {s["hook"] for s in json.loads(body)["services"]} == {"order-select", "order-sign"}
         assert (tmp_path / "data" / "lumbar-cds.sqlite3").exists()
         # The sandbox page is on for the development server, off under the WSGI factory.
@@ -133,6 +138,10 @@ def test_non_loopback_starts_with_insecure_and_says_so(tmp_path: Path, server: s
     proc = _start(server, "0.0.0.0", port, {"LUMBAR_CDS_DATA_DIR": str(tmp_path / "data")}, insecure=True)
     try:
         assert _get(f"http://127.0.0.1:{port}/cds-services", proc)[0] == 200
+        # Exposure accepted: callers on the network use the machine's name, so any Host is served.
+        by_name = urllib.request.Request(f"http://127.0.0.1:{port}/cds-services", headers={"Host": "cds.example.org"})
+        with urllib.request.urlopen(by_name, timeout=5) as response:
+            assert response.status == 200
     finally:
         stderr = _stop(proc)
     assert "WARNING: listening on 0.0.0.0 WITHOUT authentication" in stderr
@@ -144,6 +153,7 @@ def test_non_loopback_starts_when_issuers_are_configured(tmp_path: Path, server:
     config = tmp_path / "lumbar-cds.toml"
     config.write_text(
         'data_dir = "data"\npublic_base_url = "https://cds.example.org"\n'
+        'fhir_allowlist = ["https://ehr.example.org/fhir/r4"]\n'
         '[[auth.issuers]]\niss = "https://ehr.example.org"\njwks = "jwks.json"\n'
     )
     port = _free_port()

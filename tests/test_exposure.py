@@ -1,10 +1,18 @@
-"""The one URL-safety rule for everything the service fetches (JWK Sets, FHIR servers)."""
+"""The one URL-safety rule for everything the service fetches (JWK Sets, FHIR servers, paging links, audit
+downloads): normalisation first, then every check on the normal form."""
 
 from __future__ import annotations
 
 import pytest
 
-from cds_hooks.netpolicy.urls import fetchable_url, http_url_parts
+from cds_hooks.netpolicy.urls import (
+    fetchable_url,
+    http_url_parts,
+    normalise_url,
+    resolve_link,
+    same_server,
+    server_allowed,
+)
 
 
 @pytest.mark.parametrize(
@@ -32,3 +40,99 @@ def test_http_url_parts_fills_the_default_port_and_normalises() -> None:
     assert http_url_parts("https://EHR.example.org/fhir/") == ("https", "ehr.example.org", 443, "/fhir")
     assert http_url_parts("http://127.0.0.1:8080/r4") == ("http", "127.0.0.1", 8080, "/r4")
     assert http_url_parts("https://u:p@ehr.example.org/") is None
+
+
+@pytest.mark.parametrize(("url", "normal"), [
+    ("HTTPS://EHR.Example.org:443/fhir/R4/", "https://ehr.example.org/fhir/R4"),  # case of the path is kept
+    ("http://127.0.0.1:80", "http://127.0.0.1"),
+    ("http://[0:0:0:0:0:0:0:1]:8080/fhir", "http://[::1]:8080/fhir"),
+    ("https://ehr.example.org/fhir/a%3ab", "https://ehr.example.org/fhir/a%3Ab"),
+    ("https://ehr.example.org/", "https://ehr.example.org"),
+    # refused: what a server could read differently from us
+    ("https://ehr.example.org/fhir/../admin", None),
+    ("https://ehr.example.org/fhir/./r4", None),
+    ("https://ehr.example.org/fhir//r4", None),
+    ("https://ehr.example.org/fhir/%2e%2e/admin", None),
+    ("https://ehr.example.org/fhir/%2E./admin", None),
+    ("https://ehr.example.org/fhir/%41", None),  # an escaped unreserved character changes when normalised
+    ("https://ehr.example.org/fhir/..;/admin", None),
+    ("https://ehr.example.org/fhir;x=1", None),
+    ("https://ehr.example.org/fhir/a%2fb", None),
+    ("https://ehr.example.org/fhir/a%5cb", None),
+    ("https://ehr.example.org/fhir/a%252e", None),
+    ("https://ehr.example.org/fhir/a%00", None),
+    ("https://ehr.example.org/fhir/%c3%a9", None),
+    ("https://ehr.example.org/fhir/a%2", None),
+    ("https://ehr.example.org/fhir\\..\\admin", None),
+    ("https://ehr.example.org/fhir?x=1", None),  # a base URL has no query
+    ("https://ehr.example.org/fhir#", None),
+    ("https://ehr.example.org/fhir\u0001", None),
+    ("https://ehr.example.org/fhir\u007f", None),
+    ("https://ehr.example.org/fhir é", None),
+    ("https://ehr.exämple.org/fhir", None),
+    ("https://user@ehr.example.org/fhir", None),
+    ("http://[::1]x:19999/", None),
+    ("http://[fe80::1%25eth0]/fhir", None),
+    ("http://127.1/fhir", None),
+    ("http://2130706433/fhir", None),
+    ("http://0x7f.0.0.1/fhir", None),
+    ("http://0177.0.0.1/fhir", None),
+    ("http://localhost./fhir", None),
+    ("http://localhost:/fhir", None),
+    ("http://localhost:0/fhir", None),
+    ("http://localhost:65536/fhir", None),
+    ("https://ehr.example.org:443:1/fhir", None),
+])
+def test_normalise_url(url: str, normal: str | None) -> None:
+    assert normalise_url(url) == normal
+    if normal is not None:
+        assert normalise_url(normal) == normal  # the normal form is a fixed point
+
+
+def test_a_query_only_where_the_caller_allows_one() -> None:
+    assert normalise_url("http://127.0.0.1:9/fhir/Condition?patient=a|b&_count=2", query=True) == \
+        "http://127.0.0.1:9/fhir/Condition?patient=a|b&_count=2"
+    assert normalise_url("http://127.0.0.1:9/fhir/Condition?patient=a#x", query=True) is None
+    assert normalise_url("http://127.0.0.1:9/fhir/Condition?patient=a b", query=True) is None
+
+
+@pytest.mark.parametrize(("link", "resolved"), [
+    ("https://ehr.example.org/fhir/Condition?page=2", "https://ehr.example.org/fhir/Condition?page=2"),
+    ("/fhir/Condition?page=2", "https://ehr.example.org/fhir/Condition?page=2"),
+    ("?page=2", "https://ehr.example.org/fhir?page=2"),
+    ("Condition?page=2", "https://ehr.example.org/fhir/Condition?page=2"),
+    ("../admin?page=2", None),  # never resolved away, unlike urljoin
+    ("/fhir/x/../../admin", None),
+    ("//evil.example/fhir", None),
+    ("https://ehr.example.org/fhir/Condition?page=2#top", None),
+])
+def test_resolve_link(link: str, resolved: str | None) -> None:
+    assert resolve_link(link, "https://ehr.example.org/fhir") == resolved
+
+
+def test_same_server_is_scheme_host_port_and_path_prefix() -> None:
+    base = "http://127.0.0.1:9/fhir"
+    assert same_server("http://127.0.0.1:9/fhir/Condition?page=2", base)
+    assert same_server("http://127.0.0.1:9/fhir?page=2", base)
+    assert same_server("HTTP://LOCALHOST:9/fhir", "http://localhost:9/fhir")
+    for other in ("http://127.0.0.2:9/fhir/x", "http://127.0.0.1:10/fhir/x", "https://127.0.0.1:9/fhir/x",
+                  "http://127.0.0.1:9/fhir-admin/x", "http://127.0.0.1:9/admin", "http://127.0.0.1:9/fhir/../admin"):
+        assert not same_server(other, base), other
+
+
+def test_loopback_servers_are_allowed_only_as_configured() -> None:
+    server, listed = "http://127.0.0.1:9/fhir", ("https://ehr.example.org/fhir",)
+    assert server_allowed(server, ()) and not server_allowed(server, listed)  # the default
+    assert server_allowed(server, listed, loopback=True)  # opted in alongside an allow-list
+    assert not server_allowed(server, (), loopback=False)  # opted out: nothing at all is allowed
+    assert server_allowed("https://ehr.example.org/fhir/r4", listed, loopback=False)
+
+
+def test_a_download_url_with_a_query_is_judged_by_the_same_rule() -> None:
+    """Audit downloads (Bulk Data files) come with queries; the allow-list and normal form still decide."""
+    listed = ("https://ehr.example.org/fhir",)
+    assert server_allowed("https://ehr.example.org/fhir/files/1.ndjson?sig=a%2Bb", listed, query=True)
+    assert not server_allowed("https://ehr.example.org/fhir/files/1.ndjson?sig=x", listed)  # a base URL: no query
+    for refused in ("https://ehr.example.org/fhir/../files/1.ndjson?sig=x", "https://elsewhere.example/f?x=1",
+                    "https://ehr.example.org/fhir/f?x=1#", "https://ehr.example.org/fhir-files/f?x=1"):
+        assert not server_allowed(refused, listed, query=True), refused

@@ -146,7 +146,8 @@ def test_auth_failures_by_reason(make_app: Callable[..., Flask], tmp_path: Path)
     jwks = tmp_path / "jwks.json"
     jwks.write_text('{"keys": []}')
     app = make_app(public_base_url="https://cds.example.org",
-                   auth_issuers=(TrustedIssuer("https://ehr.example.org", jwks=str(jwks)),))
+                   auth_issuers=(TrustedIssuer("https://ehr.example.org", jwks=str(jwks)),),
+                   fhir_allowlist=("https://ehr.example.org/fhir",))
     client = app.test_client()
     before = _metrics(client)  # open without a token
     assert client.get("/cds-services").status_code == 401

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import orjson
@@ -26,7 +26,7 @@ import orjson
 from cds_hooks.audit.ndjson import BulkInput, InputFile, type_from_name
 from cds_hooks.audit.progress import Progress
 from cds_hooks.audit.smart import SmartAuth, SmartError
-from cds_hooks.netpolicy.urls import same_server, server_allowed
+from cds_hooks.netpolicy.urls import normalise_url, resolve_link, same_server, server_allowed
 from cds_hooks.settings.config import Settings
 
 FHIR_JSON = "application/fhir+json"
@@ -85,13 +85,17 @@ class BulkClient:
     def __exit__(self, *exc: object) -> None:
         self.client.close()
 
-    def _allowed(self, url: str, what: str) -> None:
-        if not server_allowed(url, self.allowlist):
+    def _allowed(self, url: str, what: str) -> str:
+        """The URL in normal form, the one to request, when the allow-list admits it (status and file URLs a
+        server hands out may carry a query; dot segments and the like are refused, as everywhere)."""
+        normal = normalise_url(url, query=True)
+        if normal is None or not server_allowed(normal, self.allowlist, query=True):
             raise BulkError(f"{what} {_host(url)} is not on the allow-list (LUMBAR_CDS_FHIR_ALLOWLIST; https unless "
-                            "loopback); no request was sent")
+                            "loopback) or is not a plain URL; no request was sent")
+        return normal
 
     def _send(self, method: str, url: str, what: str, stream: bool = False, **kwargs: Any) -> httpx.Response:
-        self._allowed(url, what)
+        url = self._allowed(url, what)
         for attempt in (1, 2):
             headers = {"Accept": FHIR_JSON, **kwargs.pop("headers", {})}
             if self.token and self.base and same_server(url, self.base):
@@ -156,7 +160,7 @@ class BulkClient:
         status_url = kickoff.headers.get("Content-Location")
         if not status_url:
             raise BulkError("the $export kick-off answered 202 without a Content-Location")
-        status_url = urljoin(self.base + "/", status_url)
+        status_url = resolve_link(status_url, self.base) or status_url  # refused by _send if not resolvable
         manifest = self._poll(status_url)
         try:
             return self._download_all(manifest, into)
@@ -201,7 +205,7 @@ class BulkClient:
         files, error_files = [], []
         for i, entry in enumerate([*outputs, *errors]):
             rtype = entry.get("type") if isinstance(entry.get("type"), str) else None
-            url = urljoin(self.base + "/", entry["url"]) if self.base else entry["url"]
+            url = (resolve_link(entry["url"], self.base) or entry["url"]) if self.base else entry["url"]
             dest = into / f"{i:05d}.{rtype or type_from_name(url) or 'mixed'}.ndjson"
             self._download(url, dest, needs_token)
             target = files if i < len(outputs) else error_files

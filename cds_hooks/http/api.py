@@ -62,9 +62,9 @@ def current_settings() -> Settings:
 
 def request_json() -> Any:
     """The JSON body, parsed once. Refuses other media types and broken JSON."""
-    mimetype = request.mimetype
-    if mimetype and mimetype not in JSON_TYPES:
-        raise ServiceError(415, f"Send the request as application/json, not {mimetype}.")
+    mimetype = request.mimetype  # required: a body without a media type is not read as anything
+    if mimetype not in JSON_TYPES:
+        raise ServiceError(415, f"Send the request as application/json, not {mimetype or 'without a Content-Type'}.")
     raw = request.get_data(cache=False)
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is None and limit is not None and len(raw) >= limit:

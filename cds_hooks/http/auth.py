@@ -37,10 +37,12 @@ def install_auth(app: Flask, settings: Settings, replay: ReplayStore) -> None:
             token = bearer_token(request.headers.get("Authorization"))
             g.cds_client = verifier.verify(token, verifier.audience_for(request.path))
         except AuthError as exc:
-            # The reason goes to the log, never to the caller; the token itself goes nowhere.
-            log.warning(
-                "unauthorized reason=%s iss=%r jti=%r %s %r", exc.reason, exc.iss, exc.jti, request.method, request.path
-            )
+            # The reason goes to the log, never to the caller; the token itself goes nowhere. The route
+            # template, not the path (an unrouted path is the caller's text, and may hold a patient's name),
+            # and iss/jti only when the signature verified (AuthError carries them only then).
+            route = request.url_rule.rule if request.url_rule else "(no route)"
+            log.warning("unauthorized reason=%s iss=%r jti=%r %s %s", exc.reason, exc.iss, exc.jti, request.method,
+                        route)
             logs.annotate(auth=exc.reason)
             AUTH_FAILURES.labels(exc.reason).inc()
             response = error_response(401, "Unauthorized")

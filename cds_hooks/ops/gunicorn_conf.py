@@ -33,6 +33,7 @@ if _PROM_DIR_CREATED:
     os.environ[_PROM_ENV] = tempfile.mkdtemp(prefix="lumbar-cds-prometheus-")
 
 from cds_hooks.netpolicy.exposure import ExposureRefused, startup_notice  # noqa: E402
+from cds_hooks.netpolicy.urls import is_loopback_host  # noqa: E402
 from cds_hooks.ops.launch import INSECURE, INSECURE_ENV  # noqa: E402
 from cds_hooks.security.auth import validate_auth_settings  # noqa: E402
 from cds_hooks.settings.config import Settings, SettingsError, parse_flag, parse_int, read_env  # noqa: E402
@@ -103,7 +104,8 @@ def on_starting(server: Any) -> None:
         settings = Settings.from_env()
         validate_auth_settings(settings)
         insecure = read_env(INSECURE, parse_flag, False)
-        notice = startup_notice(bind_hosts(server.cfg.bind), settings.auth_enabled, insecure, f"{INSECURE_ENV}=1")
+        hosts = bind_hosts(server.cfg.bind)
+        notice = startup_notice(hosts, settings.auth_enabled, insecure, f"{INSECURE_ENV}=1")
         # Here, once, rather than as a traceback from every worker: the database must be migrated.
         check_schema_at(settings.store_url)
     except (SettingsError, ExposureRefused, SchemaNotCurrent) as exc:
@@ -112,6 +114,9 @@ def on_starting(server: Any) -> None:
         raise RuntimeError(f"lumbar-cds: database: {getattr(exc, 'orig', None) or exc}") from None
     if notice:
         print(notice, file=sys.stderr, flush=True)
+    if not settings.auth_enabled and settings.allowed_hosts is None and not all(map(is_loopback_host, hosts)):
+        # Accepted exposure: the workers (which inherit this) serve any Host name, as `serve --insecure` does.
+        os.environ["LUMBAR_CDS_ALLOWED_HOSTS"] = "*"
     _wipe_metrics_dir()
 
 

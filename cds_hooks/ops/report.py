@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, func, select
 
+from cds_hooks.ops.safe_text import printable, spreadsheet_cell
 from cds_hooks.store.memory import silenced_cards
 from cds_hooks.store.repository import feedback, issued_cards
 from cds_hooks.store.resolution import latest_per_card
@@ -38,9 +39,10 @@ class Reason:
     cards: int
 
     def label(self) -> str:
+        """Code and display as sent in feedback, control characters escaped (safe_text.py)."""
         if self.code is None:
             return "(no reason given)"
-        return f"{self.code} ({self.display})" if self.display else self.code
+        return printable(f"{self.code} ({self.display})" if self.display else self.code)
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,8 @@ def as_json(report: list[RuleReport], since: date | None) -> dict[str, Any]:
                 "overridden": r.overridden, "withFeedback": r.with_feedback, "overrideRate": r.override_rate,
                 "silencedByMemory": r.silenced,
                 "topOverrideReasons": [
-                    {"system": x.system, "code": x.code, "display": x.display, "cards": x.cards} for x in r.top_reasons
+                    {"system": _printable(x.system), "code": _printable(x.code), "display": _printable(x.display),
+                     "cards": x.cards} for x in r.top_reasons
                 ],
             }
             for r in report
@@ -168,10 +171,13 @@ def as_json(report: list[RuleReport], since: date | None) -> dict[str, Any]:
     }
 
 
-def _cell(text: str) -> str:
-    """Override codes and displays come from EHR feedback: a leading = + - @ would make a
-    spreadsheet run the cell as a formula, so such text is quoted."""
-    return "'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
+def _printable(text: str | None) -> str | None:
+    return None if text is None else printable(text)
+
+
+def _cells(row: list[Any]) -> list[str]:
+    """Every cell guarded (safe_text.py): override codes and displays come from EHR feedback."""
+    return [spreadsheet_cell(str(value)) for value in row]
 
 
 def render(report: list[RuleReport], since: date | None, fmt: str) -> str:
@@ -185,8 +191,8 @@ def render(report: list[RuleReport], since: date | None, fmt: str) -> str:
         for r in report:
             reasons = "; ".join(f"{x.label()}: {x.cards}" for x in r.top_reasons)
             rate = "" if r.override_rate is None else f"{r.override_rate:.4f}"
-            writer.writerow([r.rules_version or "", r.rule_id, r.issued, r.accepted, r.overridden, r.with_feedback,
-                             rate, _cell(reasons), r.silenced, r.silent])
+            writer.writerow(_cells([r.rules_version or "", r.rule_id, r.issued, r.accepted, r.overridden,
+                                    r.with_feedback, rate, reasons, r.silenced, r.silent]))
         return out.getvalue()
     lines = [f"Cards issued {'since ' + since.isoformat() if since else 'to date'}, by rules version and rule "
              "(override rate = overridden / (accepted + overridden); silent = recorded in silent mode, not shown):", ""]
@@ -196,10 +202,10 @@ def render(report: list[RuleReport], since: date | None, fmt: str) -> str:
     shown: object = ()  # no version heading yet
     for r in report:
         if r.rules_version != shown:
-            lines.append(f"rules version {version_label(r.rules_version)}:")
+            lines.append(f"rules version {printable(version_label(r.rules_version))}:")
             shown = r.rules_version
-        lines.append(f"{r.rule_id:<28} {r.issued:>7} {r.accepted:>9} {r.overridden:>11} {r.with_feedback:>9} "
-                     f"{_rate(r.override_rate):>14} {r.silenced:>9} {r.silent:>7}")
+        lines.append(f"{printable(r.rule_id):<28} {r.issued:>7} {r.accepted:>9} {r.overridden:>11} "
+                     f"{r.with_feedback:>9} {_rate(r.override_rate):>14} {r.silenced:>9} {r.silent:>7}")
         lines += [f"    {x.cards:>5}  {x.label()}" for x in r.top_reasons]
     if not report:
         lines.append("(no cards issued)")

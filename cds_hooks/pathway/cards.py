@@ -21,12 +21,13 @@ from cds_hooks.protocol.wire import Action, Card, Coding, Link, Source, Suggesti
 # The card extension that names the rules version behind the card (docs/integration.md).
 RULES_EXTENSION = "org.lumbar-pathway-cds.rules"
 
-# Inserted text never starts a line, so only inline Markdown and HTML matter.
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
+# Inserted text never starts a line, so only inline Markdown and HTML matter, and the autolinks of
+# GitHub-flavoured renderers: `scheme://`, `www.` and e-mail addresses become links without any markup.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&@]|(?<=[A-Za-z0-9])(?=:/)|(?<=\bwww)(?=\.))")
 
 
 def md_escape(text: str) -> str:
-    """Neutralise Markdown and HTML in text that came from the patient record."""
+    """Neutralise Markdown, HTML and autolinks in text that came from the patient record."""
     return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 

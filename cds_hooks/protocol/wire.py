@@ -8,9 +8,11 @@ fields and are serialised without nulls or empty lists.
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _ID = r"^[A-Za-z0-9\-.]{1,64}$"
 _REF = r"^[A-Za-z]+/[A-Za-z0-9\-.]{1,64}$"
@@ -201,10 +203,27 @@ class Discovery(_Out):
 # --------------------------------------------------------------------------- feedback
 
 
+# Override reasons reach the committee report, a terminal and spreadsheets: no control characters, no
+# invisible bidirectional overrides, no line or paragraph separators, and FHIR's shapes for code and uri.
+_HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+_FHIR_CODE = r"^[^\s]+( [^\s]+)*$"  # FHIR R4 code: no leading, trailing or repeated whitespace
+_URI = r"^\S+$"
+# RFC 3339 date-time (CDS Hooks: "ISO8601 ... date and time"); the zone may be left out (read as UTC).
+DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})?$"
+
+
+def _visible(value: str | None) -> str | None:
+    if value is not None and _HIDDEN.search(value):
+        raise ValueError("must not contain control, bidirectional-override or line-separator characters")
+    return value
+
+
 class FeedbackCoding(_In):
-    code: str = Field(min_length=1, max_length=200)
-    system: str | None = Field(default=None, max_length=500)
+    code: str = Field(min_length=1, max_length=200, pattern=_FHIR_CODE)
+    system: str | None = Field(default=None, max_length=500, pattern=_URI)
     display: str | None = Field(default=None, max_length=1000)
+
+    _checked = field_validator("code", "system", "display")(_visible)
 
 
 class OverrideReason(_In):
@@ -221,7 +240,17 @@ class FeedbackItem(_In):
     outcome: Literal["accepted", "overridden"]
     acceptedSuggestions: list[AcceptedSuggestion] | None = Field(default=None, max_length=50)
     overrideReason: OverrideReason | None = None
-    outcomeTimestamp: str = Field(min_length=1, max_length=64)
+    outcomeTimestamp: str = Field(min_length=1, max_length=64, pattern=DATE_TIME)
+
+    @field_validator("outcomeTimestamp")
+    @classmethod
+    def _real_date_time(cls, value: str) -> str:
+        # The pattern says the shape; this says the date and time exist (no 2026-02-30T25:00:00Z).
+        try:
+            datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("outcomeTimestamp is not a real date and time") from None
+        return value
 
     @model_validator(mode="after")
     def _accepted_has_suggestions(self) -> FeedbackItem:

@@ -9,13 +9,15 @@ A token is accepted only when every check passes, in this order:
 5. the key named by `kid` is in the issuer's JWK Set (configured file or URL, or the allowed `jku`)
    and is of the kind `alg` needs (RSA of at least 2048 bits, or EC on the matching curve);
 6. the signature verifies;
-7. `aud` names this endpoint, `exp`/`iat`/`nbf` hold with a small leeway, `tenant` is allowed;
+7. `aud` names this endpoint, `exp`/`iat`/`nbf` are whole or decimal epoch seconds in range and hold with a
+   small leeway, the lifetime `exp - iat` is at most the configured maximum, `tenant` is allowed;
 8. the issuer's `jti` has not been used before (recorded until the token expires).
 
 Any failure raises AuthError with a short machine reason for the log; callers answer 401 without it.
 Reasons: missing-header, malformed, alg-not-allowed, missing-kid, unknown-issuer, jku-not-allowed,
 unknown-kid, jwks-unavailable, key-alg-mismatch, bad-signature, missing-claim, wrong-audience, expired,
-iat-in-future, not-yet-valid, tenant-not-allowed, replayed-jti.
+iat-in-future, not-yet-valid, lifetime-too-long, tenant-not-allowed, replayed-jti. The `iss` and `jti` travel
+with the error (for the log) only once the signature has verified: before that they are the caller's words.
 JWK Sets are only ever read from configured files and allow-listed URLs.
 """
 
@@ -24,7 +26,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ from cds_hooks.security.jwks import SIGNING_ALGORITHMS, JwksCache, PublicKey, is
 from cds_hooks.settings.config import Settings, SettingsError, TrustedIssuer
 
 MAX_TOKEN_CHARS = 16 * 1024
+# Time claims are epoch seconds; anything outside [0, MAX_EPOCH_SECONDS] (year 5138) is malformed, which
+# also keeps a 400-digit integer from overflowing float arithmetic.
+MAX_EPOCH_SECONDS = 10**11
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
 
 
@@ -82,6 +86,8 @@ def validate_auth_settings(settings: Settings) -> None:
         )
     if settings.auth_leeway_seconds < 0 or settings.auth_jwks_cache_seconds < 0:
         raise SettingsError("auth_leeway_seconds and auth_jwks_cache_seconds must not be negative")
+    if settings.auth_max_token_lifetime_seconds < 1:
+        raise SettingsError("auth_max_token_lifetime_seconds must be at least 1")
     if not settings.auth_issuers:
         return
     base = urlsplit(settings.public_base_url or "")
@@ -94,6 +100,13 @@ def validate_auth_settings(settings: Settings) -> None:
     seen: set[str] = set()
     for issuer in settings.auth_issuers:
         _validate_issuer(issuer, seen)
+    if not settings.fhir_allowlist and not settings.fhir_allow_loopback:
+        raise SettingsError(
+            "with trusted issuers configured, say which FHIR servers the service may query: set "
+            "LUMBAR_CDS_FHIR_ALLOWLIST (fhir_allowlist) to the EHRs' FHIR base URLs, or "
+            "LUMBAR_CDS_FHIR_ALLOW_LOOPBACK=1 (fhir_allow_loopback) for a FHIR server on this machine. "
+            "Without either, any authenticated caller could make the service call ports on this machine."
+        )
 
 
 def _validate_issuer(issuer: TrustedIssuer, seen: set[str]) -> None:
@@ -121,9 +134,10 @@ def _b64json(segment: str) -> Any:
         raise AuthError("malformed") from None
 
 
-def _number(value: Any) -> bool:
-    # json.loads accepts NaN and Infinity, which would make every time comparison pass.
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+def _epoch_seconds(value: Any) -> bool:
+    # json.loads accepts NaN and Infinity (every comparison with NaN is False, so it fails here too) and
+    # integers of any length: comparing them is exact, where float() or math.isfinite() would overflow.
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_EPOCH_SECONDS
 
 
 def _loggable(value: Any) -> str | None:
@@ -142,6 +156,7 @@ class Verifier:
         self._issuers = {i.iss: i for i in settings.auth_issuers}
         self._algorithms = frozenset(settings.auth_algorithms)
         self._leeway = settings.auth_leeway_seconds
+        self._max_lifetime = settings.auth_max_token_lifetime_seconds
         self._base_url = (settings.public_base_url or "").rstrip("/")
         self._replay = replay
         self._keys = JwksCache(settings.auth_jwks_cache_seconds, lambda: self.clock(), http)
@@ -158,23 +173,22 @@ class Verifier:
         if not isinstance(header, dict) or not isinstance(unverified, dict) or "crit" in header or "b64" in header:
             raise AuthError("malformed")
         iss = unverified.get("iss")
-        ident = {"iss": _loggable(iss), "jti": _loggable(unverified.get("jti"))}
 
         alg, kid = header.get("alg"), header.get("kid")
         if alg not in self._algorithms:
-            raise AuthError("alg-not-allowed", **ident)
+            raise AuthError("alg-not-allowed")
         if not isinstance(kid, str) or not kid:
-            raise AuthError("missing-kid", **ident)
+            raise AuthError("missing-kid")
         issuer = self._issuers.get(iss) if isinstance(iss, str) else None
         if issuer is None:
-            raise AuthError("unknown-issuer", **ident)
-        key = self._key(issuer, header.get("jku"), kid, ident)
+            raise AuthError("unknown-issuer")
+        key = self._key(issuer, header.get("jku"), kid)
         if not key.fits(alg):
-            raise AuthError("key-alg-mismatch", **ident)
+            raise AuthError("key-alg-mismatch")
         try:
             payload = jwt.PyJWS().decode(token, key.key, algorithms=[alg])
         except jwt.PyJWTError:
-            raise AuthError("bad-signature", **ident) from None
+            raise AuthError("bad-signature") from None
         # From here on only what the signature covers; it must be what the issuer was chosen from.
         claims: Any
         try:
@@ -182,7 +196,8 @@ class Verifier:
         except ValueError:
             claims = None
         if claims != unverified:
-            raise AuthError("malformed", **ident)
+            raise AuthError("malformed")
+        ident = {"iss": _loggable(iss), "jti": _loggable(claims.get("jti"))}  # signed by a trusted issuer
         self._check_claims(claims, issuer, audience, ident)
         jti: str = claims["jti"]
         # Last, so that only a token that passed everything else can use up its jti.
@@ -192,10 +207,10 @@ class Verifier:
         tenant = claims.get("tenant")
         return VerifiedToken(issuer.iss, jti, tenant if isinstance(tenant, str) else None, claims)
 
-    def _key(self, issuer: TrustedIssuer, jku: Any, kid: str, ident: dict[str, Any]) -> PublicKey:
+    def _key(self, issuer: TrustedIssuer, jku: Any, kid: str) -> PublicKey:
         allowed_jku = set(issuer.jku) | ({issuer.jwks} if issuer.jwks and is_url(issuer.jwks) else set())
         if jku is not None and (not isinstance(jku, str) or jku not in allowed_jku):
-            raise AuthError("jku-not-allowed", **ident)
+            raise AuthError("jku-not-allowed")
         sources: list[str] = [issuer.jwks] if issuer.jwks else []
         if jku and jku not in sources:
             sources.append(jku)
@@ -207,7 +222,7 @@ class Verifier:
             if key is not None:
                 return key
             any_loaded = any_loaded or loaded
-        raise AuthError("unknown-kid" if any_loaded else "jwks-unavailable", **ident)
+        raise AuthError("unknown-kid" if any_loaded else "jwks-unavailable")
 
     def _check_claims(
         self, claims: dict[str, Any], issuer: TrustedIssuer, audience: str, ident: dict[str, Any]
@@ -217,8 +232,9 @@ class Verifier:
         aud, exp, iat, nbf = claims["aud"], claims["exp"], claims["iat"], claims.get("nbf")
         audiences: list[Any] = aud if isinstance(aud, list) else [aud]
         if (
-            not all(isinstance(a, str) for a in audiences) or not _number(exp) or not _number(iat)
-            or (nbf is not None and not _number(nbf)) or not isinstance(claims["jti"], str) or not claims["jti"]
+            not all(isinstance(a, str) for a in audiences) or not _epoch_seconds(exp) or not _epoch_seconds(iat)
+            or (nbf is not None and not _epoch_seconds(nbf)) or not isinstance(claims["jti"], str)
+            or not claims["jti"]
         ):
             raise AuthError("malformed", **ident)
         if audience not in audiences:
@@ -230,5 +246,7 @@ class Verifier:
             raise AuthError("iat-in-future", **ident)
         if nbf is not None and nbf > now + leeway:
             raise AuthError("not-yet-valid", **ident)
+        if exp - iat > self._max_lifetime:  # also bounds how long its jti row is kept
+            raise AuthError("lifetime-too-long", **ident)
         if issuer.tenants is not None and claims.get("tenant") not in issuer.tenants:
             raise AuthError("tenant-not-allowed", **ident)

@@ -17,6 +17,7 @@ from cds_hooks.fhir.bundles import is_operation_outcome, prefetch_problem
 from cds_hooks.fhir.fetch import FetchFailure, FhirFetcher, render_template
 from cds_hooks.fhir.limits import MAX_DEPTH, deeper_than
 from cds_hooks.fhir.resources import validate_resource
+from cds_hooks.netpolicy.urls import normalise_url
 from cds_hooks.pathway.cards import IssuedCard, OrderingContext, build_cards
 from cds_hooks.pathway.evaluate import evaluate, selected
 from cds_hooks.pathway.rating import rate_orders, rate_suggestions, system_actions
@@ -112,7 +113,6 @@ def gather_prefetch(
             raise ServiceError(422, f"prefetch.{key} {problem}.", [f"prefetch.{key}"])
     unavailable = {key: "ehr-error" for key, value in data.items() if is_operation_outcome(value)}
     missing = [key for key in service.prefetch if key not in supplied]
-    details: dict[str, str] = {}
     if missing and request.fhirServer is None:
         unavailable.update(dict.fromkeys(missing, "not-sent"))
     elif missing and (fetcher is None or not fetcher.allowed(request.fhirServer or "")):
@@ -120,9 +120,13 @@ def gather_prefetch(
         # required data that is a 412; optional history is reported on the card instead,
         # so a sandbox whose public FHIR server answered only some templates still works.
         if any(key in service.required for key in missing):
+            # The reason's category only: the caller's URL is not echoed, and no server was contacted.
+            why = ("it is not on this deployment's allow-list" if normalise_url(request.fhirServer or "")
+                   else "it is not a plain http(s) base URL (no credentials, query, fragment, dot or empty "
+                        "segments, escaped or control characters)")
             raise ServiceError(
                 412,
-                f"fhirServer {request.fhirServer} is not a FHIR server this deployment may query, so "
+                f"fhirServer is not a FHIR server this deployment may query: {why}, so "
                 f"{', '.join(missing)} could not be fetched. No request was sent to it. Send the prefetch, "
                 "or ask the service's operators to add the server to LUMBAR_CDS_FHIR_ALLOWLIST (https only).",
                 ["fhirServer"],
@@ -146,20 +150,20 @@ def gather_prefetch(
             fetched.failures["patient"] = FetchFailure("bad-response", "a different patient")
         for key, failure in (fetched.failures | fetched.truncated).items():
             unavailable[key] = failure.reason
-            details[key] = failure.detail
     lacking = [key for key in service.required if unavailable.get(key, "truncated") != "truncated"]
     if lacking:
         raise ServiceError(
             412,
             "Required data is unavailable, so this service cannot judge the order: "
-            + "; ".join(_why(key, unavailable[key], details.get(key), service) for key in lacking) + ".",
+            + "; ".join(_why(key, unavailable[key], service) for key in lacking) + ".",
             [f"prefetch.{key}" for key in lacking],
         )
     return data, unavailable
 
 
-def _why(key: str, reason: str, detail: str | None, service: ServiceDef) -> str:
-    # For integrators: the reason, the template and any safe detail (never a URL or token).
+def _why(key: str, reason: str, service: ServiceDef) -> str:
+    # For integrators: the key, its template and the reason's category. Never a URL, a token, a transport
+    # error or a status: those would make the service a port and status oracle (the log has them).
     explained = {
         "not-sent": "not in prefetch and no fhirServer to query",
         "not-allowed": "fhirServer is not on this deployment's allow-list",
@@ -171,7 +175,7 @@ def _why(key: str, reason: str, detail: str | None, service: ServiceDef) -> str:
         "bad-response": "fhirServer's answer was not a usable FHIR response",
         "unreachable": "fhirServer could not be reached",
     }.get(reason, reason)
-    return f"{key} ({service.prefetch[key]}): {explained}" + (f" [{detail}]" if detail else "")
+    return f"{key} ({service.prefetch[key]}): {explained}"
 
 
 def evaluate_hook(

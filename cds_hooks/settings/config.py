@@ -90,11 +90,17 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "FHIR_ALLOWLIST": ("fhir_allowlist", _csv),
     "FHIR_MAX_PAGES": ("fhir_max_pages", parse_int),
     "FHIR_MAX_RESOURCES": ("fhir_max_resources", parse_int),
+    "FHIR_MAX_PAGE_RESOURCES": ("fhir_max_page_resources", parse_int),
+    "FHIR_MAX_TOTAL_RESOURCES": ("fhir_max_total_resources", parse_int),
+    "FHIR_MAX_BYTES": ("fhir_max_bytes", parse_int),
+    "FHIR_ALLOW_LOOPBACK": ("fhir_allow_loopback", parse_flag),
+    "ALLOWED_HOSTS": ("allowed_hosts", _csv),
     "METRICS_ENABLED": ("metrics_enabled", parse_flag),
     "PUBLIC_BASE_URL": ("public_base_url", _as(str)),
     "AUTH_ALGORITHMS": ("auth_algorithms", _csv),
     "AUTH_LEEWAY_SECONDS": ("auth_leeway_seconds", parse_int),
     "AUTH_JWKS_CACHE_SECONDS": ("auth_jwks_cache_seconds", parse_int),
+    "AUTH_MAX_TOKEN_LIFETIME_SECONDS": ("auth_max_token_lifetime_seconds", parse_int),
     "SANDBOX": ("sandbox", parse_flag),
     "FIXTURES_DIR": ("fixtures_dir", _as(Path)),
     "OVERRIDE_MEMORY_DAYS": ("override_memory_days", parse_int),
@@ -112,12 +118,23 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], object]]] = {
 MIN_MEMORY_SECRET_CHARS = 32
 
 
+# The JSON-value budget of one hook call's FHIR answers is its byte budget / this. orjson builds at most
+# ~110 bytes of Python objects per value (measured worst case: `{"a":"b"}` entries), so the values of
+# a full budget take at most about 1.7x the byte cap, and a request peaks near 4x (docs/security.md).
+BYTES_PER_JSON_VALUE = 64
+
+
 @dataclass(frozen=True)
 class FetchLimits:
+    """What one hook call may read from fhirServer (see fhir/fetch.py for how each is counted)."""
+
     timeout: float = 2.0  # seconds, one deadline for the whole hook call
     max_pages: int = 10  # per search, counting the first page
     max_resources: int = 2000  # per search
-    max_bytes: int = 32 * 1024 * 1024  # per response; larger answers are refused, not read
+    max_bytes: int = 32 * 1024 * 1024  # per hook call, every answer together; more is refused, not read
+    max_page_resources: int = 2000  # entries per Bundle page
+    max_total_resources: int = 10000  # per hook call, every search together
+    max_json_values: int = 32 * 1024 * 1024 // BYTES_PER_JSON_VALUE  # per hook call, counted while streaming
 
 
 @dataclass(frozen=True)
@@ -141,6 +158,14 @@ class Settings:
     fhir_allowlist: tuple[str, ...] = ()
     fhir_max_pages: int = 10
     fhir_max_resources: int = 2000
+    fhir_max_page_resources: int = 2000
+    fhir_max_total_resources: int = 10000
+    fhir_max_bytes: int = 32 * 1024 * 1024
+    # Loopback FHIR servers: None means allowed exactly when no allow-list is configured (development);
+    # with trusted issuers that default is refused at start-up, so production says so explicitly.
+    fhir_allow_loopback: bool | None = None
+    # Host header values served (`*`: any); None means loopback names only while authentication is off.
+    allowed_hosts: tuple[str, ...] | None = None
     # Storage: an SQLAlchemy URL (sqlite:///... or postgresql+psycopg://...); unset means SQLite under data_dir.
     database_url: str | None = None
     # Create the schema in a brand-new, empty SQLite database at start-up (`lumbar-cds serve`, tests).
@@ -156,6 +181,8 @@ class Settings:
     auth_algorithms: tuple[str, ...] = ("ES384", "RS384")
     auth_leeway_seconds: int = 60
     auth_jwks_cache_seconds: int = 600
+    # Longest accepted token lifetime, exp - iat (CDS Hooks advises short-lived tokens, about 5 minutes).
+    auth_max_token_lifetime_seconds: int = 300
 
     # The scenario sandbox page (/sandbox). None means "not set": off under the
     # WSGI factory (production), switched on by `lumbar-cds serve` (development).
@@ -187,8 +214,11 @@ class Settings:
             problems.append(problem)
         if not 0 < self.fhir_timeout <= 60:
             problems.append(f"fhir_timeout must be between 0 and 60 seconds, not {self.fhir_timeout}")
-        if self.fhir_max_pages < 1 or self.fhir_max_resources < 1:
-            problems.append("fhir_max_pages and fhir_max_resources must be at least 1")
+        fhir_counts = (self.fhir_max_pages, self.fhir_max_resources, self.fhir_max_page_resources,
+                       self.fhir_max_total_resources)
+        if min(fhir_counts) < 1 or self.fhir_max_bytes < BYTES_PER_JSON_VALUE:
+            problems.append("fhir_max_pages, fhir_max_resources, fhir_max_page_resources and fhir_max_total_resources "
+                            f"must be at least 1, fhir_max_bytes at least {BYTES_PER_JSON_VALUE}")
         if self.max_body_bytes < 1 or self.max_feedback_items < 1:
             problems.append("max_body_bytes and max_feedback_items must be at least 1")
         if self.log_format not in ("json", "text"):
@@ -236,7 +266,14 @@ class Settings:
 
     @property
     def fetch_limits(self) -> FetchLimits:
-        return FetchLimits(self.fhir_timeout, self.fhir_max_pages, self.fhir_max_resources)
+        return FetchLimits(self.fhir_timeout, self.fhir_max_pages, self.fhir_max_resources, self.fhir_max_bytes,
+                           self.fhir_max_page_resources, self.fhir_max_total_resources,
+                           self.fhir_max_bytes // BYTES_PER_JSON_VALUE)
+
+    @property
+    def fhir_loopback_allowed(self) -> bool:
+        """May the FHIR fallback query a loopback server (in addition to the allow-list)?"""
+        return not self.fhir_allowlist if self.fhir_allow_loopback is None else self.fhir_allow_loopback
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

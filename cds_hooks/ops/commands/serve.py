@@ -58,6 +58,9 @@ def _serve(args: argparse.Namespace) -> int:
     notice = startup_notice([args.host], settings.auth_enabled, _insecure(args), f"--insecure or {INSECURE_ENV}=1")
     if notice:
         print(notice, file=sys.stderr)
+    if settings.allowed_hosts is None and not settings.auth_enabled and not is_loopback_host(args.host):
+        # --insecure: anyone who can reach the port may call, so the Host names need no loopback guard.
+        settings = dataclasses.replace(settings, allowed_hosts=("*",))
     if settings.sandbox is None:  # development on loopback: the sandbox page is on unless LUMBAR_CDS_SANDBOX=0
         settings = dataclasses.replace(settings, sandbox=is_loopback_host(args.host) and not settings.auth_enabled)
     # Listen first: a taken port is said at once, before any start-up work, and the URLs are announced

@@ -1,0 +1,147 @@
+"""JWT time claims at their edges, the maximum token lifetime, out-of-range numbers, and what a refusal logs.
+
+The verifier's clock is fixed, so each edge is exact: a second inside the leeway passes, a second outside
+fails. Tokens are signed with a real EC key; the replay store is a real SQLite database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from flask import Flask
+
+from cds_hooks.security.auth import MAX_EPOCH_SECONDS, AuthError, Verifier
+from cds_hooks.settings.config import Settings, TrustedIssuer
+from tests.conftest import migrated_store
+
+ISS = "https://ehr.example.org"
+BASE = "https://cds.example.org"
+AUDIENCE = BASE + "/cds-services"
+NOW = 1_800_000_000
+LEEWAY = 60
+LIFETIME = 300
+KEY = ec.generate_private_key(ec.SECP384R1())
+KID = "edge-1"
+
+
+def _token(key: Any = KEY, **claims: Any) -> str:
+    payload = {"iss": ISS, "aud": AUDIENCE, "iat": NOW, "exp": NOW + LIFETIME, "jti": str(uuid.uuid4())}
+    payload.update(claims)
+    return jwt.encode({k: v for k, v in payload.items() if v is not None}, key, algorithm="ES384",
+                      headers={"kid": KID})
+
+
+@pytest.fixture(scope="module")
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> TrustedIssuer:
+    jwk = {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(KEY.public_key())), "kid": KID, "alg": "ES384"}
+    path = tmp_path_factory.mktemp("jwks") / "jwks.json"
+    path.write_text(json.dumps({"keys": [jwk]}))
+    return TrustedIssuer(ISS, jwks=str(path))
+
+
+@pytest.fixture
+def verify(issuer: TrustedIssuer, tmp_path: Path) -> Callable[[str], str]:
+    settings = Settings(public_base_url=BASE, auth_issuers=(issuer,), fhir_allowlist=(ISS + "/fhir",),
+                        auth_leeway_seconds=LEEWAY, auth_max_token_lifetime_seconds=LIFETIME)
+    verifier = Verifier(settings, migrated_store(tmp_path / "db.sqlite3"), clock=lambda: float(NOW))
+
+    def outcome(token: str) -> str:
+        try:
+            verifier.verify(token, AUDIENCE)
+            return "ok"
+        except AuthError as exc:
+            return exc.reason
+
+    return outcome
+
+
+# --------------------------------------------------------------------------- leeway edges
+
+
+def test_exp_a_second_inside_the_leeway_passes_and_at_its_end_fails(verify: Callable[[str], str]) -> None:
+    # Expired once now >= exp + leeway.
+    assert verify(_token(exp=NOW - LEEWAY + 1, iat=NOW - LEEWAY + 1 - LIFETIME)) == "ok"
+    assert verify(_token(exp=NOW - LEEWAY, iat=NOW - LEEWAY - LIFETIME)) == "expired"
+
+
+def test_iat_at_the_leeway_passes_and_a_second_later_fails(verify: Callable[[str], str]) -> None:
+    assert verify(_token(iat=NOW + LEEWAY, exp=NOW + LEEWAY + LIFETIME)) == "ok"
+    assert verify(_token(iat=NOW + LEEWAY + 1, exp=NOW + LEEWAY + 1 + LIFETIME)) == "iat-in-future"
+
+
+def test_nbf_at_the_leeway_passes_and_a_second_later_fails(verify: Callable[[str], str]) -> None:
+    assert verify(_token(nbf=NOW + LEEWAY)) == "ok"
+    assert verify(_token(nbf=NOW + LEEWAY + 1)) == "not-yet-valid"
+
+
+def test_the_maximum_lifetime_is_accepted_and_a_second_more_is_not(verify: Callable[[str], str]) -> None:
+    assert verify(_token(iat=NOW - 100, exp=NOW - 100 + LIFETIME)) == "ok"
+    assert verify(_token(iat=NOW - 100, exp=NOW - 100 + LIFETIME + 1)) == "lifetime-too-long"
+    # exp=1e308 was once accepted, its jti row kept for ever: now out of range, and any long life is refused.
+    assert verify(_token(exp=1e308)) == "malformed"
+    assert verify(_token(exp=NOW + 10**9)) == "lifetime-too-long"
+
+
+# --------------------------------------------------------------------------- numbers out of range
+
+
+@pytest.mark.parametrize("claims", [
+    {"exp": 10**400}, {"iat": 10**400}, {"nbf": 10**400}, {"exp": -(10**400)},
+    {"exp": MAX_EPOCH_SECONDS + 1}, {"iat": -1}, {"exp": "1800000300"}, {"exp": True},
+])
+def test_out_of_range_or_wrongly_typed_times_are_malformed(
+    verify: Callable[[str], str], claims: dict[str, Any]
+) -> None:
+    assert verify(_token(**claims)) == "malformed"
+
+
+def test_a_huge_exp_through_the_app_is_401_and_leaves_the_jti_usable(
+    make_app: Callable[..., Flask], issuer: TrustedIssuer
+) -> None:
+    """A validly signed 400-digit exp once raised OverflowError: a 500."""
+    app = make_app(public_base_url=BASE, auth_issuers=(issuer,), fhir_allowlist=(ISS + "/fhir",))
+    verifier: Verifier = app.extensions["lumbar_cds.verifier"]
+    verifier.clock = lambda: float(NOW)
+    client = app.test_client()
+    for claim in ("exp", "iat"):
+        jti = str(uuid.uuid4())
+        huge = _token(jti=jti, **{claim: 10**400})
+        response = client.get("/cds-services", headers={"Authorization": f"Bearer {huge}"})
+        assert response.status_code == 401, claim
+        # The refusal did not use up the jti: the issuer's next, valid token with it is accepted.
+        assert client.get("/cds-services", headers={"Authorization": f"Bearer {_token(jti=jti)}"}).status_code == 200
+
+
+# --------------------------------------------------------------------------- what a refusal logs
+
+
+def test_a_refusal_logs_neither_the_unverified_iss_and_jti_nor_an_unrouted_path(
+    make_app: Callable[..., Flask], issuer: TrustedIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(public_base_url=BASE, auth_issuers=(issuer,), fhir_allowlist=(ISS + "/fhir",))
+    app.extensions["lumbar_cds.verifier"].clock = lambda: float(NOW)
+    client = app.test_client()
+    forged = _token(key=ec.generate_private_key(ec.SECP384R1()), jti="forged-jti-4b1d")  # bad signature
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        assert client.get("/Patient/alice-smith-dob-1970-01-01",
+                          headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+        assert client.post("/cds-services/alice-smith-dob-1970-01-01", json={}).status_code == 401
+    assert "alice" not in caplog.text and "forged-jti-4b1d" not in caplog.text and ISS not in caplog.text
+    assert "reason=bad-signature iss=None jti=None GET (no route)" in caplog.text
+    assert "reason=missing-header iss=None jti=None POST /cds-services/<service_id>" in caplog.text
+
+    # Once the signature verifies, its iss and jti are the issuer's words and are logged.
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        expired = _token(jti="verified-jti-77", iat=NOW - 1000, exp=NOW - 1000 + LIFETIME)
+        assert client.get("/cds-services", headers={"Authorization": f"Bearer {expired}"}).status_code == 401
+    assert f"reason=expired iss='{ISS}' jti='verified-jti-77'" in caplog.text
