@@ -18,14 +18,16 @@ from cds_hooks.service.hook import evaluate_hook
 from tests.audit_data import fixture_resources, judge_lines, tracing_judge
 from tests.conftest import REPO
 
-FIXTURES = sorted((REPO / "fixtures").glob("*.json"))
+# A scenario the live service refuses (a 412 for a request without the data it needs) has no verdict to
+# compare: a Bulk export always has the data.
+FIXTURES = [
+    p for p in sorted((REPO / "fixtures").glob("*.json")) if orjson.loads(p.read_bytes())["expect"]["status"] == 200
+]
 
 
 @pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
 def test_audit_verdict_equals_live_verdict(path: Path, today: date) -> None:
     fixture = load_fixture(path, today)
-    if fixture.expect["status"] != 200:
-        pytest.skip("the live service refuses this request (e.g. 412 without prefetch); a Bulk export has the data")
     rules = load_rules(REPO / "rules", fixture.profile)
     live = evaluate_hook(rules, rules.services[fixture.service], fixture.request, today)
     live_rules: dict[str, set[str]] = {}
