@@ -3,16 +3,19 @@
 `load_rules()` reads every YAML file, validates it against `schema`, runs the
 cross-file `checks`, and returns a `Rules` object whose `index` answers "which
 value sets is this code in?" with a dict probe. Pure: may import only
-`cds_hooks.fhir` (to build the PT-referral template as R4) besides itself.
+`cds_hooks.fhir` (to build the PT-referral template as R4) besides itself. Published VSAC
+expansions are imported whole by `published.import_valueset` and read back with orjson.
 """
 
-from cds_hooks.pathway.rules.checks import MAX_ORDER_NAME
+from cds_hooks.pathway.rules.checks_text import MAX_ORDER_NAME
 from cds_hooks.pathway.rules.compiled import Rules
-from cds_hooks.pathway.rules.index import CodeIndex, Match
+from cds_hooks.pathway.rules.index import CodeIndex, Match, normalise
 from cds_hooks.pathway.rules.load import default_rules_dir, load_rules
 from cds_hooks.pathway.rules.schema import (
     ALLOWED_PREFETCH_TOKENS,
     FORMAL_PT,
+    LUMBAR_SITE,
+    NON_SYSTEMIC_ROUTE,
     SANDBOX_ORDER_KINDS,
     Code,
     RulesError,
@@ -22,6 +25,6 @@ from cds_hooks.pathway.rules.schema import (
 )
 
 __all__ = [
-    "ALLOWED_PREFETCH_TOKENS", "FORMAL_PT", "MAX_ORDER_NAME", "SANDBOX_ORDER_KINDS", "Code", "CodeIndex", "Match",
+    "ALLOWED_PREFETCH_TOKENS", "FORMAL_PT", "LUMBAR_SITE", "MAX_ORDER_NAME", "NON_SYSTEMIC_ROUTE", "SANDBOX_ORDER_KINDS", "Code", "CodeIndex", "Match", "normalise",
     "RuleText", "Rules", "RulesError", "ServiceDef", "ValueSet", "default_rules_dir", "load_rules",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from cds_hooks.pathway.rules.schema import (
     Code,
     CodeRef,
     CodeSystem,
+    NotUsed,
     Pathway,
     Profile,
     RuleText,
@@ -38,6 +39,8 @@ class Rules:
     index: CodeIndex
     source_dir: Path
     sandbox: SandboxText
+    # Published sets deliberately not used, with why (rules/valuesets/published/decisions.yaml).
+    published_not_used: list[NotUsed] = field(default_factory=list)
 
     @cached_property
     def pt_referral(self) -> dict[str, Any]:
@@ -56,7 +59,7 @@ class Rules:
 
     def code(self, ref: CodeRef) -> Code:
         """The value set entry for a code the rules name (every CodeRef is checked at load)."""
-        return self.index.exact[(ref.system, ref.code)][0].code
+        return self.index.entry(ref.system, ref.code)[0].code
 
 
 def build_pt_referral(template: dict[str, Any]) -> dict[str, Any]:
