@@ -25,6 +25,7 @@ from cds_hooks.pathway.rules.schema import (
 )
 
 __all__ = [
-    "ALLOWED_PREFETCH_TOKENS", "FORMAL_PT", "LUMBAR_SITE", "MAX_ORDER_NAME", "NON_SYSTEMIC_ROUTE", "SANDBOX_ORDER_KINDS", "Code", "CodeIndex", "Match", "normalise",
-    "RuleText", "Rules", "RulesError", "ServiceDef", "ValueSet", "default_rules_dir", "load_rules",
+    "ALLOWED_PREFETCH_TOKENS", "FORMAL_PT", "LUMBAR_SITE", "MAX_ORDER_NAME", "NON_SYSTEMIC_ROUTE",
+    "SANDBOX_ORDER_KINDS", "Code", "CodeIndex", "Match", "RuleText", "Rules", "RulesError", "ServiceDef",
+    "ValueSet", "default_rules_dir", "load_rules", "normalise",
 ]

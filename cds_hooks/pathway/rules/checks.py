@@ -92,7 +92,6 @@ def check_valuesets(
     seen: dict[tuple[str, str], tuple[str, str]] = {}
     for vs in valuesets.values():
         _check_one(ld, vs, where, code_systems, pathway)
-        _, raw, i = where[vs.id]
         excluded = _exclusion_test(vs) if vs.exclusions else None
         for j, code in enumerate(vs.codes):
             if excluded is not None and excluded(code.system, code.code):
