@@ -70,6 +70,7 @@ EVIDENCE_FIELDS: dict[str, set[str]] = {
 }
 BASIS_FIELDS: dict[str, set[str]] = {
     "checked": {"conditions", "medications", "temperatures", "age"},
+    "code_lists": {"published", "curated"},
     "age_known": {"years"},
     "age_unknown": set(),
     "not_checkable": set(),

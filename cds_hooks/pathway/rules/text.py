@@ -9,7 +9,7 @@ from pydantic import Field
 from cds_hooks.pathway.rules.base import Indicator, RuleId, Strict, SuggestionKind, UnavailableReason
 
 # Where the symptom onset on a card comes from (pathway.episode): the card says which.
-OnsetSource = Literal["onset", "recorded", "pt", "encounter", "order"]
+OnsetSource = Literal["onset", "recorded", "pt", "encounter"]
 
 
 class CodingText(Strict):
@@ -51,6 +51,7 @@ class BasisText(Strict):
     """The card's basis: exactly what was checked, and what a coded record cannot show."""
 
     checked: str  # {conditions} {medications} {temperatures} {age}
+    code_lists: str  # {published} {curated}: the red-flag value sets and their versions
     age_known: str  # {years}
     age_unknown: str
     not_checkable: str
