@@ -93,6 +93,16 @@ def test_two_sessions_six_weeks_apart_are_not_a_course() -> None:
     assert verdict(lbp(70), two, order=draft(*ORTHO_REFERRAL)) == [("referral-premature", ["pt_few_sessions"])]
 
 
+@pytest.mark.parametrize(("days", "imaging", "referral"), [
+    ((49, 35, 21, 7), [], []),  # four sessions on different days over six weeks: a course
+    ((49, 21, 7), [("imaging-premature", ["trial_few_sessions"])], [("referral-premature", ["pt_few_sessions"])]),
+])
+def test_a_course_counts_from_four_sessions(days: tuple[int, ...], imaging: list, referral: list) -> None:
+    sessions = [procedure("97110", d) for d in days]
+    assert verdict(lbp(200), sessions) == imaging
+    assert verdict(lbp(200), sessions, order=draft(*ORTHO_REFERRAL)) == referral
+
+
 def test_sessions_count_by_distinct_days() -> None:
     same_days = [procedure(code, d) for d in (50, 43) for code in ("97110", "97140", "97112")]
     assert verdict(lbp(70), same_days) == [("imaging-premature", ["trial_few_sessions"])]
