@@ -45,6 +45,12 @@ def test_three_weeks_of_pain_without_pt_is_premature() -> None:
                                                                "Activity modification"]
 
 
+@pytest.mark.parametrize(("onset", "reasons"), [(41, ["symptoms_short", "trial_missing_pt"]),
+                                                (42, ["trial_missing_pt"])])
+def test_symptoms_need_six_weeks(onset: int, reasons: list[str]) -> None:
+    assert verdict(lbp(onset)) == [("imaging-premature", reasons)]
+
+
 def test_seven_weeks_of_weekly_pt_makes_mri_appropriate() -> None:
     assert verdict(lbp(70), pt_sessions(49, 7)) == []
 
@@ -94,8 +100,8 @@ def test_two_sessions_six_weeks_apart_are_not_a_course() -> None:
 
 
 @pytest.mark.parametrize(("days", "imaging", "referral"), [
-    ((49, 35, 21, 7), [], []),  # four sessions on different days over six weeks: a course
-    ((49, 21, 7), [("imaging-premature", ["trial_few_sessions"])], [("referral-premature", ["pt_few_sessions"])]),
+    ((119, 105, 91, 77), [], []),  # four sessions on different days over six weeks: a course
+    ((119, 91, 77), [("imaging-premature", ["trial_few_sessions"])], [("referral-premature", ["pt_few_sessions"])]),
 ])
 def test_a_course_counts_from_four_sessions(days: tuple[int, ...], imaging: list, referral: list) -> None:
     sessions = [procedure("97110", d) for d in days]

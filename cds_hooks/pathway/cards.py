@@ -131,10 +131,9 @@ def _basis(rules: Rules, finding: Finding, record: PatientRecord, today: date) -
         conditions=record.conditions_checked, medications=record.medications_checked,
         temperatures=record.temperatures_checked,
         age=basis.age_known.format(years=age) if age is not None else basis.age_unknown).split())]
-    flags = [vs for vs in rules.valuesets.values() if vs.kind == "red-flag"]
-    published = sorted({f"{vs.published.name} v{vs.published.version}" for vs in flags if vs.published})
+    published, curated = rules.red_flag_lists
     lines.append(" ".join(basis.code_lists.format(published=", ".join(published) or "(none)",
-                                                  curated=sum(1 for vs in flags if not vs.published)).split()))
+                                                  curated=curated).split()))
     for reason in finding.basis:
         lines.append(" ".join(getattr(basis, reason.key).format(**reason.params).split()))
     if record.region_skipped:

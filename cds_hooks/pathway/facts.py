@@ -136,15 +136,26 @@ class DraftOrder:
 
 
 def match_concepts(rules: Rules, *concepts: Any) -> tuple[list[Match], dict[str, Any] | None]:
-    """Every value set the concepts' codings fall in, and the first coding that matched."""
+    """Every value set the concepts' codings fall in, and the first coding that matched.
+
+    The hot path of every hook call (each resource's codes, most of them unrelated), so the
+    CodeableConcept walk is inlined rather than going through `codings()`."""
+    lookup = rules.index.lookup
     found: list[Match] = []
     first: dict[str, Any] | None = None
     for concept in concepts:
-        for coding in codings(concept):
-            hits = rules.index.lookup(coding.get("system"), coding.get("code"))
-            if hits:
-                found.extend(hits)
-                first = first or coding
+        if concept is None:
+            continue
+        for cc in concept if isinstance(concept, list) else (concept,):
+            items = cc.get("coding") if isinstance(cc, dict) else None
+            if not isinstance(items, list):
+                continue
+            for coding in items:
+                if isinstance(coding, dict):
+                    hits = lookup(coding.get("system"), coding.get("code"))
+                    if hits:
+                        found.extend(hits)
+                        first = first or coding
     return found, first
 
 

@@ -189,7 +189,7 @@ class _Reader:
         klass = res.get("class")
         kind = {"coding": [klass]} if isinstance(klass, dict) else None  # R4 class is a Coding
         matches, coding = match_concepts(self.rules, res.get("type"), res.get("serviceType"), kind)
-        reasons, _ = match_concepts(self.rules, res.get("reasonCode"))
+        reasons, _ = match_concepts(self.rules, res.get("reasonCode")) if res.get("reasonCode") else ([], None)
         reasons = [m for m in reasons if m.valueset.kind == "population"]  # a back-pain visit
         if not (matches or reasons) or res.get("status") not in self.statuses.encounter_counted:
             return
@@ -315,6 +315,8 @@ class _Reader:
 
     def observation(self, res: dict[str, Any]) -> None:
         matches, coding = match_concepts(self.rules, res.get("code"))
+        if not matches:
+            return
         matches = [m for m in matches if m.valueset.kind == "vital-sign"]
         if not matches or res.get("status") not in self.statuses.observation_counted:
             return

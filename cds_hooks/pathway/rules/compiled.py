@@ -47,6 +47,13 @@ class Rules:
         """The PT-referral template as exact R4 JSON, built through fhir.resources R4B."""
         return build_pt_referral(self.cards.pt_referral)
 
+    @cached_property
+    def red_flag_lists(self) -> tuple[list[str], int]:
+        """The published red-flag value sets as 'name vVERSION', and how many curated ones (the card basis)."""
+        flags = [vs for vs in self.valuesets.values() if vs.kind == "red-flag"]
+        published = sorted({f"{vs.published.name} v{vs.published.version}" for vs in flags if vs.published})
+        return published, sum(1 for vs in flags if not vs.published)
+
     def card_text(self, rule_id: str) -> RuleText:
         return self.cards.rule_text(self.profile_id, rule_id)
 
