@@ -259,3 +259,20 @@ def test_helpers() -> None:
     assert duration(0) == "0 days" and duration(1) == "1 day" and duration(23) == "3 weeks 2 days"
     assert months_before(date(2026, 3, 31), 1) == date(2026, 2, 28)
     assert months_before(date(2026, 1, 15), 12) == date(2025, 1, 15)
+
+
+def test_order_scopes_are_the_gate_evaluate_applies() -> None:
+    from cds_hooks.pathway.evaluate import Scope, order_scopes
+    from cds_hooks.pathway.record import read_draft_orders
+    from tests.chart import TODAY, record_of, rules_for
+
+    rules = rules_for()
+    drafts = [draft(*MRI, oid="mri"), draft("241645008", SCT, oid="spine"), draft("2093-3", "http://loinc.org",
+                                                                                  oid="lab"),
+              draft(*ORTHO_REFERRAL, oid="knee", reasonCode=[concept(ICD, "M17.11")])]
+    orders = read_draft_orders({"resourceType": "Bundle", "entry": [{"resource": d} for d in drafts]}, rules)
+    scopes = {ref.split("/")[1]: s for ref, s in order_scopes(record_of(lbp(14)), orders, rules, TODAY).items()}
+    assert scopes == {"mri": Scope.JUDGED, "spine": Scope.UNRELATED, "lab": Scope.UNRELATED, "knee": Scope.OUTSIDE}
+    teen = order_scopes(record_of(lbp(14), age=15), orders[:1], rules, TODAY)
+    operated = order_scopes(record_of(lbp(14), procedure("63047", 900)), orders[:1], rules, TODAY)
+    assert list(teen.values()) == list(operated.values()) == [Scope.OUTSIDE]

@@ -176,6 +176,8 @@ def test_prolonged_glucocorticoids_from_medication_requests_only() -> None:
     # A 5-day burst years ago, and three bursts this year, never reach 90 days.
     bursts = [med_request(PREDNISONE, d, status="completed", **supply(5)) for d in (2000, 300, 200, 100)]
     assert verdict(lbp(14), bursts) == PREMATURE
+    # An active long-term prescription with a 30-day supply is refilled, not stopped: 200 days.
+    assert verdict(lbp(14), med_request(PREDNISONE, 199, **supply(30))) == []
     # 90 days that ended more than a year ago no longer count.
     old = med_request(PREDNISONE, 500, status="completed", **supply(90))
     assert verdict(lbp(14), old) == PREMATURE

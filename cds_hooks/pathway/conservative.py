@@ -19,16 +19,23 @@ MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
 
 
 def medication_days(e: Evidence, rules: Rules, today: date) -> tuple[date, date] | None:
-    """The days a medication covers as a half-open interval [first day, day after the last)."""
+    """The days a medication covers as a half-open interval [first day, day after the last).
+
+    The end it states (a period, bounds, supply times refills), else the default supply; and while
+    its status says it is still being taken, at least up to today (an active long-term prescription
+    with a 30-day supply is refilled, not stopped)."""
     if e.start is None:
         return None
     if e.end is not None:
-        return e.start, max(e.end, e.start) + timedelta(days=1)
-    if e.supply_days:
-        return e.start, e.start + timedelta(days=e.supply_days)
+        stop = max(e.end, e.start) + timedelta(days=1)
+    elif e.supply_days:
+        stop = e.start + timedelta(days=e.supply_days)
+    else:
+        ongoing_only = e.status in rules.pathway.record_statuses.medication_ongoing
+        stop = e.start + timedelta(days=1 if ongoing_only else rules.pathway.medications.default_supply_days)
     if e.status in rules.pathway.record_statuses.medication_ongoing:
-        return e.start, max(today, e.start) + timedelta(days=1)
-    return e.start, e.start + timedelta(days=rules.pathway.medications.default_supply_days)
+        stop = max(stop, today + timedelta(days=1))
+    return e.start, stop
 
 
 @dataclass(frozen=True)
