@@ -82,24 +82,17 @@ class _Reader:
         self.record = PatientRecord(patient_id=patient_id)
         self.medications: dict[str, dict[str, Any]] = {}
         self.seen: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        self.counted: set[tuple[str, str]] = set()
-
-    def count(self, res: dict[str, Any]) -> bool:
-        """True the first time a resource is met (two prefetch searches may return it twice)."""
-        key = (str(res.get("resourceType")), _id(res) or str(id(res)))
-        if key in self.counted:
-            return False
-        self.counted.add(key)
-        return True
+        # What was checked, each resource once (two prefetch searches may return it twice).
+        self.conditions: set[Any] = set()
+        self.medications_seen: set[Any] = set()
+        self.vital_codes = rules.vital_sign_codes
 
     def add_resources(self, resources: Iterable[dict[str, Any]]) -> None:
-        resources = list(resources)
-        for res in resources:
-            if res.get("resourceType") == "Medication" and isinstance(res.get("id"), str):
-                self.medications[f"Medication/{res['id']}"] = res
+        """Dispatch each resource to its handler (Medications must already be in `self.medications`)."""
+        handlers = _HANDLERS
         for res in resources:
             rtype = res.get("resourceType")
-            handler = _HANDLERS.get(rtype) if isinstance(rtype, str) else None
+            handler = handlers.get(rtype) if isinstance(rtype, str) else None
             if handler is not None:
                 handler(self, res)
 
@@ -139,7 +132,7 @@ class _Reader:
         return kept
 
     def condition(self, res: dict[str, Any]) -> None:
-        self.record.conditions_checked += self.count(res)
+        self.conditions.add(_id(res) or id(res))
         matches, coding = match_concepts(self.rules, res.get("code"))
         if not matches:
             return
@@ -186,9 +179,11 @@ class _Reader:
         ))
 
     def encounter(self, res: dict[str, Any]) -> None:
-        klass = res.get("class")
-        kind = {"coding": [klass]} if isinstance(klass, dict) else None  # R4 class is a Coding
-        matches, coding = match_concepts(self.rules, res.get("type"), res.get("serviceType"), kind)
+        matches, coding = match_concepts(self.rules, res.get("type"), res.get("serviceType"))
+        klass = res.get("class")  # R4: a Coding, not a CodeableConcept
+        if isinstance(klass, dict) and (by_class := self.rules.index.lookup(klass.get("system"), klass.get("code"))):
+            matches = [*matches, *by_class]
+            coding = coding or klass
         reasons, _ = match_concepts(self.rules, res.get("reasonCode")) if res.get("reasonCode") else ([], None)
         reasons = [m for m in reasons if m.valueset.kind == "population"]  # a back-pain visit
         if not (matches or reasons) or res.get("status") not in self.statuses.encounter_counted:
@@ -201,7 +196,7 @@ class _Reader:
         ))
 
     def medication(self, res: dict[str, Any]) -> None:
-        self.record.medications_checked += self.count(res)
+        self.medications_seen.add((res.get("resourceType"), _id(res) or id(res)))
         if res.get("status") in self.statuses.medication_excluded:
             return
         concept = res.get("medicationCodeableConcept")
@@ -314,9 +309,10 @@ class _Reader:
         ))
 
     def observation(self, res: dict[str, Any]) -> None:
-        matches, coding = match_concepts(self.rules, res.get("code"))
-        if not matches:
+        # Most Observations are other vital signs and labs: a set probe on the few codes read, first.
+        if not any((c.get("system"), c.get("code")) in self.vital_codes for c in codings(res.get("code"))):
             return
+        matches, coding = match_concepts(self.rules, res.get("code"))
         matches = [m for m in matches if m.valueset.kind == "vital-sign"]
         if not matches or res.get("status") not in self.statuses.observation_counted:
             return
@@ -345,21 +341,39 @@ _HANDLERS = {
 }
 
 
+def _reported_failure(value: dict[str, Any]) -> bool:
+    """An OperationOutcome in place of data; the full check only when the first entry looks like one
+    (a Bundle of 1,000 resources is not walked twice for it)."""
+    if value.get("resourceType") == "OperationOutcome":
+        return True
+    entries = value.get("entry") if value.get("resourceType") == "Bundle" else None
+    first = entries[0] if isinstance(entries, list) and entries else None
+    resource = first.get("resource") if isinstance(first, dict) else None
+    return isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome" \
+        and is_operation_outcome(value)
+
+
 def read_prefetch(prefetch: dict[str, Any], patient_id: str, rules: Rules) -> PatientRecord:
     """Normalise the prefetch data into a PatientRecord (see record.read_record)."""
     reader = _Reader(rules, patient_id)
     everything: list[dict[str, Any]] = []
     for key, value in prefetch.items():
-        if value is None:
+        if not isinstance(value, dict):
             continue
-        if is_operation_outcome(value):
+        if _reported_failure(value):
             reader.record.unavailable[key] = "ehr-error"
             continue
         for res in bundle_resources(value):
-            if res.get("resourceType") == "Patient":
+            rtype = res.get("resourceType")
+            if rtype == "Patient":
                 reader.record.birth_date = parse_date(res.get("birthDate"))
                 reader.record.gender = _text(res.get("gender"))
+            elif rtype == "Medication":
+                if isinstance(res.get("id"), str):
+                    reader.medications[f"Medication/{res['id']}"] = res
             else:
                 everything.append(res)
     reader.add_resources(everything)
+    reader.record.conditions_checked = len(reader.conditions)
+    reader.record.medications_checked = len(reader.medications_seen)
     return reader.record

@@ -48,6 +48,12 @@ class Rules:
         return build_pt_referral(self.cards.pt_referral)
 
     @cached_property
+    def vital_sign_codes(self) -> frozenset[tuple[str, str]]:
+        """(system, code) of every vital-sign value set: the reader's cheap first test for an Observation."""
+        return frozenset((c.system, c.code) for vs in self.valuesets.values() if vs.kind == "vital-sign"
+                         for c in vs.codes)
+
+    @cached_property
     def red_flag_lists(self) -> tuple[list[str], int]:
         """The published red-flag value sets as 'name vVERSION', and how many curated ones (the card basis)."""
         flags = [vs for vs in self.valuesets.values() if vs.kind == "red-flag"]
