@@ -98,6 +98,8 @@ class PatientRecord:
     temperatures_checked: int = 0
     # imaging or surgery records whose code names no region and whose bodySite is not lumbar
     region_skipped: list[str] = field(default_factory=list)
+    # draft orders skipped for the same reason (set by the hook call, for the metrics)
+    region_skipped_orders: list[str] = field(default_factory=list)
 
     def select(self, kind: str, *types: str, category: str | None = None) -> list[Evidence]:
         return [
