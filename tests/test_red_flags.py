@@ -10,6 +10,7 @@ import pytest
 from cds_hooks.pathway.rules import Rules
 from cds_hooks.pathway.rules.index import normalise
 from tests.chart import (
+    CPT,
     ICD,
     SCT,
     condition,
@@ -17,6 +18,7 @@ from tests.chart import (
     med_request,
     procedure,
     rules_for,
+    service_request,
     supply,
     temperature,
     verdict,
@@ -158,9 +160,10 @@ def test_ordinary_codings_of_red_flags_are_recognised(code: str, system: str) ->
     assert _silenced(code, system, onset=10)
 
 
-def test_transplant_procedures_count_but_a_donor_operation_does_not() -> None:
+def test_transplant_procedures_count_but_a_donor_operation_or_a_referral_does_not() -> None:
     assert verdict(lbp(14), procedure("33945", 4000)) == []  # heart transplant
     assert verdict(lbp(14), procedure("47140", 400)) == PREMATURE  # donor hepatectomy: a donor
+    assert verdict(lbp(14), service_request("50360", 30, system=CPT)) == PREMATURE  # ordered, not done
 
 
 PREDNISONE, TOPICAL = "8640", {"coding": [{"system": SCT, "code": "6064005"}]}

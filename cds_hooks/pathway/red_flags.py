@@ -73,6 +73,8 @@ def record_red_flags(record: PatientRecord, rules: Rules, today: date) -> list[R
             if e.resource_type in MEDICATION_TYPES:
                 meds.setdefault(category, []).append(e)
                 continue
+            if e.resource_type not in ("Condition", "Procedure"):
+                continue  # a referral or order for it is not the red flag itself
             if e.resource_type == "Condition" and not e.active and not flag.counts_when_inactive:
                 continue
             if e.resource_type == "Procedure" and e.start is not None and e.start > today:
