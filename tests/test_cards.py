@@ -11,9 +11,12 @@ from cds_hooks.pathway.cards import OrderingContext, build_cards
 from cds_hooks.pathway.evaluate import evaluate
 from cds_hooks.pathway.record import read_draft_orders
 from tests.chart import (
+    CPT,
     MRI,
     ORTHO_REFERRAL,
     TODAY,
+    concept,
+    condition,
     draft,
     lbp,
     med_request,
@@ -95,4 +98,20 @@ def test_earlier_episode_care_is_explained() -> None:
 
 def test_region_skips_are_reported() -> None:
     text = detail(lbp(21), procedure("63048", 900))
-    assert "1 imaging or surgery record(s) name no body region and were not counted as lumbar" in text
+    assert ("1 imaging or surgery record(s) coded without a region and with no lumbar body site"
+            " were not counted as lumbar") in text
+
+
+def test_region_skips_read_the_same_whatever_order_the_server_returns_them() -> None:
+    # The FHIR fallback fetches resource types in parallel, so history arrives in any order.
+    cervical = {"bodySite": [{"coding": [{"system": "http://snomed.info/sct", "code": "122494005"}]}]}
+    first, second = procedure("63048", 900), condition("M96.1", onset=800, **cervical)
+    assert detail(lbp(21), first, second) == detail(lbp(21), second, first)
+
+
+def test_records_on_the_same_day_read_the_same_whatever_their_order() -> None:
+    # Two prior lumbar MRIs recorded on one day (with and without contrast): the repeat card names one.
+    plain = procedure("72148", 100) | {"code": concept(CPT, "72148", "MRI lumbar spine without contrast")}
+    both = procedure("72158", 100) | {"code": concept(CPT, "72158", "MRI lumbar spine without and with contrast")}
+    history = [lbp(400), *pt_sessions(300, 250), plain, both]
+    assert detail(*history) == detail(*reversed(history))

@@ -74,7 +74,7 @@ def _condition_line(templates: dict[str, str], e: Evidence, label: str, code: st
 def _modality_line(rules: Rules, category: str, items: list[Evidence]) -> list[str]:
     templates = rules.cards.evidence
     name = rules.pathway.modalities[category]
-    items = sorted(items, key=lambda x: x.start or date.min)
+    items = sorted(items, key=Evidence.chrono)
     if category == FORMAL_PT:
         lines = []
         sessions = [x for x in items if is_session(x) and x.start]
@@ -137,7 +137,7 @@ def _basis(rules: Rules, finding: Finding, record: PatientRecord, today: date) -
     for reason in finding.basis:
         lines.append(" ".join(getattr(basis, reason.key).format(**reason.params).split()))
     if record.region_skipped:
-        examples = "; ".join(md_escape(s) for s in record.region_skipped[:3])
+        examples = "; ".join(md_escape(s) for s in sorted(record.region_skipped)[:3])  # stable whatever the fetch order
         lines.append(basis.region_skipped.format(count=len(record.region_skipped), examples=examples))
     lines.append(" ".join(basis.not_checkable.split()))
     return lines
@@ -162,7 +162,7 @@ def _detail(rules: Rules, text: RuleText, finding: Finding, record: PatientRecor
         if keys:
             not_checked.append(template.format(keys=keys[:1].upper() + keys[1:]))
     if record.skipped:
-        examples = "; ".join(md_escape(s) for s in record.skipped[:3])
+        examples = "; ".join(md_escape(s) for s in sorted(record.skipped)[:3])
         not_checked.append(ev["skipped"].format(count=len(record.skipped), examples=examples))
     if not_checked:
         parts.append(f"**{h['not_checked']}**\n" + "\n".join(f"- {line}" for line in not_checked))

@@ -98,5 +98,5 @@ def episode_care(record: PatientRecord, rules: Rules, episode: Episode, today: d
             end = min(e.end or e.start, today)
             care.last_session_end = max(care.last_session_end or end, end)
     care.sessions = sorted(session_days)
-    care.pt_ordered.sort(key=lambda e: e.start or today)
+    care.pt_ordered.sort(key=lambda e: (e.start or today, *e.chrono()[1:]))
     return care

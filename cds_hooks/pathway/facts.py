@@ -70,6 +70,11 @@ class Evidence:
     supply_days: int | None = None  # days a prescription covers, when it says
     reasons: tuple[Match, ...] = ()  # an Encounter's reasonCode matches (a back-pain visit)
 
+    def chrono(self) -> tuple[date, str, str, str]:
+        """A total order by date: ties fall back to the record itself, so a card reads the same
+        whatever order the FHIR server returned the history in."""
+        return (self.start or date.min, self.label, self.resource_type, self.resource_id or "")
+
     def categories(self, kind: str) -> set[str]:
         return {m.valueset.category for m in self.matches if m.valueset.kind == kind and m.valueset.category}
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import copy
-from datetime import date
 from typing import Any
 
 from cds_hooks.fhir.resources import codings
 from cds_hooks.pathway.context import Context
-from cds_hooks.pathway.facts import DraftOrder
+from cds_hooks.pathway.facts import DraftOrder, Evidence
 from cds_hooks.pathway.findings import Finding, Reason, duration, months_before
 
 PRIOR_IMAGING_TYPES = ("Procedure", "ImagingStudy", "DiagnosticReport")
@@ -98,13 +97,13 @@ def _duplicate(ctx: Context, order: DraftOrder) -> Finding | None:
     ]
     if not prior:
         return None
-    latest = max(prior, key=lambda e: e.start or date.min)
+    latest = max(prior, key=Evidence.chrono)
     assert latest.start is not None
     return Finding("imaging-duplicate", order, [Reason("prior_imaging", {
         "study": latest.label, "date": latest.start.isoformat(),
         "ago": duration((ctx.today - latest.start).days),
         "months": str(settings.duplicate_lookback_months),
-    })], found=sorted(prior, key=lambda e: e.start or date.min), basis=ctx.basis())
+    })], found=sorted(prior, key=Evidence.chrono), basis=ctx.basis())
 
 
 def _contrast(ctx: Context, order: DraftOrder) -> Finding | None:
