@@ -35,7 +35,8 @@ def _large_rules(target: Path, sets: int, codes: int) -> Path:
         "id": f"bench-{i}", "kind": "red-flag", "category": "cancer", "title": f"Synthetic published set {i}",
         "source": "synthetic, for the benchmark",
         "published": {"oid": f"2.16.840.1.113883.3.999.{i}", "name": f"Synthetic {i}", "version": "2024",
-                      "repository": "example/bench", "path": f"ValueSet-{i}.json", "commit": "0" * 40},
+                      "repository": "example/bench", "path": f"ValueSet-{i}.json", "commit": "0" * 40,
+                      "code_count": codes},
         "codes": [{"system": "http://snomed.info/sct", "code": str(900000000 + i * 100000 + j),
                    "display": f"Synthetic concept {i}-{j} (disorder)"} for j in range(codes)],
     } for i in range(sets)]

@@ -135,7 +135,7 @@ def test_the_measure_windows(rules: Rules, imaged_after: int, trauma_before: int
     ]
     if trauma_before is not None:
         items.append({"resourceType": "Condition", "id": "tr", "subject": {"reference": "Patient/p"},
-                      "code": _code(rules, "red-flag", category="fracture-trauma"),
+                      "code": _code(rules, "red-flag", category="trauma"),
                       "onsetDateTime": (index - timedelta(days=trauma_before)).isoformat()})
     record = _evidence_record(rules, pathway, items, "1980-05-05")
     result = evaluate_measure(hedis, record, (date(2025, 1, 1), date(2025, 12, 31)))
@@ -146,3 +146,4 @@ def test_the_measure_windows(rules: Rules, imaged_after: int, trauma_before: int
     assert old is not None and old.status == "outside-age"
     # A diagnosis after the intake period (Dec 3) is no index.
     assert evaluate_measure(hedis, record, (date(2024, 3, 30), date(2025, 3, 28))) is None
+

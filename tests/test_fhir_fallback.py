@@ -105,7 +105,7 @@ def test_no_prefetch_gets_the_same_cards_as_full_prefetch(
 def test_enough_scenarios_are_faithful(scenarios: dict[str, Scenario]) -> None:
     # The comparison above must rest on real scenarios, not on histories the server refused.
     faithful = [s for s in scenarios.values() if s.faithful]
-    assert len(faithful) >= 35, [n for n, s in scenarios.items() if not s.faithful]
+    assert len(faithful) >= 90, [n for n, s in scenarios.items() if not s.faithful]
     assert any(s.fixture.expect.get("cards") for s in faithful)
 
 

@@ -19,7 +19,7 @@ FIXTURES = sorted((Path(__file__).resolve().parent.parent / "fixtures").glob("*.
 
 
 def test_there_are_enough_fixtures() -> None:
-    assert len(FIXTURES) >= 20
+    assert len(FIXTURES) >= 90
 
 
 def _order_name(request: dict[str, Any], ref: str) -> str:

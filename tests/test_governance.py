@@ -46,16 +46,16 @@ def _problems(rules_dir: Path) -> list[str]:
     ("old", "new", "expected", "exact"),
     [
         ("\nstatus: active", "\nstatus: published", "status: Input should be 'draft', 'active' or 'retired'", True),
-        ("\nversion: 1.0.0", "\nversion: one", "version: String should match pattern", True),
+        ("\nversion: 1.1.0", "\nversion: one", "version: String should match pattern", True),
         ("approval:\n  committee:", "approval_:\n  committee:", "approval_: Extra inputs are not permitted", True),
         ("  date: 2026-11-26", "  date: 2026-11-27",
          "approval date 2026-11-27 is after the effective date 2026-11-26", True),
         ("      - imaging.min_symptom_weeks\n", "      - imaging.min_symptom_days\n",
          "rules.imaging-premature: 'imaging.min_symptom_days' is not a profile setting", True),
-        ("    unless: [referral-premature]", "    unless: [surgery-window]",
+        ("    unless: [surgery-fusion, referral-premature]", "    unless: [surgery-window]",
          "rules.surgery-window: a rule cannot take precedence over itself", True),
         ("  imaging-duplicate:\n    orders: [lumbar-imaging]\n    settings: [imaging.duplicate_lookback_months, "
-         "imaging.duplicate_modalities]\n", "", "rules: rule imaging-duplicate has no entry", False),
+         "imaging.repeat_modalities]\n", "", "rules: rule imaging-duplicate has no entry", False),
     ],
 )
 def test_governance_mistakes_are_reported_with_file_and_line(
@@ -102,7 +102,7 @@ def test_start_up_serves_a_draft_only_when_allowed(rules_copy: Path, tmp_path: P
     with pytest.raises(RulesError, match="LUMBAR_CDS_ALLOW_DRAFT_RULES=1"):
         create_app(_settings(tmp_path, rules_copy))
     card = _first_card(create_app(_settings(tmp_path, rules_copy, allow_draft_rules=True)))
-    assert card["extension"][RULES_EXTENSION] == {"version": "1.0.0", "status": "draft", "profile": "seeds"}
+    assert card["extension"][RULES_EXTENSION] == {"version": "1.1.0", "status": "draft", "profile": "seeds"}
 
 
 def test_start_up_refuses_active_rules_before_their_effective_date(rules_copy: Path, tmp_path: Path) -> None:
@@ -135,7 +135,7 @@ def _rows(database: Path) -> list[tuple[str, str, str | None]]:
 
 
 def test_every_card_and_its_record_carry_the_rules_version(rules_copy: Path, tmp_path: Path) -> None:
-    _replace(rules_copy / GOVERNANCE, "\nversion: 1.0.0", "\nversion: 2.3.1")
+    _replace(rules_copy / GOVERNANCE, "\nversion: 1.1.0", "\nversion: 2.3.1")
     app = create_app(_settings(tmp_path, rules_copy, profile="payer"))
     cards = [_first_card(app, f) for f in ("premature-mri-3-weeks", "referral-orthopedic-surgeon-no-pt")]
     for card in cards:
@@ -168,7 +168,7 @@ def test_report_splits_by_rules_version(
     """The same rule under two versions is two rows; the committee sees a change's effect."""
     database_url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
     old_app = make_app(database_url=database_url)
-    _replace(rules_copy / GOVERNANCE, "\nversion: 1.0.0", "\nversion: 1.10.0")
+    _replace(rules_copy / GOVERNANCE, "\nversion: 1.1.0", "\nversion: 1.10.0")
     new_app = make_app(database_url=database_url, rules_dir=rules_copy)
     old_cards = [_first_card(old_app) for _ in range(2)]
     new_card = _first_card(new_app)
@@ -185,7 +185,7 @@ def test_report_splits_by_rules_version(
     assert main(["report", "--format", "json"]) == 0
     rows = [(r["rulesVersion"], r["rule"], r["issued"], r["accepted"], r["overridden"])
             for r in json.loads(capsys.readouterr().out)["rules"]]
-    assert rows == [("1.0.0", "imaging-premature", 2, 1, 0), ("1.10.0", "imaging-premature", 1, 0, 1)]
+    assert rows == [("1.1.0", "imaging-premature", 2, 1, 0), ("1.10.0", "imaging-premature", 1, 0, 1)]
     assert main(["report"]) == 0
     text = capsys.readouterr().out
-    assert text.index("rules version 1.0.0:") < text.index("rules version 1.10.0:")
+    assert text.index("rules version 1.1.0:") < text.index("rules version 1.10.0:")

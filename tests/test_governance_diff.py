@@ -76,10 +76,10 @@ def test_wording_citations_switches_and_governance_are_reported_where_they_belon
              "    year: 2012\n    url: https://www.acpjournals.org/doi/10.7326/0003-4819-154")
     _replace(copy / "pathway.yaml", "    imaging:\n      formal_pt_required: false",
              "    imaging:\n      suggest_mri_without_contrast: false\n      formal_pt_required: false")
-    _replace(copy / "governance.yaml", "\nversion: 1.0.0", "\nversion: 1.1.0")
+    _replace(copy / "governance.yaml", "\nversion: 1.1.0", "\nversion: 1.2.0")
     changes = diff_rules(load_rules(REPO / "rules"), load_rules(copy))
     assert [(c.area, c.subject, c.path, c.old, c.new) for c in changes] == [
-        ("governance", "", "version", "1.0.0", "1.1.0"),
+        ("governance", "", "version", "1.1.0", "1.2.0"),
         ("profiles", "payer", "imaging.suggest_mri_without_contrast", True, False),
         ("cards", "", "rules.imaging-duplicate.headline", "Repeat lumbar imaging without a new indication.",
          "Repeat lumbar imaging without a new finding."),
@@ -92,7 +92,7 @@ def test_diff_against_a_git_commit(copy: Path, capsys: pytest.CaptureFixture[str
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-C", str(repo)]
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "rules"], check=True)
-    subprocess.run([*git, "commit", "-qm", "rules 1.0.0"], check=True)
+    subprocess.run([*git, "commit", "-qm", "rules 1.1.0"], check=True)
     _replace(copy / "pathway.yaml", *THRESHOLD)
     text = _diff(capsys, "--git", "HEAD", str(copy))
     assert "1 change;" in text and "~ seeds, payer · imaging.min_symptom_weeks: 6 → 8" in text
@@ -100,3 +100,21 @@ def test_diff_against_a_git_commit(copy: Path, capsys: pytest.CaptureFixture[str
     assert main(["rules", "diff", "--git", "no-such-ref", str(copy)]) == 2
     assert "no-such-ref" in capsys.readouterr().err
     assert main(["rules", "diff", "--git=--output=/tmp/x", str(copy)]) == 2  # never an option of git
+
+
+def test_a_published_sets_decision_and_exclusions_are_reported(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """decisions.yaml is part of the rules: a decision reworded and an exclusion dropped are two changes,
+    named by value set and by the excluded code."""
+    decisions = copy / "valuesets" / "published" / "decisions.yaml"
+    _replace(decisions, "asymptomatic HIV and HIV in pregnancy, in ICD-10-CM and SNOMED CT.",
+             "asymptomatic HIV and HIV in pregnancy.")
+    _replace(decisions, '      - {system: "http://snomed.info/sct", code: "175899003", display: "Autotransplantation '
+             'of kidney (procedure)", reason: *autograft, source: *descriptor}\n', "")
+    changes = diff_rules(load_rules(REPO / "rules"), load_rules(copy))
+    assert [(c.area, c.subject, c.path, c.kind) for c in changes] == [
+        ("valuesets", "vsac-hiv", "decision", "changed"),
+        ("valuesets", "vsac-kidney-transplant", "exclusion", "removed"),
+    ]
+    assert changes[1].old == "SNOMED CT 175899003 Autotransplantation of kidney (procedure)"
+    text = _diff(capsys, str(REPO / "rules"), str(copy))
+    assert "2 changes;" in text and "175899003 Autotransplantation of kidney" in text

@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 
 from cds_hooks.governance.doc_markdown import END, START, render_markdown, replace_generated
-from cds_hooks.governance.walk import profile_settings
+from cds_hooks.governance.walk import leaves, profile_settings
 from cds_hooks.ops.cli import main
-from cds_hooks.pathway.rules import Rules, load_rules
+from cds_hooks.pathway.rules import Rules
 from tests.conftest import REPO
-from tests.test_governance_fhir import publish
 from tests.test_rules import _replace
 
 PATHWAY_MD = REPO / "docs" / "pathway.md"
@@ -32,10 +31,12 @@ def test_the_generated_part_of_pathway_md_matches_the_rules(rules: Rules) -> Non
 
 def test_settings_quoted_in_the_prose_are_the_default_profiles(rules: Rules) -> None:
     """The hand-written prose quotes settings as `section.name` = **value**: each must be the default
-    profile's value, so a threshold changed in rules/ cannot leave the prose behind either."""
+    profile's value (or, for the pathway's own settings such as `episode.gap_days`, pathway.yaml's), so a
+    threshold changed in rules/ cannot leave the prose behind either."""
     quoted = re.findall(r"`([a-z_]+\.[a-z_]+)` = \*\*(\d+)", PATHWAY_MD.read_text())
-    assert len(quoted) >= 5
-    values = profile_settings(rules.pathway.profiles[rules.pathway.default_profile])
+    assert len(quoted) >= 10
+    values = leaves(rules.pathway.model_dump(exclude={"profiles", "red_flags"}))
+    values.update(profile_settings(rules.pathway.profiles[rules.pathway.default_profile]))
     wrong = [(path, number, values.get(path)) for path, number in quoted if values.get(path) != int(number)]
     assert not wrong, f"docs/pathway.md quotes settings that differ from rules/pathway.yaml: {wrong}"
 
@@ -77,14 +78,29 @@ def test_the_markdown_lists_every_rule_setting_and_value_set(rules: Rules) -> No
         in generated
 
 
-def test_a_published_value_set_shows_its_oid_version_and_source(tmp_path: Path) -> None:
-    rules_dir = tmp_path / "rules"
-    shutil.copytree(REPO / "rules", rules_dir)
-    publish(rules_dir)
-    row = next(line for line in render_markdown(load_rules(rules_dir)).splitlines()
-               if line.startswith("| `red-flag-cauda-equina` |"))
-    assert "OID 2.16.840.1.113883.3.464.1003.114.12.1012, version 20240101" in row and "0123456789ab" in row
-    assert "(1 imported whole from published sources)" in render_markdown(load_rules(rules_dir))
+def test_a_published_value_set_shows_its_oid_version_source_decision_and_exclusions(rules: Rules) -> None:
+    generated = render_markdown(rules).splitlines()
+    cancer = rules.valuesets["vsac-cancer"]
+    assert cancer.published and cancer.decision
+    row = next(line for line in generated if line.startswith("| `vsac-cancer` |") and "OID" in line)
+    assert f"OID {cancer.published.oid}, version {cancer.published.version}" in row
+    assert cancer.published.commit[:12] in row and f"({len(cancer.exclusions)} excluded)" in row
+    decision = next(line for line in generated if line.startswith("| `vsac-cancer` |") and "OID" not in line)
+    assert " ".join(cancer.decision.split())[:60] in decision and decision.endswith(f"| {len(cancer.exclusions)} |")
+    published = sum(1 for vs in rules.valuesets.values() if vs.published)
+    assert f"({published} imported whole from published sources)" in "\n".join(generated)
+    for unused in rules.published_not_used:
+        assert any(line.startswith(f"| `{unused.oid}` | {unused.name} |") for line in generated)
+
+
+def test_the_page_lists_every_excluded_code_with_its_reason(page: str, rules: Rules) -> None:
+    cancer = rules.valuesets["vsac-cancer"]
+    details = page[page.index('<details id="vs-vsac-cancer">'):]
+    details = details[:details.index("</details>")]
+    assert details.count("<td>excluded</td>") == len(cancer.exclusions)  # every excluded code is flagged
+    for x in cancer.exclusions:
+        assert f"<td>{escape(x.code)}</td>" in details
+    assert escape(" ".join(cancer.exclusions[0].reason.split())) in details
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ as a transaction from which every value set reads back with every code of rules/
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +17,6 @@ from cds_hooks.ops.cli import main
 from cds_hooks.pathway.rules import Rules, load_rules
 from tests.conftest import REPO
 from tests.sekmet import TOKEN, sekmet_server
-from tests.test_rules import _replace
-
-
-def publish(rules_dir: Path) -> None:
-    """Mark one value set of a rules copy as imported whole from a published (VSAC) source."""
-    _replace(rules_dir / "valuesets" / "red_flags.yaml", "  - id: red-flag-cauda-equina\n",
-             "  - id: red-flag-cauda-equina\n    published: {oid: 2.16.840.1.113883.3.464.1003.114.12.1012, "
-             "name: Neurologic impairment, version: '20240101', repository: cqframework/ecqm-content-qicore-2024, "
-             "path: input/vocabulary/valueset/external/ValueSet-x.json, commit: 0123456789abcdef}\n")
 
 
 def _export(tmp_path: Path, *args: str) -> dict[str, Any]:
@@ -107,7 +97,9 @@ def test_one_eca_rule_plan_definition_per_rule_with_triggers_conditions_and_acti
     premature = _settings_of(plans["imaging-premature"])
     assert premature["imaging.min_symptom_weeks"] == rules.profile.imaging.min_symptom_weeks == 6
     assert _settings_of(plans["imaging-duplicate"]) == {
-        "imaging.duplicate_lookback_months": 12, "imaging.duplicate_modalities": ["MRI", "CT", "CT myelography"]}
+        "imaging.duplicate_lookback_months": 12, "imaging.repeat_modalities.MRI": ["MRI"],
+        "imaging.repeat_modalities.CT": ["CT", "CT myelography"],
+        "imaging.repeat_modalities.CT myelography": ["CT myelography"]}
     # The replace-with-PT suggestion creates the PT referral, published as an ActivityDefinition.
     [replace] = [a for a in plans["imaging-premature"]["action"][0]["action"] if "action" in a]
     [create] = [a for a in replace["action"] if a["type"]["coding"][0]["code"] == "create"]
@@ -138,19 +130,33 @@ def test_value_sets_list_every_code_and_code_systems_name_topics_and_override_re
     assert systems[rules.cards.override_reason_system] == {c.code for c in rules.cards.override_reasons}
 
 
-def test_a_published_value_set_carries_its_oid_and_provenance(tmp_path: Path) -> None:
-    rules_dir = tmp_path / "rules"
-    shutil.copytree(REPO / "rules", rules_dir)
-    publish(rules_dir)
-    bundle = _export(tmp_path, "--rules-dir", str(rules_dir))
-    valueset = _by_type(bundle, "ValueSet")["red-flag-cauda-equina"]
-    assert valueset["identifier"] == [{"system": "urn:ietf:rfc:3986",
-                                       "value": "urn:oid:2.16.840.1.113883.3.464.1003.114.12.1012"}]
-    [provenance] = _by_type(bundle, "Provenance").values()
-    assert provenance["target"] == [{"reference": "ValueSet/red-flag-cauda-equina"}]
-    described = " ".join(e["what"].get("display", "") for e in provenance["entity"])
-    assert "0123456789abcdef" in described and "Neurologic impairment version 20240101" in described
-    assert "identifier" not in _by_type(bundle, "ValueSet")["lbp-population"]  # curated: no OID
+def test_a_published_value_set_carries_its_oid_provenance_decision_and_exclusions(
+    exported: dict[str, Any], rules: Rules
+) -> None:
+    valuesets = _by_type(exported, "ValueSet")
+    cancer = rules.valuesets["vsac-cancer"]
+    assert cancer.published and cancer.decision and cancer.exclusions
+    exported_cancer = valuesets["vsac-cancer"]
+    assert exported_cancer["identifier"] == [{"system": "urn:ietf:rfc:3986",
+                                              "value": f"urn:oid:{cancer.published.oid}"}]
+    provenances = {p["target"][0]["reference"]: p for p in _by_type(exported, "Provenance").values()}
+    assert set(provenances) == {f"ValueSet/{vs.id}" for vs in rules.valuesets.values() if vs.published}
+    described = " ".join(e["what"].get("display", "") for e in provenances["ValueSet/vsac-cancer"]["entity"])
+    assert cancer.published.commit in described and f"{cancer.published.name} version {cancer.published.version}" \
+        in described
+    # The decision, and every code the rules leave out with its reason: compose.exclude, not a smaller include.
+    assert " ".join(cancer.decision.split()) in exported_cancer["description"]
+    excluded = {(inc["system"], c["code"]) for inc in exported_cancer["compose"]["exclude"]
+                for c in inc.get("concept", [])}
+    assert excluded == {(x.system, x.code) for x in cancer.exclusions}
+    for x in cancer.exclusions[:3]:
+        assert " ".join(x.reason.split()) in exported_cancer["description"]
+    # A curated set's exclusion under a code with descendants is excluded the same way; no OID, no provenance.
+    history = valuesets["red-flag-cancer-history"]
+    assert "identifier" not in history and "ValueSet/red-flag-cancer-history" not in provenances
+    assert {c["code"] for inc in history["compose"]["exclude"] for c in inc["concept"]} == {
+        x.code for x in rules.valuesets["red-flag-cancer-history"].exclusions}
+    assert "exclude" not in valuesets["lbp-population"]["compose"]
 
 
 def test_the_bundle_loads_into_a_fhir_server_and_every_code_reads_back(tmp_path: Path, rules: Rules) -> None:
@@ -168,5 +174,8 @@ def test_the_bundle_loads_into_a_fhir_server_and_every_code_reads_back(tmp_path:
             assert stored.status_code == 200, vs_id
             get_fhir_model_class("ValueSet").model_validate(stored.json())
             assert _codes(stored.json()) == {(c.system, c.code, c.display) for c in vs.codes}, vs_id
+            excluded = {(inc["system"], c["code"]) for inc in stored.json()["compose"].get("exclude", [])
+                        for c in inc.get("concept", [])}
+            assert excluded == {(x.system, x.code) for x in vs.exclusions}, vs_id
         plans = client.get(f"{base}/PlanDefinition", params={"_count": 100}).json()
         assert {e["resource"]["id"] for e in plans.get("entry", [])} == set(rules.cards.rules)

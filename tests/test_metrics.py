@@ -160,6 +160,21 @@ def test_auth_failures_by_reason(make_app: Callable[..., Flask], tmp_path: Path)
         - _value(before, "lumbar_cds_http_requests_total", endpoint="discovery", status="401") == 2
 
 
+def test_region_skips_are_counted(client: FlaskClient, today: date) -> None:
+    name, labels = "lumbar_cds_region_skipped_total", {"service": "lumbar-pathway-order-select"}
+    before = _metrics(client)
+    # 'MRI of spine' without a body site: the order is not judged; the skip is counted.
+    assert _post(client, SELECT, _request("region-mri-spine-no-body-site-not-judged", today)).get_json() == {
+        "cards": []}
+    # A cervical laminectomy: its add-on code (CPT 63048) without a body site, and postlaminectomy syndrome
+    # (M96.1) whose bodySite is cervical: two history records not counted as lumbar.
+    assert _post(client, SELECT, _request("prior-cervical-laminectomy-stays-in-pathway-warns", today)).status_code \
+        == 200
+    after = _metrics(client)
+    assert _value(after, name, **labels, kind="order") - _value(before, name, **labels, kind="order") == 1
+    assert _value(after, name, **labels, kind="history") - _value(before, name, **labels, kind="history") == 2
+
+
 def test_metrics_can_be_switched_off(make_app: Callable[..., Flask]) -> None:
     assert make_app(metrics_enabled=False).test_client().get("/metrics").status_code == 404
 

@@ -1,216 +1,278 @@
-"""The pathway on plain facts: no HTTP, no FHIR parsing, fixed dates."""
+"""The pathway on FHIR JSON read by the real reader, at a fixed date: the episode and its onset, formal PT,
+orders by region and modality, referrals, age, contrast, and the profiles."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-from pathlib import Path
+from datetime import date
 
 import pytest
 
-from cds_hooks.pathway.evaluate import duration, evaluate, months_before
-from cds_hooks.pathway.record import DraftOrder, Evidence, PatientRecord
-from cds_hooks.pathway.rules import Match, Rules, load_rules
+from cds_hooks.pathway.evaluate import duration, months_before
+from tests.chart import (
+    CERVICAL_SITE,
+    CT,
+    ICD,
+    KNEE_SITE,
+    LUMBAR_SITE,
+    MRI,
+    MRI_CONTRAST,
+    NUCC,
+    ORTHO_REFERRAL,
+    SCT,
+    XRAY,
+    concept,
+    condition,
+    draft,
+    encounter,
+    judge,
+    lbp,
+    med_request,
+    procedure,
+    pt_sessions,
+    service_request,
+    verdict,
+)
 
-TODAY = date(2026, 11, 21)
-REPO = Path(__file__).resolve().parent.parent
-
-
-def ago(days: int) -> date:
-    return TODAY - timedelta(days=days)
-
-
-def match(rules: Rules, vs_id: str, code: str | None = None) -> Match:
-    vs = rules.valuesets[vs_id]
-    chosen = next(c for c in vs.codes if code is None or c.code == code)
-    return Match(vs, chosen)
-
-
-def fact(rules: Rules, rtype: str, vs_id: str, start: date | None, end: date | None = None,
-         active: bool = True, status: str | None = "completed", rid: str = "x") -> Evidence:
-    m = match(rules, vs_id)
-    return Evidence(rtype, f"{rid}-{vs_id}-{start}", (m,), m.code.display, m.code.code, start, end,
-                    active=active, status=status)
-
-
-def order(rules: Rules, vs_id: str, code: str | None = None, reasons: tuple[str, ...] = (),
-          oid: str = "o1") -> DraftOrder:
-    m = match(rules, vs_id, code)
-    resource = {
-        "resourceType": "ServiceRequest", "id": oid, "status": "draft", "intent": "order",
-        "subject": {"reference": "Patient/p"},
-        "code": {"coding": [{"system": m.code.system, "code": m.code.code, "display": m.code.display}]},
-    }
-    return DraftOrder(f"ServiceRequest/{oid}", resource, m.code.display, m.code.code, (m,),
-                      tuple(match(rules, r) for r in reasons))
+PT_REFERRAL = "308447003"
 
 
-def lbp(rules: Rules, days: int) -> Evidence:
-    return fact(rules, "Condition", "lbp-population", ago(days), status="active")
+def test_three_weeks_of_pain_without_pt_is_premature() -> None:
+    [finding] = judge(lbp(21))
+    assert [r.key for r in finding.reasons] == ["symptoms_short", "trial_missing_pt"]
+    assert finding.reasons[0].params["duration"] == "3 weeks"
+    assert finding.reasons[0].params["source"] == "onset"
+    assert [m.params["modality"] for m in finding.missing] == ["Oral NSAID", "Formal physical therapy",
+                                                               "Activity modification"]
 
 
-def pt_sessions(rules: Rules, first: int, last: int) -> list[Evidence]:
-    return [fact(rules, "Procedure", "cc-formal-pt", ago(d), rid=f"pt{d}") for d in range(first, last - 1, -7)]
+@pytest.mark.parametrize(("onset", "reasons"), [(41, ["symptoms_short", "trial_missing_pt"]),
+                                                (42, ["trial_missing_pt"])])
+def test_symptoms_need_six_weeks(onset: int, reasons: list[str]) -> None:
+    assert verdict(lbp(onset)) == [("imaging-premature", reasons)]
 
 
-def record(*items: Evidence | list[Evidence]) -> PatientRecord:
-    flat: list[Evidence] = []
-    for item in items:
-        flat.extend(item if isinstance(item, list) else [item])
-    return PatientRecord("p", items=flat, conditions_checked=3)
+def test_seven_weeks_of_weekly_pt_makes_mri_appropriate() -> None:
+    assert verdict(lbp(70), pt_sessions(49, 7)) == []
 
 
-def rules_for(profile: str) -> Rules:
-    return load_rules(REPO / "rules", profile)
+@pytest.mark.parametrize(("first", "expected"), [(42, []), (41, [("imaging-premature", ["trial_short_pt"])])])
+def test_the_trial_runs_six_weeks_from_the_first_session(first: int, expected: list) -> None:
+    assert verdict(lbp(90), pt_sessions(first, 0, every=6)) == expected
 
 
-def mri(rules: Rules) -> DraftOrder:
-    return order(rules, "lumbar-imaging-mri-without-contrast")
+def test_onset_from_first_pt_when_the_diagnosis_has_only_a_recorded_date_today() -> None:
+    # Recorded today, no onset, eight weeks of PT: not "symptoms began today".
+    assert verdict(lbp(onset=None, recorded=0), pt_sessions(56, 7)) == []
+    [finding] = judge(lbp(onset=None, recorded=10))
+    assert finding.reasons[0].params["source"] == "recorded"
 
 
-def verdict(
-    rules: Rules, rec: PatientRecord, *orders: DraftOrder, selections: list[str] | None = None
-) -> list[tuple[str, list[str]]]:
-    findings = evaluate(rec, list(orders), rules, TODAY, selections)
-    return [(f.rule_id, [r.key for r in f.reasons]) for f in findings]
+def test_onset_from_a_back_pain_visit() -> None:
+    visit = encounter(20, reasonCode=[concept(ICD, "M54.50")])
+    [finding] = judge(lbp(onset=None, recorded=2), visit)
+    assert finding.reasons[0].params == {"onset": "2026-11-01", "duration": "2 weeks 6 days", "threshold": "6",
+                                         "source": "encounter"}
 
 
-def test_three_weeks_of_pain_without_pt_is_premature(rules: Rules) -> None:
-    findings = evaluate(record(lbp(rules, 21)), [mri(rules)], rules, TODAY)
-    assert [(f.rule_id, [r.key for r in f.reasons]) for f in findings] == [
-        ("imaging-premature", ["symptoms_short", "trial_missing_pt"])
-    ]
-    assert findings[0].reasons[0].params == {"onset": ago(21).isoformat(), "duration": "3 weeks", "threshold": "6"}
-    assert [m.params["modality"] for m in findings[0].missing] == [
-        "NSAID", "Formal physical therapy", "Activity modification"]
+def test_pt_three_years_ago_is_an_earlier_episode() -> None:
+    old_pt = pt_sessions(1150, 1100)
+    [finding] = judge(lbp(onset=1200, recorded=20), old_pt)
+    assert [r.key for r in finding.reasons] == ["trial_missing_pt"]
+    assert [b.key for b in finding.basis] == ["earlier_episode"]
 
 
-def test_seven_weeks_of_pt_makes_mri_appropriate(rules: Rules) -> None:
-    assert verdict(rules, record(lbp(rules, 70), pt_sessions(rules, 49, 7)), mri(rules)) == []
+@pytest.mark.parametrize(("gap", "counted"), [(179, True), (180, False)])
+def test_the_episode_gap_is_180_days(gap: int, counted: bool) -> None:
+    # Seven weeks of PT ending `gap` days before the diagnosis was recorded (no onset given).
+    last_pt = 20 + gap
+    sessions = pt_sessions(last_pt + 49, last_pt)
+    found = verdict(lbp(onset=None, recorded=20), sessions)
+    if counted:  # one episode: the PT counts, and the onset is the first session
+        assert found == []
+    else:  # a new episode began 20 days ago: no PT in it, and the onset is the recorded date
+        assert found == [("imaging-premature", ["symptoms_short", "trial_missing_pt"])]
 
 
-def test_pt_started_three_weeks_ago_is_too_short(rules: Rules) -> None:
-    assert verdict(rules, record(lbp(rules, 70), pt_sessions(rules, 21, 0)), mri(rules)) == [
-        ("imaging-premature", ["trial_short_pt"])
-    ]
+def test_two_sessions_six_weeks_apart_are_not_a_course() -> None:
+    two = [procedure("97161", 50), procedure("97110", 8)]
+    assert verdict(lbp(70), two) == [("imaging-premature", ["trial_few_sessions"])]
+    assert verdict(lbp(70), two, order=draft(*ORTHO_REFERRAL)) == [("referral-premature", ["pt_few_sessions"])]
 
 
-def test_nsaids_alone_do_not_count_in_the_seed_profile(rules: Rules) -> None:
-    nsaid = fact(rules, "MedicationRequest", "cc-nsaid", ago(60), status="active")
-    assert verdict(rules, record(lbp(rules, 70), nsaid), mri(rules)) == [("imaging-premature", ["trial_missing_pt"])]
-
-
-def test_payer_profile_counts_any_provider_directed_care() -> None:
-    payer = rules_for("payer")
-    nsaid = fact(payer, "MedicationRequest", "cc-nsaid", ago(49), status="active")
-    assert verdict(payer, record(lbp(payer, 56), nsaid), mri(payer)) == []
-    recent = fact(payer, "MedicationRequest", "cc-nsaid", ago(10), status="active")
-    assert verdict(payer, record(lbp(payer, 56), recent), mri(payer)) == [("imaging-premature", ["trial_short"])]
-
-
-def test_nice_profile_warns_without_a_week_count() -> None:
-    nice = rules_for("nice-ng59")
-    rec = record(lbp(nice, 70), pt_sessions(nice, 56, 0))
-    assert verdict(nice, rec, mri(nice)) == [("imaging-premature", ["not_routine"])]
-
-
-@pytest.mark.parametrize("category", [
-    "cauda-equina", "neurological-deficit", "cancer", "spinal-infection", "iv-drug-use",
-    "immunosuppression", "steroid-use", "fracture-trauma", "osteoporosis", "fever", "weight-loss",
+@pytest.mark.parametrize(("days", "imaging", "referral"), [
+    ((119, 105, 91, 77), [], []),  # four sessions on different days over six weeks: a course
+    ((119, 91, 77), [("imaging-premature", ["trial_few_sessions"])], [("referral-premature", ["pt_few_sessions"])]),
 ])
-def test_every_red_flag_category_silences_the_warning(rules: Rules, category: str) -> None:
-    flag = fact(rules, "Condition", f"red-flag-{category}", ago(3), status="active")
-    assert verdict(rules, record(lbp(rules, 14), flag), mri(rules)) == []
+def test_a_course_counts_from_four_sessions(days: tuple[int, ...], imaging: list, referral: list) -> None:
+    sessions = [procedure("97110", d) for d in days]
+    assert verdict(lbp(200), sessions) == imaging
+    assert verdict(lbp(200), sessions, order=draft(*ORTHO_REFERRAL)) == referral
 
 
-def test_inactive_red_flag_does_not_count_but_cancer_history_does(rules: Rules) -> None:
-    old_fever = fact(rules, "Condition", "red-flag-fever", ago(400), active=False, status="resolved")
-    assert verdict(rules, record(lbp(rules, 14), old_fever), mri(rules))
-    cancer = fact(rules, "Condition", "red-flag-cancer", ago(2000), active=False, status="resolved")
-    assert verdict(rules, record(lbp(rules, 14), cancer), mri(rules)) == []
+def test_sessions_count_by_distinct_days() -> None:
+    same_days = [procedure(code, d) for d in (50, 43) for code in ("97110", "97140", "97112")]
+    assert verdict(lbp(70), same_days) == [("imaging-premature", ["trial_few_sessions"])]
 
 
-def test_red_flag_as_the_orders_reason_silences(rules: Rules) -> None:
-    flagged = order(rules, "lumbar-imaging-mri-without-contrast", reasons=("red-flag-cauda-equina",))
-    assert verdict(rules, record(lbp(rules, 14)), flagged) == []
+def test_an_in_progress_plan_counts_only_up_to_today() -> None:
+    plan = procedure("97110", 50, status="in-progress", end=-60)  # ends two months from now
+    assert verdict(lbp(70), plan, order=draft(*ORTHO_REFERRAL)) == [("referral-premature", ["pt_few_sessions"])]
+    finding = judge(lbp(70), plan, order=draft(*ORTHO_REFERRAL))[0]
+    assert finding.reasons[0].params["last"] == "2026-11-21"  # today, not the plan's end
 
 
-def test_prior_lumbar_surgery_leaves_the_pathway(rules: Rules) -> None:
-    surgery = fact(rules, "Procedure", "lumbar-spine-surgery", ago(700))
-    assert verdict(rules, record(lbp(rules, 14), surgery), mri(rules)) == []
+def test_a_referral_never_attended_is_pt_ordered_not_done() -> None:
+    referral = service_request(PT_REFERRAL, 60)
+    assert verdict(lbp(70), referral) == [("imaging-premature", ["trial_pt_ordered"])]
+    assert verdict(lbp(70), referral, order=draft(*ORTHO_REFERRAL)) == [("referral-premature", ["pt_referral_only"])]
 
 
-def test_outside_the_population_says_nothing(rules: Rules) -> None:
-    resolved = fact(rules, "Condition", "lbp-population", ago(14), active=False, status="resolved")
-    assert verdict(rules, record(resolved), mri(rules)) == []
-    # ... unless the order itself names a back-pain reason.
-    with_reason = order(rules, "lumbar-imaging-mri-without-contrast", reasons=("lbp-population",))
-    assert verdict(rules, record(), with_reason) == [("imaging-premature", ["trial_missing_pt"])]
+def test_pt_recognised_as_encounters_by_service_type_and_referral_by_performer_type() -> None:
+    service = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/service-type", "code": "65"}]}
+    visits = [encounter(d, serviceType=service) for d in range(49, 6, -7)]  # R4: one CodeableConcept
+    assert verdict(lbp(70), visits) == []
+    by_performer = service_request("3457005", 30, performerType=concept(NUCC, "225100000X"))  # R4: 0..1
+    assert verdict(lbp(70), by_performer) == [("imaging-premature", ["trial_pt_ordered"])]
 
 
-def test_order_select_judges_only_selections(rules: Rules) -> None:
-    rec = record(lbp(rules, 14))
-    assert verdict(rules, rec, mri(rules), selections=["ServiceRequest/other"]) == []
-    assert verdict(rules, rec, mri(rules), selections=["ServiceRequest/o1"])
+def test_region_agnostic_mri_needs_a_lumbar_body_site() -> None:
+    spine_mri = ("241645008", SCT)
+    assert verdict(lbp(14), order=draft(*spine_mri)) == []
+    assert verdict(lbp(14), order=draft(*spine_mri, bodySite=[CERVICAL_SITE])) == []
+    assert verdict(lbp(14), order=draft(*spine_mri, bodySite=[LUMBAR_SITE])) == [
+        ("imaging-premature", ["symptoms_short", "trial_missing_pt"])]
 
 
-def test_duplicate_mri_within_a_year(rules: Rules) -> None:
-    prior = fact(rules, "ImagingStudy", "lumbar-imaging-mri-without-contrast", ago(150), status="available")
-    rec = record(lbp(rules, 200), pt_sessions(rules, 70, 14), prior)
-    findings = evaluate(rec, [mri(rules)], rules, TODAY)
-    assert [(f.rule_id, f.reasons[0].params["date"]) for f in findings] == [("imaging-duplicate", ago(150).isoformat())]
-    old = fact(rules, "ImagingStudy", "lumbar-imaging-mri-without-contrast", ago(400), status="available")
-    assert verdict(rules, record(lbp(rules, 500), pt_sessions(rules, 70, 14), old), mri(rules)) == []
+def test_a_prior_cervical_mri_is_no_lumbar_repeat_and_the_skip_is_counted() -> None:
+    cervical = {"resourceType": "ImagingStudy", "id": "is1", "status": "available",
+                "subject": {"reference": "Patient/p1"}, "started": "2026-08-01",
+                "procedureCode": [concept(SCT, "241645008")],
+                "series": [{"uid": "1.2.3", "modality": {"system": "http://dicom.nema.org/resources/ontology/DCM",
+                                                        "code": "MR"}, "bodySite": CERVICAL_SITE["coding"][0]}]}
+    findings = judge(lbp(300), pt_sessions(120, 60), cervical)
+    assert findings == []
 
 
-def test_premature_and_duplicate_share_one_card(rules: Rules) -> None:
-    prior = fact(rules, "Procedure", "lumbar-imaging-ct", ago(30))
-    assert verdict(rules, record(lbp(rules, 20), prior), mri(rules)) == [
-        ("imaging-premature", ["symptoms_short", "trial_missing_pt", "prior_imaging"])
-    ]
+def test_repeat_imaging_compares_modality() -> None:
+    trauma_ct = procedure(CT[0], 60)
+    assert verdict(lbp(300), pt_sessions(120, 60), trauma_ct) == []  # MRI after a CT: no repeat
+    assert verdict(lbp(300), pt_sessions(120, 60), trauma_ct, order=draft(*CT)) == [
+        ("imaging-duplicate", ["prior_imaging"])]
+    assert verdict(lbp(300), pt_sessions(120, 60), procedure(MRI[0], 60)) == [
+        ("imaging-duplicate", ["prior_imaging"])]
 
 
-def test_mri_with_contrast_gets_an_update_to_without(rules: Rules) -> None:
-    with_contrast = order(rules, "lumbar-imaging-mri-with-contrast", code="72158")
-    findings = evaluate(record(lbp(rules, 90), pt_sessions(rules, 56, 0)), [with_contrast], rules, TODAY)
-    assert [f.rule_id for f in findings] == ["imaging-contrast"]
-    replacement = findings[0].replacement
-    assert replacement is not None and replacement["id"] == "o1"
-    assert [c["code"] for c in replacement["code"]["coding"]] == ["72148"]
-    cancer = fact(rules, "Condition", "red-flag-cancer", ago(300), status="active")
-    rec = record(lbp(rules, 90), pt_sessions(rules, 56, 0), cancer)
-    assert verdict(rules, rec, with_contrast) == []
+def test_prior_lumbar_surgery_includes_fusion_status_but_not_a_cervical_laminectomy() -> None:
+    assert verdict(lbp(14), condition("Z98.1", onset=900)) == []
+    assert verdict(lbp(14), procedure("22612", 900)) == []
+    premature = [("imaging-premature", ["symptoms_short", "trial_missing_pt"])]
+    assert verdict(lbp(14), condition("Z98.1", onset=900, bodySite=[CERVICAL_SITE])) == premature
+    assert verdict(lbp(14), procedure("63045", 900), procedure("63048", 900)) == premature
+    assert verdict(lbp(14), procedure("63048", 900, bodySite=[LUMBAR_SITE])) == []
 
 
-def test_surgical_referral_without_pt(rules: Rules) -> None:
-    referral = order(rules, "surgical-referral")
-    assert verdict(rules, record(lbp(rules, 60)), referral) == [("referral-premature", ["pt_missing"])]
+def test_referrals_by_performer_type_and_stated_reason() -> None:
+    by_type = draft("103696004", SCT, performerType=concept(SCT, "22731001"))  # specialist; orthopaedic surgeon
+    assert verdict(lbp(60), order=by_type) == [("referral-premature", ["pt_missing"])]
+    knee = draft(*ORTHO_REFERRAL, reasonCode=[concept(ICD, "M17.11")])
+    assert verdict(lbp(60), order=knee) == []  # a knee referral in a back-pain patient
+    by_site = draft(*ORTHO_REFERRAL, bodySite=[KNEE_SITE])
+    assert verdict(lbp(60), order=by_site) == []
+    back = draft(*ORTHO_REFERRAL, reasonCode=[concept(ICD, "M54.16")])
+    assert verdict(lbp(60), order=back) == [("referral-premature", ["pt_missing"])]
+    # Without a reason: judged only in an active back-pain episode.
+    assert verdict(lbp(60), order=draft(*ORTHO_REFERRAL)) == [("referral-premature", ["pt_missing"])]
+    assert verdict(lbp(60, clinical="resolved"), order=draft(*ORTHO_REFERRAL)) == []
 
 
-def test_pt_referral_counts_as_started_not_done(rules: Rules) -> None:
-    pt_order = fact(rules, "ServiceRequest", "cc-formal-pt", ago(14), status="active")
-    findings = evaluate(record(lbp(rules, 60), pt_order), [order(rules, "surgical-referral")], rules, TODAY)
-    assert [(f.rule_id, [r.key for r in f.reasons]) for f in findings] == [("referral-premature", ["pt_referral_only"])]
-    assert findings[0].reasons[0].params["date"] == ago(14).isoformat()
+@pytest.mark.parametrize(("age", "expected"), [(17, []), (18, [("imaging-premature", ["symptoms_short",
+                                                                                    "trial_missing_pt"])])])
+def test_the_population_is_adult(age: int, expected: list) -> None:
+    assert verdict(lbp(14), age=age) == expected
 
 
-def test_short_pt_span_warns_with_the_window_note(rules: Rules) -> None:
-    findings = evaluate(record(lbp(rules, 60), pt_sessions(rules, 21, 0)),
-                        [order(rules, "surgeon-specialty")], rules, TODAY)
-    assert len(findings) == 1
-    assert [r.key for r in findings[0].reasons] == ["pt_short"]
-    assert findings[0].reasons[0].params["duration"] == "3 weeks"
-    assert [n.key for n in findings[0].notes] == ["window", "no_red_flags"]
+def test_nice_covers_over_16s() -> None:
+    assert verdict(lbp(14), profile="nice-ng59", age=16) == [("imaging-premature", ["not_routine"])]
+    assert verdict(lbp(14), profile="nice-ng59", age=15) == []
 
 
-def test_completed_pt_but_under_three_months_gives_an_info_note(rules: Rules) -> None:
-    surgery = order(rules, "lumbar-spine-surgery")
-    assert verdict(rules, record(lbp(rules, 80), pt_sessions(rules, 70, 14)), surgery) == [
-        ("surgery-window", ["window"])
-    ]
-    assert verdict(rules, record(lbp(rules, 200), pt_sessions(rules, 150, 90)), surgery) == []
+@pytest.mark.parametrize(("age", "order", "released"), [(65, XRAY, True), (64, XRAY, False), (80, MRI, False)])
+def test_older_age_releases_radiography(age: int, order: tuple[str, str], released: bool) -> None:
+    assert (verdict(lbp(14), age=age, order=draft(*order)) == []) is released
+
+
+def test_unknown_age_is_judged_as_an_adult() -> None:
+    assert verdict(lbp(14), age=None) == [("imaging-premature", ["symptoms_short", "trial_missing_pt"])]
+
+
+def test_mri_with_contrast_gets_the_without_contrast_update_only_without_red_flags() -> None:
+    [finding] = judge(lbp(90), pt_sessions(56, 0), order=draft(*MRI_CONTRAST))
+    assert finding.rule_id == "imaging-contrast"
+    assert [c["code"] for c in finding.replacement["code"]["coding"]] == ["72148"]  # type: ignore[index]
+    # Suspected epidural abscess (IV drug use and fever), transplant, cauda equina: no contrast advice.
+    for flag in (condition("F11.20", onset=30), condition("Z94.0", onset=900), condition("G83.4", onset=2)):
+        assert verdict(lbp(90), pt_sessions(56, 0), flag, order=draft(*MRI_CONTRAST)) == []
+    assert verdict(lbp(90), pt_sessions(56, 0), procedure("63047", 900), order=draft(*MRI_CONTRAST)) == []
+
+
+def test_payer_counts_oral_nsaids_by_code_never_opioids_or_topicals() -> None:
+    naproxen = med_request("198014", 49)
+    assert verdict(lbp(56), naproxen, profile="payer") == []
+    oxycodone = med_request("7804", 49)
+    assert verdict(lbp(56), oxycodone, profile="payer") == [("imaging-premature", ["trial_missing"])]
+    gel = med_request("3355", 49, dosageInstruction=[{"route": concept(SCT, "6064005")}])
+    assert verdict(lbp(56), gel, profile="payer") == [("imaging-premature", ["trial_missing"])]
+    syrup = med_request("999999", 49)
+    syrup["medicationCodeableConcept"]["text"] = "ibuprofen and codeine syrup"
+    assert verdict(lbp(56), syrup, profile="payer") == [("imaging-premature", ["trial_missing"])]
+
+
+def test_nice_warns_on_fusion_and_counts_manual_therapy_only_with_exercise() -> None:
+    fusion = draft("22612")
+    assert verdict(lbp(200), pt_sessions(150, 60), order=fusion, profile="nice-ng59") == [
+        ("surgery-fusion", ["fusion"])]
+    assert verdict(lbp(200), pt_sessions(150, 60), order=fusion) == []  # seeds: completed PT, 3+ months
+    chiro = [procedure("98940", d) for d in (60, 50, 40)]
+    referral = draft(*ORTHO_REFERRAL)
+    assert verdict(lbp(90), chiro, order=referral, profile="nice-ng59") == [
+        ("referral-premature", ["conservative_missing"])]
+    group = procedure("97150", 45)
+    assert verdict(lbp(90), chiro, group, order=referral, profile="nice-ng59") == []
+    cbt = procedure("228557008", 45, system=SCT)
+    assert verdict(lbp(90), cbt, order=referral, profile="nice-ng59") == [
+        ("referral-premature", ["conservative_missing"])]
+
+
+def test_order_select_judges_only_selections() -> None:
+    from cds_hooks.pathway.evaluate import evaluate
+    from cds_hooks.pathway.record import read_draft_orders
+    from tests.chart import TODAY, record_of, rules_for
+
+    rules = rules_for()
+    orders = read_draft_orders({"resourceType": "Bundle", "entry": [{"resource": draft(*MRI)}]}, rules)
+    rec = record_of(lbp(14))
+    assert evaluate(rec, orders, rules, TODAY, ["ServiceRequest/other"]) == []
+    assert evaluate(rec, orders, rules, TODAY, ["ServiceRequest/o1"])
 
 
 def test_helpers() -> None:
     assert duration(0) == "0 days" and duration(1) == "1 day" and duration(23) == "3 weeks 2 days"
     assert months_before(date(2026, 3, 31), 1) == date(2026, 2, 28)
     assert months_before(date(2026, 1, 15), 12) == date(2025, 1, 15)
+
+
+def test_order_scopes_are_the_gate_evaluate_applies() -> None:
+    from cds_hooks.pathway.evaluate import Scope, order_scopes
+    from cds_hooks.pathway.record import read_draft_orders
+    from tests.chart import TODAY, record_of, rules_for
+
+    rules = rules_for()
+    drafts = [draft(*MRI, oid="mri"), draft("241645008", SCT, oid="spine"), draft("2093-3", "http://loinc.org",
+                                                                                  oid="lab"),
+              draft(*ORTHO_REFERRAL, oid="knee", reasonCode=[concept(ICD, "M17.11")])]
+    orders = read_draft_orders({"resourceType": "Bundle", "entry": [{"resource": d} for d in drafts]}, rules)
+    scopes = {ref.split("/")[1]: s for ref, s in order_scopes(record_of(lbp(14)), orders, rules, TODAY).items()}
+    assert scopes == {"mri": Scope.JUDGED, "spine": Scope.UNRELATED, "lab": Scope.UNRELATED, "knee": Scope.OUTSIDE}
+    teen = order_scopes(record_of(lbp(14), age=15), orders[:1], rules, TODAY)
+    operated = order_scopes(record_of(lbp(14), procedure("63047", 900)), orders[:1], rules, TODAY)
+    assert list(teen.values()) == list(operated.values()) == [Scope.OUTSIDE]

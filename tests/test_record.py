@@ -117,7 +117,7 @@ def med(mid: str, status: str = "active", **medication: Any) -> dict[str, Any]:
             "subject": {"reference": "Patient/p1"}, "authoredOn": "2026-10-05", **medication}
 
 
-def test_nsaid_by_ingredient_product_reference_and_name(rules: Rules) -> None:
+def test_nsaid_by_ingredient_product_and_reference_never_by_name(rules: Rules) -> None:
     rec = read(
         rules,
         medicationRequests=bundle(
@@ -129,16 +129,46 @@ def test_nsaid_by_ingredient_product_reference_and_name(rules: Rules) -> None:
                 contained=[{"resourceType": "Medication", "id": "m1",
                             "code": {"coding": [{"system": RXNORM, "code": "5640"}]}}]),
             med("included", medicationReference={"reference": "Medication/m2"}),
-            {"resourceType": "Medication", "id": "m2", "code": {"text": "Naproxen sodium 550 MG tablet"}},
+            {"resourceType": "Medication", "id": "m2", "code": {"coding": [{"system": RXNORM, "code": "7258"}],
+                                                              "text": "Naproxen sodium 550 MG tablet"}},
+            med("text-only", medicationReference={"reference": "Medication/m3"}),
+            {"resourceType": "Medication", "id": "m3", "code": {"text": "Naproxen sodium 550 MG tablet"}},
+            med("topical", medicationCodeableConcept={"coding": [{"system": RXNORM, "code": "3355"}]},
+                dosageInstruction=[{"route": {"coding": [{"system": "http://snomed.info/sct", "code": "6064005"}]}}]),
             med("cancelled", status="cancelled",
                 medicationCodeableConcept={"coding": [{"system": RXNORM, "code": "7258"}]}),
         ),
     )
-    found = {i.resource_id: (i.categories("conservative-care"), i.matched_by_text) for i in rec.items}
-    assert found == {
-        "ingredient": ({"nsaid"}, False), "product": ({"nsaid"}, False), "byname": ({"nsaid"}, True),
-        "contained": ({"nsaid"}, False), "included": ({"nsaid"}, True),
-    }
+    found = {i.resource_id: i.categories("conservative-care") for i in rec.items}
+    assert found == {"ingredient": {"nsaid"}, "product": {"nsaid"}, "contained": {"nsaid"}, "included": {"nsaid"}}
+    assert rec.medications_checked == 8
+
+
+def test_prescription_supply_and_temperature_units(rules: Rules) -> None:
+    supplied = med("supplied", medicationCodeableConcept={"coding": [{"system": RXNORM, "code": "8640"}]},
+                   dispenseRequest={"numberOfRepeatsAllowed": 2, "expectedSupplyDuration": {
+                       "value": 30, "unit": "days", "system": "http://unitsofmeasure.org", "code": "d"}})
+    temps = [{"resourceType": "Observation", "id": f"t{i}", "status": "final",
+              "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]},
+              "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-11-01T08:00:00Z",
+              "valueQuantity": {"value": value, "unit": unit}} for i, (value, unit) in
+             enumerate([(101.3, "[degF]"), (38.2, "Cel"), (38.2, "mmHg")])]
+    rec = read(rules, medicationRequests=bundle(supplied), vitalSigns=bundle(*temps))
+    by_id = {i.resource_id: i for i in rec.items}
+    assert by_id["supplied"].supply_days == 90 and by_id["supplied"].end is not None
+    assert by_id["supplied"].end.isoformat() == "2027-01-03"  # 2026-10-05 + 90 days
+    assert (by_id["t0"].value, by_id["t1"].value) == (38.5, 38.2)
+    assert rec.temperatures_checked == 2 and "Observation/t2" in rec.skipped[0]
+
+
+def test_region_agnostic_history_is_skipped_and_counted(rules: Rules) -> None:
+    lumbar = {"coding": [{"system": "http://snomed.info/sct", "code": "122496007"}]}
+    rec = read(rules, procedures=bundle(
+        procedure("agnostic", "completed", code="63048", performedDateTime="2024-01-01"),
+        procedure("lumbar", "completed", code="63048", performedDateTime="2024-01-01", bodySite=[lumbar]),
+    ))
+    assert [i.resource_id for i in rec.items] == ["lumbar"]
+    assert len(rec.region_skipped) == 1 and rec.region_skipped[0].startswith("Procedure/agnostic")
 
 
 def test_resources_of_another_patient_are_skipped(rules: Rules) -> None:

@@ -146,7 +146,7 @@ def test_premature_mri_shows_a_warning_card(open_tab: Callable[..., Tab]) -> Non
     assert card.locator(".card-override select option").count() == 5  # placeholder + 4 coded reasons
     # The timeline shows what the service read.
     lanes = page.locator("#timeline-rows td:nth-child(2)").all_inner_texts()
-    assert lanes == ["Back condition", "NSAID", "Draft order"]
+    assert lanes == ["Back condition", "Oral NSAID", "Draft order"]
     assert page.locator("#timeline-chart circle").count() == 3
     # Raw view: one click away, and it is what went over the wire.
     page.get_by_text("Response JSON").click()
@@ -349,7 +349,7 @@ def test_keyboard_only_use(open_tab: Callable[..., Tab]) -> None:
         .filter(e => !(e.labels && e.labels.length) && !e.textContent.trim() && !e.getAttribute('aria-label'))
         .map(e => e.outerHTML)""")
     assert unlabelled == []
-    page.get_by_label("Filter scenarios", exact=True).fill("fever")
+    page.get_by_label("Filter scenarios", exact=True).fill("red-flag-fever")
     page.keyboard.press("Tab")
     focused = page.evaluate("""() => ({text: document.activeElement.textContent,
         outline: getComputedStyle(document.activeElement).outlineStyle})""")

@@ -82,7 +82,7 @@ def test_a_rule_seen_only_in_silent_mode_is_reported(
     assert main(["report", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith(",silent")
-    assert lines[1].startswith("1.0.0,imaging-premature,0,0,0,0,,") and lines[1].endswith(",0,1")  # silenced, silent
+    assert lines[1].startswith("1.1.0,imaging-premature,0,0,0,0,,") and lines[1].endswith(",0,1")  # silenced, silent
 
 
 def test_service_modes_from_the_environment_and_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -42,7 +42,11 @@ class Vocabulary:
 
         self.back_pain = pick(lambda vs: vs.kind == "population")
         self.prior_surgery = pick(lambda vs: vs.kind == "lumbar-spine-surgery")
-        self.red_flags = {cat: pick(lambda vs, cat=cat: vs.kind == "red-flag" and vs.category == cat)
+        # Red-flag codes as the pathway reads them: not excluded from their set, and an initial-encounter
+        # 7th character where the category asks for one (rules/index.py).
+        self.red_flags = {cat: [c for c in pick(lambda vs, cat=cat: vs.kind == "red-flag" and vs.category == cat)
+                                if any(m.valueset.kind == "red-flag" and m.valueset.category == cat
+                                       for m in rules.index.lookup(c.system, c.code))]
                           for cat in rules.pathway.red_flag_categories}
         self.red_flags = {cat: codes for cat, codes in self.red_flags.items() if codes}
         self.imaging = {(vs.modality, bool(vs.contrast)): [c for c in vs.codes if c.verified]
@@ -51,7 +55,8 @@ class Vocabulary:
         self.specialty = pick(lambda vs: vs.kind == "surgeon-specialty")
         self.care = {cat: pick(lambda vs, cat=cat: vs.kind == "conservative-care" and vs.category == cat)
                      for cat in rules.pathway.modalities}
-        self.drug_names = {vs.category: vs.text_match for vs in rules.valuesets.values() if vs.text_match}
+        # Conservative-care modalities recognised from a coded medication (never from its name).
+        self.drugs = sorted(cat for cat, codes in self.care.items() if any("rxnorm" in c.system for c in codes))
         self.pt_referral = rules.pt_referral["code"]
         self.extra = extra
 
@@ -156,12 +161,9 @@ class PatientBuilder:
 
     def drug(self, category: str, day: date) -> None:
         codes = [c for c in self.v.care.get(category, ()) if "rxnorm" in c.system]
-        if category in self.v.drug_names and (not codes or self.rng.random() < 0.25):
-            concept: dict[str, Any] = {"text": self.rng.choice(self.v.drug_names[category]).capitalize()}
-        elif codes:
-            concept = self.v.concept(self.rng.choice(codes))
-        else:
+        if not codes:
             return
+        concept = self.v.concept(self.rng.choice(codes))
         self.emit({"resourceType": "MedicationRequest", "id": self._id("med"), "status": "active",
                    "intent": "order", "medicationCodeableConcept": concept, "subject": self._subject(),
                    "authoredOn": self._when(day), "requester": self._doctor()})
@@ -279,7 +281,7 @@ class PatientBuilder:
             self.emit(order)
         elif scenario == "care-only":
             self.pt_course(onset + timedelta(days=rng.randint(3, 20)), rng.randint(1, 8))
-            self.drug(rng.choice(sorted(v.drug_names)), onset + timedelta(days=rng.randint(0, 20)))
+            self.drug(rng.choice(v.drugs), onset + timedelta(days=rng.randint(0, 20)))
         elif scenario == "prior-surgery":
             surgery = onset - timedelta(days=rng.randint(200, 2000))
             self.emit({"resourceType": "Procedure", "id": self._id("proc"), "status": "completed",

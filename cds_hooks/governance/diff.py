@@ -2,9 +2,9 @@
 
 Both sides are loaded and validated (`load_rules`), then compared part by part through `walk`: the
 governance record, every profile's settings (after `extends`), the rest of pathway.yaml, every value set
-(its fields, and its codes added, removed or changed, with displays), the card wording, citations, code
-systems, services and the sandbox's wording. A setting changed in a profile that others extend is one
-change, listed under every profile whose behaviour it changes.
+(its fields and decision, and its codes and excluded codes added, removed or changed, with displays), the
+card wording, citations, code systems, services and the sandbox's wording. A setting changed in a profile
+that others extend is one change, listed under every profile whose behaviour it changes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from cds_hooks.governance.walk import code_label, content_parts, leaves, plain
-from cds_hooks.pathway.rules import Code, Rules, ValueSet
+from cds_hooks.pathway.rules import Rules, ValueSet
 
 Kind = Literal["added", "removed", "changed"]
 # Sections in the order the committee reads them; parts of Rules not named here come after, by name.
@@ -78,8 +78,9 @@ def _profiles(old: Rules, new: Rules) -> list[Change]:
     return out
 
 
-def _codes(vs: ValueSet) -> dict[tuple[str, str], Code]:
-    return {(c.system, c.code): c for c in vs.codes}
+def _codes(vs: ValueSet, field: str = "codes") -> dict[tuple[str, str], Any]:
+    """The value set's codes (or its exclusions) by system and code."""
+    return {(c.system, c.code): c for c in getattr(vs, field)}
 
 
 def _valuesets(old: Rules, new: Rules) -> list[Change]:
@@ -92,22 +93,28 @@ def _valuesets(old: Rules, new: Rules) -> list[Change]:
             summary = f"{side.title} ({len(side.codes)} codes)"
             out.append(Change("valuesets", vs_id, "", "added" if before is None else "removed",
                               old=summary if after is None else None, new=summary if before is None else None))
-        meta_old = leaves(before.model_dump(exclude={"codes"})) if before else {}
-        meta_new = leaves(after.model_dump(exclude={"codes"})) if after else {}
+        meta_old = leaves(before.model_dump(exclude={"codes", "exclusions"})) if before else {}
+        meta_new = leaves(after.model_dump(exclude={"codes", "exclusions"})) if after else {}
         if before and after:
             out += _compare("valuesets", vs_id, meta_old, meta_new)
-        codes_old = _codes(before) if before else {}
-        codes_new = _codes(after) if after else {}
-        for key in sorted(codes_old.keys() | codes_new.keys()):
-            if key not in codes_new:
-                out.append(Change("valuesets", vs_id, "code", "removed", old=code_label(old, codes_old[key])))
-            elif key not in codes_old:
-                out.append(Change("valuesets", vs_id, "code", "added", new=code_label(new, codes_new[key])))
-            else:
-                label = f"code {new.system_name(key[0])} {key[1]}"
-                for change in _compare("valuesets", vs_id, leaves(codes_old[key]), leaves(codes_new[key])):
-                    out.append(Change("valuesets", vs_id, f"{label} {change.path}", change.kind, change.old,
-                                      change.new))
+        for field in ("codes", "exclusions"):  # each code (or excluded code) added or removed is one change
+            out += _code_changes(old, new, vs_id, "code" if field == "codes" else "exclusion",
+                                 _codes(before, field) if before else {}, _codes(after, field) if after else {})
+    return out
+
+
+def _code_changes(old: Rules, new: Rules, vs_id: str, what: str, codes_old: dict[tuple[str, str], Any],
+                  codes_new: dict[tuple[str, str], Any]) -> list[Change]:
+    out = []
+    for key in sorted(codes_old.keys() | codes_new.keys()):
+        if key not in codes_new:
+            out.append(Change("valuesets", vs_id, what, "removed", old=code_label(old, codes_old[key])))
+        elif key not in codes_old:
+            out.append(Change("valuesets", vs_id, what, "added", new=code_label(new, codes_new[key])))
+        else:
+            label = f"{what} {new.system_name(key[0])} {key[1]}"
+            for change in _compare("valuesets", vs_id, leaves(codes_old[key]), leaves(codes_new[key])):
+                out.append(Change("valuesets", vs_id, f"{label} {change.path}", change.kind, change.old, change.new))
     return out
 
 

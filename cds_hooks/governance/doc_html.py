@@ -7,12 +7,16 @@ with its size, provenance and codes; the citations. No script, no external resou
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from html import escape
 
 from cds_hooks.governance.doc_tables import (
     citations_by_rule,
+    decision_rows,
     differing,
+    not_used_rows,
     pathway_lists,
+    red_flag_rows,
     settings_by_profile,
     totals,
     valueset_rows,
@@ -21,7 +25,7 @@ from cds_hooks.governance.fhir_knowledge import placeholders
 from cds_hooks.governance.flow import flow_svg
 from cds_hooks.governance.scope import conditions
 from cds_hooks.governance.walk import rule_ids, selected_settings, words
-from cds_hooks.pathway.rules import Rules
+from cds_hooks.pathway.rules import Rules, ValueSet, normalise
 from cds_hooks.pathway.rules.schema import RuleTextOverride
 
 STYLE = """
@@ -110,20 +114,39 @@ def _override(rules: Rules, override: RuleTextOverride) -> str:
     return "".join(items)
 
 
+def _excluded(vs: ValueSet) -> Callable[[str, str], bool]:
+    """Whether a code of `vs` is one of its exclusions (or under one with descendants)."""
+    exact = {(x.system, normalise(x.code)) for x in vs.exclusions}
+    under = [(x.system, normalise(x.code)) for x in vs.exclusions if x.descendants]
+    return lambda system, code: (system, normalise(code)) in exact or any(
+        system == s and normalise(code).startswith(p) for s, p in under)
+
+
+def _valueset(rules: Rules, vs: ValueSet) -> str:
+    excluded = _excluded(vs)
+    codes = [[rules.system_name(c.system), c.code, c.display,
+              "; ".join(f for f, on in (("descendants", c.descendants), ("unverified", not c.verified),
+                                        ("excluded", excluded(c.system, c.code))) if on)]
+             for c in vs.codes]
+    exclusions = [[rules.system_name(x.system), x.code + (" (and under)" if x.descendants else ""), x.display,
+                   " ".join(x.reason.split()), " ".join(x.source.split())] for x in vs.exclusions]
+    return (f'<details id="vs-{escape(vs.id)}"><summary>{escape(vs.id)}: {escape(vs.title)} '
+            f"({len(vs.codes)} codes" + (f", {len(exclusions)} excluded" if exclusions else "")
+            + f")</summary><p>Source: {escape(vs.source)}</p>"
+            + (f"<p>Note: {escape(vs.note)}</p>" if vs.note else "")
+            + (f"<p>Decision: {escape(' '.join(vs.decision.split()))}</p>" if vs.decision else "")
+            + (f"<p>Excluded, each with its reason and source:</p>"
+               f"{_table(['system', 'code', 'display', 'reason', 'source'], exclusions)}" if exclusions else "")
+            + _table(["system", "code", "display", "flags"], codes) + "</details>")
+
+
 def _valuesets(rules: Rules) -> str:
     headers, rows = valueset_rows(rules)
-    linked = _table(headers, rows)
-    details = []
-    for vs in rules.valuesets.values():
-        codes = [[rules.system_name(c.system), c.code, c.display,
-                  "; ".join(f for f, on in (("descendants", c.descendants), ("unverified", not c.verified)) if on)]
-                 for c in vs.codes]
-        details.append(f'<details id="vs-{escape(vs.id)}"><summary>{escape(vs.id)}: {escape(vs.title)} '
-                       f"({len(vs.codes)} codes)</summary><p>Source: {escape(vs.source)}</p>"
-                       + (f"<p>Note: {escape(vs.note)}</p>" if vs.note else "")
-                       + (f"<p>Also matched by name: {escape(words(vs.text_match))}</p>" if vs.text_match else "")
-                       + _table(["system", "code", "display", "flags"], codes) + "</details>")
-    return f"<p>{escape(totals(rules))}.</p>{linked}{''.join(details)}"
+    unused_headers, unused = not_used_rows(rules)
+    return (f"<p>{escape(totals(rules))}.</p>{_table(headers, rows)}"
+            f"<h3>Why each published set is used, and what it leaves out</h3>{_table(*decision_rows(rules))}"
+            + (f"<h3>Published value sets not used</h3>{_table(unused_headers, unused)}" if unused else "")
+            + "".join(_valueset(rules, vs) for vs in rules.valuesets.values()))
 
 
 def _citations(rules: Rules) -> str:
@@ -160,7 +183,9 @@ def render_html(rules: Rules, profile_id: str | None = None) -> str:
 <h2 id="profiles">Profiles</h2><ul>{profiles}</ul>
 <h3>Where the profiles differ</h3>{_table(headers, differing(setting_rows), mark_diff=True)}
 <h3>Every threshold and switch</h3>{_table(headers, setting_rows, mark_diff=True)}
-<h3>Labels and record statuses</h3>{_table(["pathway.yaml", "value"], [list(p) for p in pathway_lists(rules)])}
+<h3>Red-flag categories</h3>{_table(*red_flag_rows(rules))}
+<h3>Episode, record statuses, ratings and labels</h3>
+{_table(["pathway.yaml", "value"], [list(p) for p in pathway_lists(rules)])}
 <h2 id="valuesets">Value sets</h2>{_valuesets(rules)}
 <h2 id="citations">Citations</h2>{_citations(rules)}
 </main></body></html>

@@ -4,7 +4,15 @@ The prose outside the markers is written by hand."""
 
 from __future__ import annotations
 
-from cds_hooks.governance.doc_tables import citations_by_rule, settings_by_profile, totals, valueset_rows
+from cds_hooks.governance.doc_tables import (
+    citations_by_rule,
+    decision_rows,
+    not_used_rows,
+    red_flag_rows,
+    settings_by_profile,
+    totals,
+    valueset_rows,
+)
 from cds_hooks.pathway.cards import md_escape
 from cds_hooks.pathway.rules import Rules
 
@@ -36,7 +44,8 @@ def render_markdown(rules: Rules) -> str:
         text = rules.cards.rule_text(rules.profile_id, rule_id)
         scope = rules.governance.rules[rule_id]  # type: ignore[index]
         silenced = [n for n, p in rules.pathway.profiles.items() if rule_id in p.red_flags_silence]
-        cited = "; ".join(f"{name}: {', '.join(ids)}" for name, ids in citations_by_rule(rules, rule_id).items())
+        cited = "; ".join(f"{name}: {', '.join(ids) or 'none'}"
+                          for name, ids in citations_by_rule(rules, rule_id).items())
         rule_rows.append([rule_id, text.indicator, text.topic, ", ".join(scope.orders),
                           ", ".join(scope.unless) or "—", ", ".join(silenced) or "none", cited])
     lines += _table(["rule", "card", "topic", "orders judged", "only without a card from",
@@ -46,9 +55,23 @@ def render_markdown(rules: Rules) -> str:
               f"Each setting of each profile in `rules/pathway.yaml` (after `extends`); `off` is `null`. "
               f"The default profile is `{rules.pathway.default_profile}`.", ""]
     lines += _table(headers, rows)
+    lines += ["", "### Red-flag categories", "",
+              "Each category of `red_flags` in `rules/pathway.yaml`, the same in every profile: how far back a "
+              "coded record counts, from which date, whether a resolved condition still counts, and what else "
+              "makes it a red flag.", ""]
+    lines += _table(*red_flag_rows(rules))
     vs_headers, vs_rows = valueset_rows(rules)
     lines += ["", "### Value sets", "", md_escape(totals(rules)) + ".", ""]
     lines += _table(vs_headers, vs_rows)
+    lines += ["", "### Why each published set is used, and what it leaves out", "",
+              "From `rules/valuesets/published/decisions.yaml` (and a curated set's own exclusions). Each "
+              "excluded code, with its reason and source, is in the HTML page and in the FHIR export "
+              "(`compose.exclude`).", ""]
+    lines += _table(*decision_rows(rules))
+    unused_headers, unused = not_used_rows(rules)
+    if unused:
+        lines += ["", "### Published value sets not used", ""]
+        lines += _table(unused_headers, unused)
     lines += ["", f"Profiles: {', '.join(f'`{p}`' for p in profiles)}. The full pathway, with the flow diagram, "
               "every card's wording and every code, is one HTML page: `lumbar-cds rules doc > pathway.html`."]
     return "\n".join(lines)

@@ -1,6 +1,7 @@
-"""The rules' terminology as FHIR R4: one ValueSet per value set (every code in `compose`, the OID and
-a Provenance where the set was imported whole from a published source), and CodeSystems for the card
-topics and the override reasons.
+"""The rules' terminology as FHIR R4: one ValueSet per value set (every code in `compose.include`, the
+codes it leaves out in `compose.exclude` with their reasons in the description, the OID, the decision to
+use it and a Provenance where the set was imported whole from a published source), and CodeSystems for
+the card topics and the override reasons.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Any
 
-from cds_hooks.governance.walk import words
 from cds_hooks.pathway.rules import Rules, ValueSet
 
 # Standard extension for a remark on one concept of a ValueSet.
@@ -44,8 +44,12 @@ def _description(vs: ValueSet) -> str:
     lines.append(f"Source: {vs.source}")
     if vs.note:
         lines.append(f"Note: {vs.note}")
-    if vs.text_match:
-        lines.append(f"Also matched by name in medication text: {words(vs.text_match)}.")
+    if vs.decision:
+        lines.append(f"Decision: {' '.join(vs.decision.split())}")
+    if vs.exclusions:
+        lines.append(f"Excluded ({len(vs.exclusions)} codes, in compose.exclude), by reason:")
+        lines += [f"- {reason} (Source: {source}) Codes: {', '.join(codes)}."
+                  for (reason, source), codes in _exclusion_reasons(vs).items()]
     if vs.published:
         p = vs.published
         lines.append(f"Imported whole from {p.name} (OID {p.oid}, version {p.version}) in {p.repository} "
@@ -54,21 +58,40 @@ def _description(vs: ValueSet) -> str:
     return "\n\n".join(lines)
 
 
-def valueset(rules: Rules, vs: ValueSet) -> dict[str, Any]:
-    """A ValueSet whose compose lists every code; `descendants: true` adds an is-a filter as well."""
-    includes: dict[str, dict[str, Any]] = {}
+def _exclusion_reasons(vs: ValueSet) -> dict[tuple[str, str], list[str]]:
+    """Excluded codes grouped by their reason and its source (most share one)."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for x in vs.exclusions:
+        code = x.code + (" and every code under it" if x.descendants else "")
+        out.setdefault((" ".join(x.reason.split()), " ".join(x.source.split())), []).append(code)
+    return out
+
+
+def _concept_sets(codes: Any, comment: bool) -> list[dict[str, Any]]:
+    """compose.include (or exclude) entries: one per system listing its codes, and an is-a filter per code
+    with `descendants` (a separate entry: one entry cannot hold both concepts and filters)."""
+    listed: dict[str, dict[str, Any]] = {}
     filters: list[dict[str, Any]] = []
-    for code in vs.codes:
+    for code in codes:
         concept: dict[str, Any] = {"code": code.code, "display": code.display}
-        if not code.verified:
+        if comment and not code.verified:
             concept["extension"] = [{"url": CONCEPT_COMMENT, "valueString": UNVERIFIED}]
-        includes.setdefault(code.system, {"system": code.system, "concept": []})["concept"].append(concept)
-        if code.descendants:  # a separate include: one include cannot hold both concepts and filters
+        listed.setdefault(code.system, {"system": code.system, "concept": []})["concept"].append(concept)
+        if code.descendants:
             filters.append({"system": code.system, "filter": [{"property": "concept", "op": "is-a",
                                                                 "value": code.code}]})
+    return [*listed.values(), *filters]
+
+
+def valueset(rules: Rules, vs: ValueSet) -> dict[str, Any]:
+    """A ValueSet whose compose lists every code; `descendants: true` adds an is-a filter as well. The
+    codes the rules leave out of it (decisions.yaml for a published set) are its `compose.exclude`."""
+    compose: dict[str, Any] = {"include": _concept_sets(vs.codes, comment=True)}
+    if vs.exclusions:
+        compose["exclude"] = _concept_sets(vs.exclusions, comment=False)
     resource = {
         **common(rules, "ValueSet", vs.id), "name": fhir_name(vs.id), "title": vs.title,
-        "description": _description(vs), "compose": {"include": [*includes.values(), *filters]},
+        "description": _description(vs), "compose": compose,
     }
     if vs.published:
         resource["identifier"] = [{"system": "urn:ietf:rfc:3986", "value": f"urn:oid:{vs.published.oid}"}]

@@ -50,11 +50,14 @@ def flow_graph(rules: Rules, profile_id: str | None = None) -> graphviz.Digraph:
     excluded = valuesets_of(rules, *EXCLUSIONS)
     g.node("exclusion", _label("Prior lumbar surgery?", f"{len(excluded)} value sets"), shape="diamond")
     population = valuesets_of(rules, POPULATION)
-    g.node("population", _label("Active back condition", "or order reason?",
+    ages = profile.population
+    g.node("population", _label(f"Age {ages.min_age_years or 0}" + (f"-{ages.max_age_years}" if ages.max_age_years
+                                                                     is not None else "+") + ",",
+                                "active back condition or order reason?",
                                 f"{sum(len(v.codes) for v in population)} codes"), shape="diamond")
     flags = valuesets_of(rules, RED_FLAG)
-    g.node("red_flags", _label("Red flag?", f"{len(rules.pathway.red_flag_categories)} categories, "
-                               f"{len(flags)} value sets"), shape="diamond")
+    g.node("red_flags", _label("Red flag within its window?", f"{len(rules.pathway.red_flag_categories)} "
+                               f"categories, {len(flags)} value sets"), shape="diamond")
     g.edge("hooks", "exclusion")
     g.edge("exclusion", SILENT, label="yes")
     g.edge("exclusion", "population", label="no")

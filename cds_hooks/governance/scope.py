@@ -1,8 +1,9 @@
 """What each rule judges, as conditions in words and as data, for one profile.
 
 Drawn from rules/governance.yaml (`rules:` orders, settings, unless), the value sets by kind, the
-profile's red-flag silencing and its settings. The order of the gates is the evaluation's own
-(pathway/evaluate.py): the order, the population, prior lumbar surgery, red flags, then the rule.
+profile's red-flag silencing and its settings, and the red-flag categories of pathway.yaml. The order of
+the gates is the evaluation's own (pathway/evaluate.py `Scope`): the order and its region, prior lumbar
+surgery, the population (age and a back condition), red flags, then the rule.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from cds_hooks.governance.walk import selected_settings, words
+from cds_hooks.governance.walk import leaves, selected_settings, words
 from cds_hooks.pathway.rules import Rules, ValueSet
 
 # The value-set kinds behind the gates every rule shares (schema.Kind names, not clinical codes).
@@ -44,19 +45,27 @@ def conditions(rules: Rules, profile_id: str, rule_id: str) -> list[Condition]:
     orders = valuesets_of(rules, *scope.orders)
     population = valuesets_of(rules, POPULATION)
     excluded = valuesets_of(rules, *EXCLUSIONS)
+    ages = profile.population
+    span = (f"{ages.min_age_years if ages.min_age_years is not None else 0} years or older"
+            + (f" and at most {ages.max_age_years}" if ages.max_age_years is not None else ""))
     out = [
-        Condition("order", f"The draft order's code or performer type is in: {_titles(orders)}.",
-                  tuple(vs.id for vs in orders)),
-        Condition("population", "The patient has an active condition, or the order gives a reason, in: "
-                  f"{_titles(population)}.", tuple(vs.id for vs in population)),
+        Condition("order", f"The draft order's code or performer type is in: {_titles(orders)}; a code that "
+                  "names no region counts only with a lumbar body site, and a referral that states a reason "
+                  "or body site only when it points at the back.", tuple(vs.id for vs in orders)),
         Condition("exclusion", f"The patient has no prior lumbar surgery on record: {_titles(excluded)}.",
                   tuple(vs.id for vs in excluded)),
+        Condition("population", f"The patient is {span} (unknown age: judged as an adult), and has an active "
+                  f"condition, or the order gives a reason, in: {_titles(population)}.",
+                  tuple(vs.id for vs in population), settings=selected_settings(profile, ["population"])),
     ]
     if rule_id in profile.red_flags_silence:
         flags = valuesets_of(rules, RED_FLAG)
         labels = "; ".join(rules.pathway.red_flag_categories.values())
-        out.append(Condition("red-flags", f"No red flag is on record or given as the order's reason: {labels}.",
-                             tuple(vs.id for vs in flags)))
+        windows = {f"red_flags.{k}": v for k, v in leaves(rules.pathway.red_flags).items()
+                   if not k.endswith((".label", ".source"))}
+        out.append(Condition("red-flags", "No red flag is on record within its category's window (conditions, "
+                             "procedures, medications, body temperatures) or given as the order's reason: "
+                             f"{labels}.", tuple(vs.id for vs in flags), settings=windows))
     else:
         out.append(Condition("red-flags", "Red flags do not silence this rule in this profile."))
     if scope.unless:

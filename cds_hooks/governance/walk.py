@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from cds_hooks.pathway.rules import Code, Rules
-from cds_hooks.pathway.rules.schema import Profile
+from cds_hooks.pathway.rules.schema import Exclusion, Profile, PublishedCode
 
 # A profile's fields that describe it rather than set its behaviour.
 PROFILE_TEXT = frozenset({"title", "description", "citations"})
@@ -24,6 +24,8 @@ def plain(value: Any) -> Any:
     """JSON-like data for a model, or a dict or list holding models."""
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a published code (rules.schema)
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -96,5 +98,6 @@ def words(value: Any) -> str:
     return str(value)
 
 
-def code_label(rules: Rules, code: Code) -> str:
+def code_label(rules: Rules, code: Code | PublishedCode | Exclusion) -> str:
+    """A code (or an excluded code) as the committee reads it: system name, code, display."""
     return f"{rules.system_name(code.system)} {code.code} {code.display}"

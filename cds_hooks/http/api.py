@@ -128,6 +128,9 @@ def call_service(service_id: str) -> Response:
         metrics.SILENCED.labels(service.id, issued.rule_id).inc()
     if outcome.record.skipped:
         metrics.SKIPPED.labels(service.id).inc(len(outcome.record.skipped))
+    for kind, skipped in (("order", outcome.record.region_skipped_orders), ("history", outcome.record.region_skipped)):
+        if skipped:
+            metrics.REGION_SKIPPED.labels(service.id, kind).inc(len(skipped))
     logs.annotate(
         hookInstance=logs.safe_token(outcome.request.hookInstance),
         cards=dict(Counter(i.rule_id for i in outcome.issued)),

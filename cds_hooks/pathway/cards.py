@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from cds_hooks.pathway.evaluate import Finding, Reason
+from cds_hooks.pathway.episode import is_session
+from cds_hooks.pathway.evaluate import Finding, Reason, age_years
 from cds_hooks.pathway.record import Evidence, PatientRecord
-from cds_hooks.pathway.rules import MAX_ORDER_NAME, Rules, RuleText, card_extension
+from cds_hooks.pathway.rules import FORMAL_PT, MAX_ORDER_NAME, Rules, RuleText, card_extension
 from cds_hooks.protocol.wire import Action, Card, Coding, Link, Source, Suggestion
 
 # The card extension that names the rules version behind the card (docs/integration.md).
@@ -54,8 +55,11 @@ def _short(name: str) -> str:
     return name if len(name) <= MAX_ORDER_NAME else name[: MAX_ORDER_NAME - 1] + "…"
 
 
-def _reason(text: RuleText, reason: Reason) -> str:
-    return text.reasons[reason.key].format(**reason.params).strip()
+def _reason(rules: Rules, text: RuleText, reason: Reason) -> str:
+    params = {k: md_escape(v) for k, v in reason.params.items()}  # a prior study's label is record text
+    if "source" in params:  # where the onset comes from, worded in cards.yaml basis.onset_sources
+        params["source"] = rules.cards.basis.onset_sources.get(params["source"], params["source"])  # type: ignore[call-overload]
+    return text.reasons[reason.key].format(**params).strip()
 
 
 def _dates(e: Evidence) -> str:
@@ -64,9 +68,45 @@ def _dates(e: Evidence) -> str:
     return e.start.isoformat() if e.start else "undated"
 
 
+def _condition_line(templates: dict[str, str], e: Evidence, label: str, code: str) -> str:
+    if e.onset:
+        return templates["condition"].format(label=label, code=code, date=e.onset.isoformat())
+    if e.recorded:
+        return templates["condition_recorded"].format(label=label, code=code, date=e.recorded.isoformat())
+    return templates["condition_undated"].format(label=label, code=code)
+
+
+def _modality_line(rules: Rules, category: str, items: list[Evidence]) -> list[str]:
+    templates = rules.cards.evidence
+    name = rules.pathway.modalities[category]
+    items = sorted(items, key=Evidence.chrono)
+    if category == FORMAL_PT:
+        lines = []
+        sessions = [x for x in items if is_session(x) and x.start]
+        if sessions:
+            days = sorted({x.start for x in sessions if x.start})
+            last = max((x.end or x.start) for x in sessions if x.start)
+            lines.append(templates["pt_sessions"].format(modality=name, count=len(days), first=days[0].isoformat(),
+                                                         last=last.isoformat()))
+        for x in items:
+            if x.resource_type == "ServiceRequest":
+                lines.append(templates["pt_ordered"].format(
+                    modality=name, label=md_escape(x.label), code=md_escape(x.code_label), date=_dates(x)))
+        if lines:
+            return lines
+    latest = items[-1]
+    if len(items) == 1:
+        return [templates["modality"].format(modality=name, label=md_escape(latest.label),
+                                             code=md_escape(latest.code_label), dates=_dates(latest))]
+    first = next((x.start for x in items if x.start), None)
+    last = max((x.end or x.start for x in items if x.start), default=None)
+    return [templates["modality_many"].format(
+        modality=name, count=len(items), first=first.isoformat() if first else "undated",
+        last=last.isoformat() if last else "undated", label=md_escape(latest.label))]
+
+
 def _evidence_lines(rules: Rules, found: list[Evidence]) -> list[str]:
     templates = rules.cards.evidence
-    modalities = rules.pathway.modalities
     lines: list[str] = []
     seen: set[str] = set()
     by_modality: dict[str, list[Evidence]] = {}
@@ -81,41 +121,45 @@ def _evidence_lines(rules: Rules, found: list[Evidence]) -> list[str]:
             for category in sorted(e.categories("conservative-care")):
                 by_modality.setdefault(category, []).append(e)
         elif e.resource_type == "Condition":
-            key = "condition" if e.start else "condition_undated"
-            lines.append(templates[key].format(label=label, code=code, date=_dates(e)))
-    for category in modalities:  # rules order: formal PT first, then drugs ...
-        items = sorted(by_modality.get(category, []), key=lambda x: x.start or date.min)
-        if not items:
-            continue
-        latest = items[-1]
-        if len(items) == 1:
-            line = templates["modality"].format(
-                modality=modalities[category], label=md_escape(latest.label),
-                code=md_escape(latest.code_label), dates=_dates(latest))
-        else:
-            first = next((x.start for x in items if x.start), None)
-            last = max((x.end or x.start for x in items if x.start), default=None)
-            line = templates["modality_many"].format(
-                modality=modalities[category], count=len(items),
-                first=first.isoformat() if first else "undated",
-                last=last.isoformat() if last else "undated", label=md_escape(latest.label))
-        if any(x.matched_by_text for x in items):
-            line += templates["matched_by_text"]
-        lines.append(line)
+            lines.append(_condition_line(templates, e, label, code))
+    for category in rules.pathway.modalities:  # rules order: formal PT first, then drugs ...
+        if by_modality.get(category):
+            lines += _modality_line(rules, category, by_modality[category])
     return lines
 
 
-def _detail(rules: Rules, text: RuleText, finding: Finding, record: PatientRecord) -> str:
+def _basis(rules: Rules, finding: Finding, record: PatientRecord, today: date) -> list[str]:
+    """Exactly what was checked for red flags, and what a coded record cannot show."""
+    basis = rules.cards.basis
+    age = age_years(record.birth_date, today)
+    lines = [" ".join(basis.checked.format(
+        conditions=record.conditions_checked, medications=record.medications_checked,
+        temperatures=record.temperatures_checked,
+        age=basis.age_known.format(years=age) if age is not None else basis.age_unknown).split())]
+    published, curated = rules.red_flag_lists
+    lines.append(" ".join(basis.code_lists.format(published=", ".join(published) or "(none)",
+                                                  curated=curated).split()))
+    for reason in finding.basis:
+        lines.append(" ".join(getattr(basis, reason.key).format(**reason.params).split()))
+    if record.region_skipped:
+        examples = "; ".join(md_escape(s) for s in sorted(record.region_skipped)[:3])  # stable whatever the fetch order
+        lines.append(basis.region_skipped.format(count=len(record.region_skipped), examples=examples))
+    lines.append(" ".join(basis.not_checkable.split()))
+    return lines
+
+
+def _detail(rules: Rules, text: RuleText, finding: Finding, record: PatientRecord, today: date) -> str:
     h = rules.cards.headings
     ev = rules.cards.evidence
     parts = [f"**{text.headline}** " + ev["order"].format(order=md_escape(finding.order.name))]
-    parts.append(f"**{h['why']}**\n" + "\n".join(f"- {_reason(text, r)}" for r in finding.reasons))
+    parts.append(f"**{h['why']}**\n" + "\n".join(f"- {_reason(rules, text, r)}" for r in finding.reasons))
     found = _evidence_lines(rules, finding.found)
-    found += [_reason(text, n) for n in finding.notes]
+    found += [_reason(rules, text, n) for n in finding.notes]
     if found:
         parts.append(f"**{h['found']}**\n" + "\n".join(f"- {line}" for line in found))
     if finding.missing:
-        parts.append(f"**{h['missing']}**\n" + "\n".join(f"- {_reason(text, m)}" for m in finding.missing))
+        parts.append(f"**{h['missing']}**\n" + "\n".join(f"- {_reason(rules, text, m)}" for m in finding.missing))
+    parts.append(f"**{h['basis']}**\n" + "\n".join(f"- {line}" for line in _basis(rules, finding, record, today)))
     not_checked = []
     labels = rules.cards.history_labels
     for reason, template in rules.cards.unavailable.items():
@@ -123,15 +167,18 @@ def _detail(rules: Rules, text: RuleText, finding: Finding, record: PatientRecor
         if keys:
             not_checked.append(template.format(keys=keys[:1].upper() + keys[1:]))
     if record.skipped:
-        examples = "; ".join(md_escape(s) for s in record.skipped[:3])
+        examples = "; ".join(md_escape(s) for s in sorted(record.skipped)[:3])
         not_checked.append(ev["skipped"].format(count=len(record.skipped), examples=examples))
     if not_checked:
         parts.append(f"**{h['not_checked']}**\n" + "\n".join(f"- {line}" for line in not_checked))
     parts.append(f"**{h['recommendation']}**\n{text.recommendation.strip()}")
+    if text.local_policy:
+        parts.append(f"**{h['local_policy']}**\n{' '.join(text.local_policy.split())}")
     refs = [
         f"- [{c.title}]({c.url}), {c.publisher}, {c.year}" for c in rules.citations_for(finding.rule_id)
     ]
-    parts.append(f"**{h['references']}**\n" + "\n".join(refs))
+    if refs:
+        parts.append(f"**{h['references']}**\n" + "\n".join(refs))
     return "\n\n".join(parts)
 
 
@@ -181,7 +228,7 @@ def build_cards(
         card = Card(
             uuid=str(uuid.uuid4()),
             summary=text.summary.format(order=_short(finding.order.name)),
-            detail=_detail(rules, text, finding, record),
+            detail=_detail(rules, text, finding, record, who.today),
             indicator=text.indicator,
             source=Source(
                 label=cards_text.source_label,

@@ -214,6 +214,7 @@ def evaluate_hook(
     record.unavailable.update(unavailable)
 
     orders = read_draft_orders(context.draftOrders, rules)
+    record.region_skipped_orders = [o.ref for o in orders if o.region_skipped]  # counted in the metrics
     selections = context.selections if isinstance(context, OrderSelectContext) else None
     findings = evaluate(record, orders, rules, today, selections)
     judged = selected(orders, selections)

@@ -82,6 +82,12 @@ SKIPPED = Counter(
     "Malformed or other-patient resources the rules would have used, skipped, by service.",
     ["service"],
 )
+REGION_SKIPPED = Counter(
+    "lumbar_cds_region_skipped",
+    "Draft orders and history records whose code names no body region and whose bodySite is not lumbar, "
+    "so they were not treated as lumbar, by service and kind (order, history).",
+    ["service", "kind"],
+)
 AUTH_FAILURES = Counter(
     "lumbar_cds_auth_failures",
     "Requests refused with 401, by reason (missing-header, expired, bad-signature, ...).",

@@ -1,22 +1,22 @@
-"""Cross-file checks of `rules/`: what pydantic cannot see in one file alone.
+"""Cross-file checks of `rules/` value sets, services, the sandbox and governance: what pydantic cannot see in one file.
 
 Every problem is collected with its file and line (`Loader.problem`), so
-`lumbar-cds rules check` lists all mistakes at once.
+`lumbar-cds rules check` lists all mistakes at once. The profile and card
+checks are in `checks_text`.
 """
 
 from __future__ import annotations
 
-import string
-from collections.abc import Iterable
+import re
 from pathlib import Path
 from typing import Any
 
-from cds_hooks.pathway.rules.compiled import build_pt_referral
+from cds_hooks.pathway.rules.index import normalise
 from cds_hooks.pathway.rules.schema import (
     FORMAL_PT,
+    LUMBAR_SITE,
+    NON_SYSTEMIC_ROUTE,
     SANDBOX_ORDER_KINDS,
-    CardText,
-    Citation,
     CodeRef,
     CodeSystem,
     Governance,
@@ -26,186 +26,129 @@ from cds_hooks.pathway.rules.schema import (
     SandboxText,
     ServiceFile,
     TimelineLane,
-    UnavailableReason,
     ValueSet,
 )
 from cds_hooks.pathway.rules.yamlsource import Loader, line_of
 
+# Kinds whose codes may name no body region and so carry a `body_site` rule.
+_REGIONAL_KINDS = {"lumbar-imaging", "lumbar-spine-surgery", "prior-lumbar-surgery"}
+_NEEDS_CATEGORY = {"red-flag", "conservative-care", "vital-sign", "body-site", "medication-route",
+                   "lumbar-spine-surgery"}
+Where = dict[str, tuple[Path, Any, int]]
+
+
+def _exclusion_test(vs: ValueSet) -> Any:
+    """A fast "is this code excluded from vs?" for the duplicate scan over thousands of codes."""
+    exact = {(x.system, normalise(x.code)) for x in vs.exclusions if not x.descendants}
+    prefixes = [(x.system, normalise(x.code)) for x in vs.exclusions if x.descendants]
+
+    def excluded(system: str, code: str) -> bool:
+        norm = normalise(code)
+        return (system, norm) in exact or any(system == s and norm.startswith(p) for s, p in prefixes)
+
+    return excluded
+
+
+def _check_one(ld: Loader, vs: ValueSet, where: Where, code_systems: dict[str, CodeSystem], pathway: Pathway) -> None:
+    path, raw, i = where[vs.id]
+    base = ("valuesets", i)
+
+    def problem(loc: tuple[Any, ...], message: str) -> None:
+        if raw is None:
+            ld.problems.append(f"{ld.rel(path)}: {message}")
+        else:
+            ld.problem(path, raw, (*base, *loc), message)
+
+    if vs.kind in _NEEDS_CATEGORY and not vs.category:
+        problem(("kind",), f"{vs.id}: value sets of kind {vs.kind} need a category")
+    if vs.kind == "red-flag" and vs.category and vs.category not in pathway.red_flags:
+        problem(("category",), f"{vs.id}: red-flag category {vs.category!r} is not in pathway.yaml red_flags")
+    if vs.kind == "conservative-care" and vs.category not in pathway.modalities:
+        problem(("category",), f"{vs.id}: modality {vs.category!r} is not in pathway.yaml modalities")
+    if vs.kind == "lumbar-imaging" and not vs.modality:
+        problem((), f"{vs.id}: lumbar-imaging value sets need a modality")
+    if raw is None:
+        return  # a published expansion: its codes were checked as it was read
+    for j, code in enumerate(vs.codes):
+        loc = ("codes", j)
+        system = code_systems.get(code.system)
+        if system is None:
+            problem(loc, f"{vs.id}: unknown code system {code.system!r} for code {code.code}")
+            continue
+        if code.descendants and not system.hierarchical:
+            problem(loc, f"{vs.id}: descendants is only meaningful for hierarchical systems")
+        if code.alternative and vs.contrast is not True:
+            problem(loc, f"{vs.id}: alternative is only for with-contrast imaging sets")
+        if code.body_site != "implied" and vs.kind not in _REGIONAL_KINDS:
+            problem(loc, f"{vs.id}: body_site is only for {', '.join(sorted(_REGIONAL_KINDS))} sets")
+    for j, x in enumerate(vs.exclusions):
+        under = [c for c in vs.codes if c.system == x.system and (
+            normalise(c.code) == normalise(x.code)
+            or (c.descendants and normalise(x.code).startswith(normalise(c.code))))]
+        if not under:
+            problem(("exclusions", j), f"{vs.id}: excluded code {x.code} is not in the set or under a listed header")
+
 
 def check_valuesets(
-    ld: Loader,
-    valuesets: dict[str, ValueSet],
-    where: dict[str, tuple[Path, Any, int]],
-    code_systems: dict[str, CodeSystem],
-    pathway: Pathway,
+    ld: Loader, valuesets: dict[str, ValueSet], where: Where, code_systems: dict[str, CodeSystem], pathway: Pathway
 ) -> None:
     seen: dict[tuple[str, str], tuple[str, str]] = {}
     for vs in valuesets.values():
-        path, raw, i = where[vs.id]
-        base = ("valuesets", i)
-        if vs.kind == "red-flag" and vs.category not in pathway.red_flag_categories:
-            ld.problem(path, raw, (*base, "category"),
-                       f"{vs.id}: red-flag category {vs.category!r} is not in pathway.yaml red_flag_categories")
-        if vs.kind == "conservative-care" and vs.category not in pathway.modalities:
-            ld.problem(path, raw, (*base, "category"),
-                       f"{vs.id}: modality {vs.category!r} is not in pathway.yaml modalities")
-        if vs.kind == "lumbar-imaging" and not vs.modality:
-            ld.problem(path, raw, base, f"{vs.id}: lumbar-imaging value sets need a modality")
-        if vs.text_match and vs.kind != "conservative-care":
-            ld.problem(path, raw, (*base, "text_match"), f"{vs.id}: text_match is only for medication sets")
+        _check_one(ld, vs, where, code_systems, pathway)
+        excluded = _exclusion_test(vs) if vs.exclusions else None
         for j, code in enumerate(vs.codes):
-            loc = (*base, "codes", j)
+            if excluded is not None and excluded(code.system, code.code):
+                continue
             system = code_systems.get(code.system)
-            if system is None:
-                ld.problem(path, raw, loc, f"{vs.id}: unknown code system {code.system!r} for code {code.code}")
+            key = (code.system, normalise(code.code) if system and system.hierarchical else code.code)
+            if key not in seen:
+                seen[key] = (vs.id, j)
                 continue
-            if code.descendants and not system.hierarchical:
-                ld.problem(path, raw, loc, f"{vs.id}: descendants is only meaningful for hierarchical systems")
-            if code.alternative and vs.contrast is not True:
-                ld.problem(path, raw, loc, f"{vs.id}: alternative is only for with-contrast imaging sets")
-            key = (code.system, code.code)
-            here = f"{ld.rel(path)}:{line_of(raw, loc)}"
-            if key in seen:
-                other, there = seen[key]
-                other_vs = valuesets[other]
-                word = "contradicting" if (other_vs.kind, other_vs.category) != (vs.kind, vs.category) else "duplicate"
-                ld.problem(path, raw, loc,
-                           f"{vs.id}: code {code.system}|{code.code} is also in {other} at {there} ({word} value sets)")
+            other_id, k = seen[key]
+            here, there = _where(ld, where, vs.id, j), _where(ld, where, other_id, k)
+            other = valuesets[other_id]
+            if (other.kind, other.category) == (vs.kind, vs.category):
+                if vs.published and other.published:
+                    continue  # two published sets may share codes; neither is edited
+                word = "duplicate"
+            elif other.kind == vs.kind and vs.kind in ("red-flag", "conservative-care"):
+                # One code can be two red flags (M80.08XA: fracture and osteoporosis) or two
+                # modalities (a group PT session is formal PT and a group exercise programme).
+                continue
             else:
-                seen[key] = (vs.id, here)
+                word = "contradicting"
+            message = (f"{vs.id}: code {code.system}|{code.code} is also in {other_id} at {there} ({word} value sets)"
+                       + ("; exclude it in decisions.yaml with its reason" if vs.published else ""))
+            ld.problems.append(f"{here}: {message}")
+    for name in sorted(pathway.red_flags):
+        if not any(v.kind == "red-flag" and v.category == name for v in valuesets.values()):
+            ld.problems.append(f"rules/pathway.yaml: red flag {name!r}: no red-flag value set has this category")
+    for kind, category in (("body-site", LUMBAR_SITE), ("medication-route", NON_SYSTEMIC_ROUTE)):
+        if not any(v.kind == kind and v.category == category for v in valuesets.values()):
+            ld.problems.append(f"rules/valuesets: no {kind} value set of category {category!r}")
 
 
-def check_profiles(
-    ld: Loader, path: Path, raw: Any, pathway: Pathway, citations: dict[str, Citation],
-    valuesets: dict[str, ValueSet],
-) -> None:
-    if FORMAL_PT not in pathway.modalities:
-        ld.problem(path, raw, ("modalities",), f"modalities must define {FORMAL_PT!r}; the pathway relies on it")
-    elif not any(vs.kind == "conservative-care" and vs.category == FORMAL_PT for vs in valuesets.values()):
-        ld.problem(path, raw, ("modalities", FORMAL_PT),
-                   f"modality {FORMAL_PT!r}: no conservative-care value set has this category")
-    for rule_id in sorted(set(RuleId.__args__) - set(pathway.ratings)):  # type: ignore[attr-defined]
-        ld.problem(path, raw, ("ratings",), f"ratings: rule {rule_id} has no appropriateness rating")
-    for name, prof in pathway.profiles.items():
-        loc = ("profiles", name)
-        for setting in (prof.imaging, prof.surgery):
-            for modality in (*setting.qualifying_modalities, *setting.expected_modalities):
-                if modality not in pathway.modalities:
-                    ld.problem(path, raw, loc, f"profile {name}: unknown modality {modality!r}")
-        for category in prof.imaging.contrast_justified_by:
-            if category not in pathway.red_flag_categories:
-                ld.problem(path, raw, loc, f"profile {name}: unknown red-flag category {category!r}")
-        for rule_id in RuleId.__args__:  # type: ignore[attr-defined]
-            refs = prof.citations.get(rule_id)
-            if not refs:
-                ld.problem(path, raw, (*loc, "citations", rule_id), f"profile {name}: rule {rule_id} has no citation")
-                continue
-            for ref in refs:
-                if ref not in citations:
-                    ld.problem(path, raw, (*loc, "citations", rule_id),
-                               f"profile {name}: citation {ref!r} is not in citations.yaml")
+def _where(ld: Loader, where: Where, vs_id: str, j: int) -> str:
+    path, raw, i = where[vs_id]
+    if raw is None:
+        return f"{ld.rel(path)} codes[{j}]"
+    return f"{ld.rel(path)}:{line_of(raw, ('valuesets', i, 'codes', j))}"
 
 
-def _placeholders(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
-
-
-# The contract with pathway.py: the reason keys each rule's card can show and
-# the fields each one is filled with. Templates must cover these exactly.
-_WINDOW = {"start", "duration", "months"}
-_PRIOR = {"study", "date", "ago", "months"}
-REASON_FIELDS: dict[str, dict[str, set[str]]] = {
-    "imaging-premature": {
-        "not_routine": set(),
-        "symptoms_short": {"onset", "duration", "threshold"},
-        "trial_missing": {"threshold"},
-        "trial_missing_pt": {"threshold"},
-        "trial_short": {"start", "duration", "threshold"},
-        "trial_short_pt": {"start", "duration", "threshold"},
-        "prior_imaging": _PRIOR,
-        "missing_modality": {"modality"},
-        "missing_onset": set(),
-        "no_red_flags": {"checked"},
-    },
-    "imaging-duplicate": {"prior_imaging": _PRIOR},
-    "imaging-contrast": {"contrast": set()},
-    "referral-premature": {
-        "pt_missing": {"threshold"},
-        "pt_referral_only": {"date", "threshold"},
-        "pt_short": {"first", "last", "sessions", "duration", "threshold"},
-        "conservative_missing": set(),
-        "window": _WINDOW,
-        "missing_modality": {"modality"},
-        "no_red_flags": {"checked"},
-    },
-    "surgery-window": {"window": _WINDOW},
-}
-SUMMARY_FIELDS = frozenset({"order"})
-MAX_ORDER_NAME = 60
-
-
-def check_cards(ld: Loader, path: Path, raw: Any, cards: CardText, profiles: Iterable[str]) -> None:
-    texts = [(("rules", rule_id), rule_id, text) for rule_id, text in cards.rules.items()]
-    for profile, overrides in cards.profile_overrides.items():
-        if profile not in profiles:
-            ld.problem(path, raw, ("profile_overrides", profile), f"profile_overrides: unknown profile {profile!r}")
-        for rule_id in overrides:
-            if rule_id in cards.rules:
-                loc = ("profile_overrides", profile, rule_id)
-                texts.append((loc, rule_id, cards.rule_text(profile, rule_id)))
-    for loc, rule_id, text in texts:
-        extra = _placeholders(text.summary) - SUMMARY_FIELDS
-        if extra:
-            ld.problem(path, raw, (*loc, "summary"), f"{rule_id}: summary uses unknown fields {sorted(extra)}")
-        longest = text.summary.replace("{order}", "x" * MAX_ORDER_NAME)
-        if len(longest) >= 140:
-            ld.problem(path, raw, (*loc, "summary"),
-                       f"{rule_id}: summary can reach {len(longest)} characters; CDS Hooks needs < 140")
-        expected = REASON_FIELDS.get(rule_id, {})
-        for key in sorted(set(expected) - set(text.reasons)):
-            ld.problem(path, raw, (*loc, "reasons"), f"{rule_id}: reason {key!r} has no template")
-        for key, template in text.reasons.items():
-            if key not in expected:
-                ld.problem(path, raw, (*loc, "reasons", key), f"{rule_id}: reason {key!r} is never used")
-                continue
-            unknown = _placeholders(template) - expected[key]
-            if unknown:
-                ld.problem(path, raw, (*loc, "reasons", key),
-                           f"{rule_id}.{key}: unknown fields {sorted(unknown)}; allowed {sorted(expected[key])}")
-        for kind in text.suggestions:
-            if kind not in cards.suggestions:
-                ld.problem(path, raw, (*loc, "suggestions"), f"{rule_id}: suggestion {kind!r} has no text")
-    offered = {reason.code for reason in cards.override_reasons}
-    for code in cards.durable_override_reasons:
-        if code not in offered:
-            ld.problem(path, raw, ("durable_override_reasons",),
-                       f"durable_override_reasons: {code!r} is not one of the override_reasons")
-    if not _placeholders(cards.rating_action) <= {"rating"}:
-        ld.problem(path, raw, ("rating_action",), "rating_action: the only field is {rating}")
-    try:
-        build_pt_referral(cards.pt_referral)
-    except (ValueError, TypeError) as exc:  # pydantic ValidationError is a ValueError
-        ld.problem(path, raw, ("pt_referral",), f"pt_referral is not a valid R4 ServiceRequest: {exc}")
-    for reason in UnavailableReason.__args__:  # type: ignore[attr-defined]
-        template = cards.unavailable.get(reason)
-        if template is None:
-            ld.problem(path, raw, ("unavailable",), f"unavailable: reason {reason!r} has no line")
-        elif _placeholders(template) != {"keys"}:
-            ld.problem(path, raw, ("unavailable", reason), f"unavailable.{reason}: use exactly the field {{keys}}")
-    missing = set(RuleId.__args__) - set(cards.rules)  # type: ignore[attr-defined]
-    for rule_id in sorted(missing):
-        ld.problem(path, raw, ("rules",), f"rule {rule_id} has no card text")
+_CODE_PARAM = re.compile(r"[?&]code=([^&]+)")
 
 
 def setting_exists(path: str) -> bool:
     """Whether a dotted path names a profile field (a settings section, or a setting of its own) or one
-    setting in a section."""
+    setting in a section (an optional section such as `older_age` included)."""
     section, _, name = path.partition(".")
     field = Profile.model_fields.get(section)
     if field is None or "." in name:
         return False
-    model = field.annotation
-    return not name or (isinstance(model, type) and name in getattr(model, "model_fields", {}))
+    if not name:
+        return True
+    models = [field.annotation, *getattr(field.annotation, "__args__", ())]
+    return any(isinstance(m, type) and name in getattr(m, "model_fields", {}) for m in models)
 
 
 def check_governance(ld: Loader, path: Path, raw: Any, gov: Governance) -> None:
@@ -226,8 +169,11 @@ def check_governance(ld: Loader, path: Path, raw: Any, gov: Governance) -> None:
             ld.problem(path, raw, (*loc, "unless"), f"rules.{rule_id}: a rule cannot take precedence over itself")
 
 
-def check_services(ld: Loader, path: Path, raw: Any, doc: ServiceFile) -> None:
+def check_services(
+    ld: Loader, path: Path, raw: Any, doc: ServiceFile, valuesets: dict[str, ValueSet] | None = None
+) -> None:
     ids: set[str] = set()
+    vitals = {f"{c.system}|{c.code}" for v in (valuesets or {}).values() if v.kind == "vital-sign" for c in v.codes}
     for i, svc in enumerate(doc.services):
         loc = ("services", i)
         if svc.id in ids:
@@ -236,6 +182,16 @@ def check_services(ld: Loader, path: Path, raw: Any, doc: ServiceFile) -> None:
         for key in svc.required:
             if key not in svc.prefetch:
                 ld.problem(path, raw, (*loc, "required"), f"{svc.id}: required key {key!r} has no prefetch template")
+        observation = [(k, t) for k, t in svc.prefetch.items() if t.startswith("Observation?")]
+        if vitals and not observation:
+            ld.problem(path, raw, (*loc, "prefetch"), f"{svc.id}: no Observation template reads the vital signs")
+        for key, template in observation:
+            # The server filters by code: the template must ask for exactly the codes the rules read.
+            asked = set(",".join(_CODE_PARAM.findall(template)).split(",")) - {""}
+            if asked != vitals:
+                ld.problem(path, raw, (*loc, "prefetch", key),
+                           f"{svc.id}.{key}: the template's codes {sorted(asked)} differ from the vital-sign value "
+                           f"set codes {sorted(vitals)}")
 
 
 def check_sandbox(
@@ -243,6 +199,8 @@ def check_sandbox(
 ) -> None:
     kinds: dict[tuple[str, str], set[tuple[str, str | None]]] = {}
     for vs in valuesets.values():
+        if vs.published:
+            continue  # the sandbox names curated codes only
         for code in vs.codes:
             kinds.setdefault((code.system, code.code), set()).add((vs.kind, vs.category))
     ids: set[str] = set()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from cds_hooks.pathway.rules.schema import (
     CodeRef,
     CodeSystem,
     Governance,
+    NotUsed,
     Pathway,
     Profile,
     RuleText,
@@ -40,11 +41,26 @@ class Rules:
     source_dir: Path
     sandbox: SandboxText
     governance: Governance
+    # Published sets deliberately not used, with why (rules/valuesets/published/decisions.yaml).
+    published_not_used: list[NotUsed] = field(default_factory=list)
 
     @cached_property
     def pt_referral(self) -> dict[str, Any]:
         """The PT-referral template as exact R4 JSON, built through fhir.resources R4B."""
         return build_pt_referral(self.cards.pt_referral)
+
+    @cached_property
+    def vital_sign_codes(self) -> frozenset[tuple[str, str]]:
+        """(system, code) of every vital-sign value set: the reader's cheap first test for an Observation."""
+        return frozenset((c.system, c.code) for vs in self.valuesets.values() if vs.kind == "vital-sign"
+                         for c in vs.codes)
+
+    @cached_property
+    def red_flag_lists(self) -> tuple[list[str], int]:
+        """The published red-flag value sets as 'name vVERSION', and how many curated ones (the card basis)."""
+        flags = [vs for vs in self.valuesets.values() if vs.kind == "red-flag"]
+        published = sorted({f"{vs.published.name} v{vs.published.version}" for vs in flags if vs.published})
+        return published, sum(1 for vs in flags if not vs.published)
 
     def card_text(self, rule_id: str) -> RuleText:
         return self.cards.rule_text(self.profile_id, rule_id)
@@ -58,7 +74,7 @@ class Rules:
 
     def code(self, ref: CodeRef) -> Code:
         """The value set entry for a code the rules name (every CodeRef is checked at load)."""
-        return self.index.exact[(ref.system, ref.code)][0].code
+        return self.index.entry(ref.system, ref.code)[0].code
 
 
 def build_pt_referral(template: dict[str, Any]) -> dict[str, Any]:

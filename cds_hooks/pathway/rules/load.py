@@ -8,22 +8,20 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cds_hooks.pathway.rules.checks import (
-    check_cards,
-    check_governance,
-    check_profiles,
-    check_sandbox,
-    check_services,
-    check_valuesets,
-)
+from cds_hooks.pathway.rules.checks import check_governance, check_sandbox, check_services, check_valuesets
+from cds_hooks.pathway.rules.checks_text import check_cards, check_profiles
 from cds_hooks.pathway.rules.compiled import Rules
-from cds_hooks.pathway.rules.index import build_index
+from cds_hooks.pathway.rules.index import build_index, normalise
+from cds_hooks.pathway.rules.published import PUBLISHED_DIR, read_published
 from cds_hooks.pathway.rules.schema import (
     CardText,
     CitationFile,
+    CodeSystem,
     CodeSystemFile,
     Governance,
+    NotUsed,
     Pathway,
+    PublishedFile,
     RulesError,
     SandboxText,
     ServiceFile,
@@ -146,14 +144,14 @@ def load_rules(rules_dir: Path | None = None, profile: str | None = None, requir
                 continue
             valuesets[vs.id] = vs
             where[vs.id] = (vs_file, raw, i)
-
+    not_used = _load_published(ld, root, code_systems, valuesets, where)
     if pathway:
         check_valuesets(ld, valuesets, where, code_systems, pathway)
-        check_profiles(ld, pathway_file, pathway_raw, pathway, citations, valuesets)
+        check_profiles(ld, pathway_file, pathway_raw, pathway, citations, valuesets, cards)
     if cards:
         check_cards(ld, cards_file, cards_raw, cards, pathway.profiles if pathway else ())
     if services_doc:
-        check_services(ld, services_file, services_raw, services_doc)
+        check_services(ld, services_file, services_raw, services_doc, valuesets)
     if sandbox:
         check_sandbox(ld, sandbox_file, sandbox_raw, sandbox, valuesets)
     if citations_raw is not None and citations_doc is not None and not citations:
@@ -177,8 +175,53 @@ def load_rules(rules_dir: Path | None = None, profile: str | None = None, requir
         citations=citations,
         cards=cards,
         services={s.id: s for s in services_doc.services},
-        index=build_index(valuesets.values(), code_systems),
+        index=build_index(valuesets.values(), code_systems, {
+            name: flag.icd10_seventh_characters for name, flag in pathway.red_flags.items()
+            if flag.icd10_seventh_characters is not None}),
+        published_not_used=not_used,
         source_dir=root,
         sandbox=sandbox,
         governance=governance,
     )
+
+
+def _load_published(
+    ld: Loader, root: Path, code_systems: dict[str, CodeSystem], valuesets: dict[str, ValueSet],
+    where: dict[str, tuple[Path, Any, int]],
+) -> list[NotUsed]:
+    """Add the imported expansions, each with its decision and exclusions from decisions.yaml."""
+    folder = root.joinpath(*PUBLISHED_DIR)
+    decisions_file = folder / "decisions.yaml"
+    files = sorted(folder.glob("*.json"))
+    if not files and not decisions_file.exists():
+        return []
+    raw = ld.read(decisions_file)
+    doc = ld.parse(PublishedFile, decisions_file, raw)
+    decisions = {d.id: (i, d) for i, d in enumerate(doc.published)} if doc else {}
+    for path in files:
+        vs, problems = read_published(path, code_systems)
+        for problem in problems:
+            ld.problems.append(f"{ld.rel(path)}: {problem}")
+        if vs is None:
+            continue
+        if vs.id in valuesets:
+            ld.problems.append(f"{ld.rel(path)}: value set id {vs.id!r} defined twice")
+            continue
+        if vs.id not in decisions:
+            if doc is not None:
+                ld.problems.append(
+                    f"{ld.rel(decisions_file)}: no decision for the imported set {vs.id!r}: say why it is used "
+                    "for its kind and category, and list any exclusions with reason and source")
+            continue
+        i, decision = decisions.pop(vs.id)
+        listed = {(c.system, normalise(c.code)) for c in vs.codes}
+        for j, x in enumerate(decision.exclusions):
+            key = (x.system, normalise(x.code))
+            if not (key in listed or (x.descendants and any(s == key[0] and c.startswith(key[1]) for s, c in listed))):
+                ld.problem(decisions_file, raw, ("published", i, "exclusions", j),
+                           f"{vs.id}: excluded code {x.system}|{x.code} is not in the published set")
+        valuesets[vs.id] = vs.model_copy(update={"decision": decision.decision, "exclusions": decision.exclusions})
+        where[vs.id] = (path, None, -1)
+    for vs_id, (i, _) in decisions.items():
+        ld.problem(decisions_file, raw, ("published", i, "id"), f"decision for {vs_id!r}: no such published file")
+    return list(doc.not_used) if doc else []

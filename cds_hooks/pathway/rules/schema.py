@@ -2,46 +2,58 @@
 
 Everything clinical (codes, thresholds, wording, citations, prefetch templates)
 is data; these models say what that data may look like. Nothing here knows a
-clinical code.
+clinical code. The pathway's settings live in `settings`, the card wording in
+`text`; both are re-exported here so `schema` stays the one place to import from.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date as Date
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-Kind = Literal[
-    "population",
-    "prior-lumbar-surgery",
-    "red-flag",
-    "lumbar-imaging",
-    "surgical-referral",
-    "surgeon-specialty",
-    "lumbar-spine-surgery",
-    "conservative-care",
-]
-RuleId = Literal[
-    "imaging-premature",
-    "imaging-duplicate",
-    "imaging-contrast",
-    "referral-premature",
-    "surgery-window",
-]
-SuggestionKind = Literal["replace-with-pt", "remove-order", "use-mri-without-contrast"]
-Indicator = Literal["info", "warning", "critical"]
-HookName = Literal["order-select", "order-sign"]
-# Why history could not be read (record.py, service.py); cards.yaml words each.
-UnavailableReason = Literal[
-    "not-sent", "not-allowed", "ehr-error", "no-context", "timeout", "refused", "server-error", "bad-response",
-    "unreachable", "truncated",
-]
+from cds_hooks.pathway.rules.base import (
+    FORMAL_PT,
+    LUMBAR_SITE,
+    NON_SYSTEMIC_ROUTE,
+    HookName,
+    Indicator,
+    Kind,
+    RuleId,
+    RulesError,
+    Strict,
+    SuggestionKind,
+    UnavailableReason,
+)
+from cds_hooks.pathway.rules.settings import (
+    EpisodeSettings,
+    FindingRating,
+    FormalPtSettings,
+    ImagingSettings,
+    MedicationRule,
+    MedicationSettings,
+    OlderAgeSettings,
+    Pathway,
+    PopulationSettings,
+    Profile,
+    RecordStatuses,
+    RedFlagCategory,
+    SurgerySettings,
+    VitalSignRule,
+)
+from cds_hooks.pathway.rules.text import (
+    BasisText,
+    CardText,
+    CodingText,
+    RuleText,
+    RuleTextOverride,
+    SuggestionText,
+)
 
-# The one modality the pathway names: formal PT starts the imaging trial clock
-# and is the surgery rule's subject. rules/ must define it (checked at load).
-FORMAL_PT = "formal-pt"
+_Strict = Strict  # the historical name
 
 # CDS Hooks 2.0 prefetch tokens for order-select / order-sign (spec section 1.5).
 ALLOWED_PREFETCH_TOKENS = frozenset(
@@ -58,39 +70,62 @@ ALLOWED_PREFETCH_TOKENS = frozenset(
 _TOKEN = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
 
 
-class RulesError(Exception):
-    """The rules could not be loaded. `problems` holds one line per mistake."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CodeSystem(_Strict):
+class CodeSystem(Strict):
     uri: str
     name: str
+    # A code under a listed header matches it (ICD-10-CM: M54.5 -> M54.50); codes compare without dots.
     hierarchical: bool = False
+    # The 7th character is an encounter extension (ICD-10-CM: A initial, D subsequent, S sequela).
+    seventh_character_extension: bool = False
 
 
-class Alternative(_Strict):
+class Alternative(Strict):
     code: str
     display: str
 
 
-class Code(_Strict):
+# Whether a code says the body region itself. `implied`: the code is lumbar (72148). `required`: the code
+# names no region (SNOMED 241645008 "MRI of spine", CPT 63048) and counts only with a lumbar bodySite.
+# `assumed`: lumbar unless a bodySite names another region (Z98.1 arthrodesis status in a back-pain patient).
+BodySiteRule = Literal["implied", "required", "assumed"]
+
+
+class Code(Strict):
     system: str
     code: str = Field(min_length=1)
     display: str = Field(min_length=1)
     descendants: bool = False
     verified: bool = True
     alternative: Alternative | None = None
+    body_site: BodySiteRule = "implied"
 
 
-class Provenance(_Strict):
+@dataclass(frozen=True, slots=True)
+class PublishedCode:
+    """A code of a published expansion: the same fields as `Code`, without pydantic, because
+    some 14,000 of them are built at every start-up (their shape is checked as they are read)."""
+
+    system: str
+    code: str
+    display: str
+    descendants: bool = False
+    verified: bool = True
+    alternative: Alternative | None = None
+    body_site: BodySiteRule = "implied"
+
+
+class Exclusion(Strict):
+    """A code a value set leaves out, with why and on what authority (published sets are never edited)."""
+
+    system: str
+    code: str = Field(min_length=1)
+    display: str = Field(min_length=1)
+    descendants: bool = False  # the code and every ICD-10-CM code under it
+    reason: str = Field(min_length=10)
+    source: str = Field(min_length=3)
+
+
+class Provenance(Strict):
     """Where a published value set came from: a VSAC expansion found in a public repository."""
 
     oid: str
@@ -98,151 +133,46 @@ class Provenance(_Strict):
     version: str
     url: str | None = None
     publisher: str | None = None
-    expansion: str | None = None  # the expansion's identifier or timestamp
+    expansion: str | None = None  # the expansion's identifier
+    expansion_timestamp: str | None = None
     repository: str
     path: str
     commit: str
     role: str | None = None  # exclusion, exclusion-partial, proxy, red-flag-support
+    pack_category: str | None = None  # what the reference pack says the set serves
+    note: str | None = None
+    code_count: int = Field(ge=1)  # as published; the import checks every code arrived
+    code_system_versions: dict[str, list[str]] = Field(default_factory=dict)
 
 
-class ValueSet(_Strict):
+class ValueSet(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     kind: Kind
     title: str
     source: str = Field(min_length=3)
     category: str | None = None
-    counts_when_inactive: bool = False
     modality: str | None = None
     contrast: bool | None = None
-    text_match: list[str] = Field(default_factory=list)
     note: str | None = None
     # Set for a published value set imported whole (None for the project's curated sets).
     published: Provenance | None = None
+    # Why a published set is used for this kind and category (rules/valuesets/published/decisions.yaml).
+    decision: str | None = None
+    exclusions: list[Exclusion] = Field(default_factory=list)
     codes: list[Code] = Field(min_length=1)
 
 
-class Citation(_Strict):
+CitationKind = Literal["guideline", "measure", "payer-policy", "secondary"]
+
+
+class Citation(Strict):
     title: str
     publisher: str
     year: int
     url: str = Field(pattern=r"^https?://")
+    # `secondary`: a summary (the seed pathway) kept for governance; never a card reference.
+    kind: CitationKind = "guideline"
     note: str | None = None
-
-
-class ImagingSettings(_Strict):
-    # NICE NG59 1.1.4: no routine imaging in non-specialist settings, no week count.
-    warn_without_red_flags: bool
-    min_symptom_weeks: int | None = Field(ge=0)
-    conservative_trial_weeks: int | None = Field(ge=0)
-    formal_pt_required: bool
-    qualifying_modalities: list[str] = Field(min_length=1)
-    expected_modalities: list[str]
-    duplicate_lookback_months: int | None = Field(ge=0)
-    duplicate_modalities: list[str]
-    suggest_mri_without_contrast: bool
-    contrast_justified_by: list[str]
-
-
-class SurgerySettings(_Strict):
-    min_formal_pt_weeks: int | None = Field(ge=0)
-    require_conservative_care: bool
-    qualifying_modalities: list[str] = Field(min_length=1)
-    expected_modalities: list[str]
-    window_months: int | None = Field(ge=0)
-
-
-class Profile(_Strict):
-    title: str
-    description: str
-    imaging: ImagingSettings
-    surgery: SurgerySettings
-    red_flags_silence: list[RuleId]
-    citations: dict[RuleId, list[str]]
-
-
-class RecordStatuses(_Strict):
-    condition_clinical_excluded: list[str]
-    condition_verification_excluded: list[str]
-    procedure_counted: list[str]
-    encounter_counted: list[str]
-    medication_excluded: list[str]
-    service_request_counted: list[str]
-    imaging_excluded: list[str]
-
-
-# The appropriateness rating an order gets when a rule fires on it (pathway.yaml `ratings`).
-FindingRating = Literal["appropriate", "not-appropriate"]
-
-
-class Pathway(_Strict):
-    default_profile: str
-    red_flag_categories: dict[str, str]
-    modalities: dict[str, str]
-    record_statuses: RecordStatuses
-    ratings: dict[RuleId, FindingRating]
-    profiles: dict[str, Profile]
-
-
-class CodingText(_Strict):
-    system: str
-    code: str
-    display: str
-
-
-class SuggestionText(_Strict):
-    label: str
-    description: str
-
-
-class RuleText(_Strict):
-    indicator: Indicator
-    topic: str
-    summary: str
-    headline: str
-    reasons: dict[str, str]
-    recommendation: str
-    suggestions: list[SuggestionKind] = Field(default_factory=list)
-    override_reasons: bool = True
-
-
-class RuleTextOverride(_Strict):
-    """Profile-specific wording: only the fields given replace the default text."""
-
-    summary: str | None = None
-    headline: str | None = None
-    reasons: dict[str, str] | None = None
-    recommendation: str | None = None
-    suggestions: list[SuggestionKind] | None = None
-
-
-class CardText(_Strict):
-    source_label: str
-    source_url: str = Field(pattern=r"^https?://")
-    topic_system: str = Field(pattern=r"^(https?://|urn:)")
-    override_reason_system: str = Field(pattern=r"^(https?://|urn:)")
-    override_reasons: list[CodingText] = Field(min_length=1)
-    # Codes of override_reasons after which override memory keeps the rule silent for the patient.
-    durable_override_reasons: list[str] = Field(default_factory=list)
-    headings: dict[str, str]
-    evidence: dict[str, str]
-    suggestions: dict[SuggestionKind, SuggestionText]
-    # The description of the systemActions update that carries an order's appropriateness rating.
-    rating_action: str
-    pt_referral: dict[str, Any]
-    unavailable: dict[UnavailableReason, str]
-    history_labels: dict[str, str]
-    rules: dict[RuleId, RuleText]
-    profile_overrides: dict[str, dict[RuleId, RuleTextOverride]] = Field(default_factory=dict)
-
-    def rule_text(self, profile: str, rule_id: str) -> RuleText:
-        base = self.rules[rule_id]  # type: ignore[index]
-        override = self.profile_overrides.get(profile, {}).get(rule_id)  # type: ignore[call-overload]
-        if override is None:
-            return base
-        changes = override.model_dump(exclude_none=True)
-        if "reasons" in changes:
-            changes["reasons"] = {**base.reasons, **changes["reasons"]}
-        return base.model_copy(update=changes)
 
 
 # The sandbox page's timeline lanes (timeline.py); sandbox.yaml labels each.
@@ -251,7 +181,7 @@ TimelineLane = Literal["episode", "red-flag", "care", "imaging", "surgery", "ref
 SANDBOX_ORDER_KINDS = ("lumbar-imaging", "surgical-referral", "lumbar-spine-surgery")
 
 
-class CodeRef(_Strict):
+class CodeRef(Strict):
     """A code named by system and code; its display comes from the value set that lists it."""
 
     system: str
@@ -263,7 +193,7 @@ class SandboxOrder(CodeRef):
     label: str = Field(min_length=1)
 
 
-class SandboxText(_Strict):
+class SandboxText(Strict):
     """rules/sandbox.yaml: what the developer sandbox page offers and how it labels the timeline."""
 
     orders: list[SandboxOrder] = Field(min_length=1)
@@ -272,7 +202,7 @@ class SandboxText(_Strict):
     timeline_lanes: dict[TimelineLane, str]
 
 
-class ServiceDef(_Strict):
+class ServiceDef(Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
     hook: HookName
     title: str
@@ -291,14 +221,14 @@ class ServiceDef(_Strict):
         return templates
 
 
-class ServiceFile(_Strict):
+class ServiceFile(Strict):
     services: list[ServiceDef] = Field(min_length=1)
 
 
 GovernanceStatus = Literal["draft", "active", "retired"]
 
 
-class Approval(_Strict):
+class Approval(Strict):
     """Who approved this rules version, and when."""
 
     committee: str = Field(min_length=1)
@@ -307,7 +237,7 @@ class Approval(_Strict):
     reference: str | None = None  # the minutes, ticket or decision record
 
 
-class RuleScope(_Strict):
+class RuleScope(Strict):
     """What one rule judges, for the rules doc and the FHIR export: the value-set kinds of the orders it
     looks at, the profile settings it reads (a section such as `imaging`, or one setting such as
     `imaging.min_symptom_weeks`), and the rules whose card, if any, takes precedence over its own."""
@@ -317,7 +247,7 @@ class RuleScope(_Strict):
     unless: list[RuleId] = Field(default_factory=list)
 
 
-class Governance(_Strict):
+class Governance(Strict):
     """rules/governance.yaml: the version, status and approval of the pathway as a whole."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")
@@ -332,13 +262,48 @@ class Governance(_Strict):
     rules: dict[RuleId, RuleScope]
 
 
-class CodeSystemFile(_Strict):
+class CodeSystemFile(Strict):
     code_systems: list[CodeSystem] = Field(min_length=1)
 
 
-class ValueSetFile(_Strict):
+class ValueSetFile(Strict):
     valuesets: list[ValueSet]
 
 
-class CitationFile(_Strict):
+class PublishedDecision(Strict):
+    """rules/valuesets/published/decisions.yaml: how one imported set is used, and what it leaves out and why."""
+
+    id: str
+    decision: str = Field(min_length=20)
+    exclusions: list[Exclusion] = Field(default_factory=list)
+
+
+class NotUsed(Strict):
+    """A published set deliberately not used, and why (kept for the governance record)."""
+
+    oid: str
+    name: str
+    reason: str = Field(min_length=20)
+
+
+class PublishedFile(Strict):
+    published: list[PublishedDecision]
+    not_used: list[NotUsed] = Field(default_factory=list)
+
+
+class CitationFile(Strict):
     citations: dict[str, Citation]
+
+
+__all__ = [
+    "ALLOWED_PREFETCH_TOKENS", "FORMAL_PT", "LUMBAR_SITE", "NON_SYSTEMIC_ROUTE", "SANDBOX_ORDER_KINDS",
+    "Alternative", "Approval", "BasisText", "BodySiteRule", "CardText", "Citation", "CitationFile", "Code", "CodeRef",
+    "CodeSystem", "CodeSystemFile", "CodingText", "EpisodeSettings", "Exclusion", "FindingRating", "FormalPtSettings",
+    "Governance", "GovernanceStatus", "HookName",
+    "ImagingSettings", "Indicator", "Kind", "MedicationRule", "MedicationSettings", "NotUsed", "OlderAgeSettings",
+    "Pathway", "PopulationSettings", "Profile", "Provenance", "PublishedCode", "PublishedDecision", "PublishedFile",
+    "RecordStatuses", "RedFlagCategory", "RuleId", "RuleScope", "RuleText", "RuleTextOverride", "RulesError",
+    "SandboxOrder", "SandboxText",
+    "ServiceDef", "ServiceFile", "SuggestionKind", "SuggestionText", "SurgerySettings", "TimelineLane",
+    "UnavailableReason", "ValueSet", "ValueSetFile", "VitalSignRule",
+]
