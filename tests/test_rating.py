@@ -47,6 +47,17 @@ EXPECTED: dict[str, dict[str, str]] = {
     "referral-orthopedic-surgeon-no-pt": {"ServiceRequest/ref-ortho": "not-appropriate"},
     "referral-after-8-weeks-pt-5-months-care": {"ServiceRequest/ref-ortho": "appropriate"},
     "surgery-laminectomy-10-weeks-conservative-care": {"ServiceRequest/surg-1": "appropriate"},
+    # The clinical gates: age, region, a referral for another region, prior fusion status, NICE fusion.
+    "age-adolescent-15-not-judged": {"ServiceRequest/mri-1": "no-criteria-apply"},
+    "age-65-xray-released-silent": {"ServiceRequest/xr-1": "appropriate"},  # ACR: radiography for the elderly
+    "age-unknown-birth-date-judged-as-adult": {"ServiceRequest/mri-1": "not-appropriate"},
+    "region-mri-spine-cervical-body-site-not-judged": {},  # not a lumbar order: no criteria, no rating
+    "region-mri-spine-no-body-site-not-judged": {},
+    "referral-orthopaedic-for-knee-not-judged": {"ServiceRequest/ref-knee": "no-criteria-apply"},
+    "prior-lumbar-fusion-status-z98-1-mri": {"ServiceRequest/mri-1": "no-criteria-apply"},
+    "nice-fusion-for-low-back-pain-warns": {"ServiceRequest/fusion-1": "not-appropriate"},
+    "red-flag-fever-vital-sign-fahrenheit-only-mri": {"ServiceRequest/mri-1": "appropriate"},
+    "red-flag-prednisone-six-months-medication-requests-only": {"ServiceRequest/mri-1": "appropriate"},
 }
 
 
