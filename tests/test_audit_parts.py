@@ -147,3 +147,27 @@ def test_the_measure_windows(rules: Rules, imaged_after: int, trauma_before: int
     # A diagnosis after the intake period (Dec 3) is no index.
     assert evaluate_measure(hedis, record, (date(2024, 3, 30), date(2025, 3, 28))) is None
 
+
+def test_the_corticosteroid_exclusion_reads_a_diagnosis_not_a_prescription(rules: Rules) -> None:
+    """HEDIS excludes 90+ days of corticosteroids, which the measure cannot count: it stands in with a
+    long-term-use diagnosis (`resource_types: [Condition]`), so one prednisone prescription excludes no one."""
+    pathway = LivePathway(rules, audit_service(rules, None))
+    hedis = next(m for m in load_measures(rules) if m.id == "hedis-lbp")
+    index = date(2025, 3, 1)
+    steroid = next(vs for vs in rules.valuesets.values() if vs.kind == "red-flag" and vs.category == "steroid-use"
+                   and not vs.published)
+    diagnosis = next(c for c in steroid.codes if "icd-10" in c.system)
+    drug = next(c for c in steroid.codes if "rxnorm" in c.system)
+    lbp = {"resourceType": "Condition", "id": "lbp", "code": _code(rules, "population"),
+           "subject": {"reference": "Patient/p"}, "onsetDateTime": index.isoformat()}
+    prescription = {"resourceType": "MedicationRequest", "id": "rx", "status": "active", "intent": "order",
+                    "subject": {"reference": "Patient/p"}, "authoredOn": (index - timedelta(days=30)).isoformat(),
+                    "medicationCodeableConcept": {"coding": [{"system": drug.system, "code": drug.code}]}}
+    status = {"resourceType": "Condition", "id": "z79", "subject": {"reference": "Patient/p"},
+              "code": {"coding": [{"system": diagnosis.system, "code": diagnosis.code}]},
+              "onsetDateTime": (index - timedelta(days=30)).isoformat()}
+    period = (date(2025, 1, 1), date(2025, 12, 31))
+    with_drug = evaluate_measure(hedis, _evidence_record(rules, pathway, [lbp, prescription], "1980-05-05"), period)
+    assert with_drug is not None and with_drug.status == "denominator"
+    with_status = evaluate_measure(hedis, _evidence_record(rules, pathway, [lbp, status], "1980-05-05"), period)
+    assert with_status is not None and with_status.status == "excluded" and "corticosteroids" in with_status.exclusions

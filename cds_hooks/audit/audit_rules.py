@@ -39,6 +39,8 @@ class Exclusion(_Strict):
     category: str | None = None
     days_before: int | None = Field(ge=0)  # None: any time before
     days_after: int = Field(ge=0)
+    # Only these resource types count (None: any the reader keeps), e.g. a diagnosis but not a prescription.
+    resource_types: list[str] | None = None
 
 
 class Measure(_Strict):

@@ -62,8 +62,9 @@ def evaluate_measure(m: Measure, record: PatientRecord, period: tuple[date, date
     for ex in m.exclusions:
         start = None if ex.days_before is None else index - timedelta(days=ex.days_before)
         end = index + timedelta(days=ex.days_after)
+        types = ex.resource_types
         if ex.id not in excluded and any(e.has(ex.kind, ex.category) and _within(e, start, end)
-                                         for e in record.items):
+                                         and (types is None or e.resource_type in types) for e in record.items):
             excluded.append(ex.id)
     if excluded:
         return MeasureResult(m.id, month, stratum, "excluded", tuple(excluded))
