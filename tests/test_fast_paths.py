@@ -4,6 +4,7 @@ reference, and the split of the input across cores."""
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from datetime import date
@@ -138,6 +139,45 @@ def test_parts_that_only_hold_together_are_not_trusted_apart(donors: list[dict[s
     candidate = {"resourceType": "Observation", **combined}
     verdict = resources.validate_resource(candidate)
     assert verdict is not None and verdict == resources._validate(candidate)
+
+
+_UNIT = {"unit": "Cel", "system": "http://unitsofmeasure.org", "code": "Cel"}
+
+
+@pytest.mark.parametrize("keep_whole_cache", [True, False], ids=["whole-resource-cache", "element-verdicts"])
+@pytest.mark.parametrize(("seen", "other"), [
+    (None, math.nan), (None, math.inf),  # orjson writes NaN and infinities as null
+    ("2024-01-01", date(2024, 1, 1)),  # and a date as its string
+], ids=["nan", "infinity", "date"])
+def test_values_orjson_writes_alike_are_not_taken_for_each_other(seen: Any, other: Any, keep_whole_cache: bool) -> None:
+    def observation(value: Any) -> dict[str, Any]:
+        return {"resourceType": "Observation", "status": "final", "code": {**_TEMPERATURE, "text": "t"},
+                "valueQuantity": {**_UNIT, "value": value} if seen is None else _UNIT,
+                **({} if seen is None else {"note": [{"text": value}]})}
+
+    resources.clear_validation_cache()
+    assert resources.validate_resource(observation(seen)) is None
+    if not keep_whole_cache:
+        resources._VERDICTS.clear()
+    candidate = observation(other)
+    verdict = resources.validate_resource(candidate)
+    assert verdict is not None and verdict == resources._validate(candidate)
+
+
+def test_the_learned_verdicts_stay_within_their_cap_whatever_the_input() -> None:
+    base = resources._model("Observation")
+    verdicts = ElementVerdicts(limit=1024)
+    optional = ["id", "language", "implicitRules", "issued", "valueString", "bodySite", "method", "note"]
+    values = {"id": "i", "language": "en", "implicitRules": "http://x", "issued": "2024-01-01T00:00:00Z",
+              "valueString": "v", "bodySite": {"text": "b"}, "method": {"text": "m"}, "note": [{"text": "n"}]}
+    first = {"resourceType": "Observation", "status": "final", "code": {"text": "0"}}
+    for n in range(3000):  # a new value every time, and every one of the 256 key sets many times over
+        resource = {**first, "code": {"text": str(n)}}
+        resource.update({key: values[key] for bit, key in enumerate(optional) if n >> bit & 1})
+        verdicts.learn(resource, base, base.model_validate(resource))
+        assert len(verdicts.elements) <= 1024 and len(verdicts.shapes) <= 1024 // 32
+        assert verdicts.known_valid(resource, base)  # what was just learned is still known
+    assert not verdicts.known_valid(first, base)  # and the oldest was forgotten
 
 
 def test_the_shortcut_covers_the_models_the_reader_validates_and_no_other_kind() -> None:

@@ -26,6 +26,14 @@ valid. `covered(M)` checks at run time that M validates exactly as above (the sa
 model validators, no field validators, `extra="forbid"`), so a library update that changes that turns
 the shortcut off for M rather than making it wrong. Values are compared by their orjson bytes, as the
 whole-resource cache compares resources, and kept only as digests: no patient data is held.
+
+The comparison by bytes assumes JSON data as `orjson.loads` makes it (every caller's input). Two Python
+values orjson writes alike would otherwise pass for each other: NaN and infinities are written `null`
+(and the R4B Decimal refuses them), dates as strings, subclasses as their base. `plain_json` therefore
+refuses dates, dataclasses and subclasses, and any value whose bytes hold `null` is validated in full
+(the whole-resource cache uses it too). Memory is bounded: at most `limit` element digests of 16 bytes
+and `limit // 32` key sets (each a bit mask), about 11 MiB per process at the default; past either, both
+are forgotten and learned again, so a hostile or huge export cannot grow them.
 """
 
 from __future__ import annotations
@@ -39,6 +47,18 @@ import orjson
 from cds_hooks.fhir.limits import deeper_than
 
 _EXTENSION_PREFIX = "_"
+# Refuse what orjson would write like plain JSON: dates, dataclasses, subclasses of str, int, dict, list.
+_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def plain_json(value: Any) -> bytes | None:
+    """orjson's bytes for `value` when they identify it among JSON values, else None: not serialisable,
+    not plain JSON, or holding `null`, which NaN and the infinities are written as too."""
+    try:
+        data = orjson.dumps(value, option=_STRICT)
+    except TypeError:  # orjson.JSONEncodeError is one; also nested past orjson's limit
+        return None
+    return None if b"null" in data else data
 
 
 @cache
@@ -64,13 +84,14 @@ def covered(model: Any) -> bool:
 
 
 @cache
-def _keys(model: Any) -> dict[str, str]:
-    """JSON key → field name, for keys that name exactly one field and are not `_x` extension siblings."""
+def _keys(model: Any) -> dict[str, tuple[str, int]]:
+    """JSON key → (field name, its bit in a key set's mask), for keys that name exactly one field and
+    are not `_x` extension siblings."""
     fields = model.model_fields
     by_key = {(info.alias or name): name for name, info in fields.items()}
     renamed = {name for name, info in fields.items() if info.alias and info.alias != name}
-    return {key: name for key, name in by_key.items()
-            if not key.startswith(_EXTENSION_PREFIX) and key not in renamed}
+    kept = [(key, name) for key, name in by_key.items() if not key.startswith(_EXTENSION_PREFIX) and key not in renamed]
+    return {key: (name, 1 << bit) for bit, (key, name) in enumerate(kept)}
 
 
 class ElementVerdicts:
@@ -78,7 +99,7 @@ class ElementVerdicts:
 
     def __init__(self, limit: int = 1 << 17) -> None:
         self.limit = limit
-        self.shapes: set[tuple[str, frozenset[str]]] = set()
+        self.shapes: set[tuple[str, int]] = set()  # (resource type, mask of its keys)
         self.elements: set[bytes] = set()
 
     def clear(self) -> None:
@@ -86,46 +107,45 @@ class ElementVerdicts:
         self.elements.clear()
 
     @staticmethod
-    def _shape(resource: dict[str, Any], model: Any) -> tuple[str, frozenset[str]] | None:
+    def _parts(resource: dict[str, Any], model: Any) -> tuple[tuple[str, int], list[bytes]] | None:
+        """The resource's key set and a digest of each (type, key, value), or None when the resource is
+        outside what this covers."""
         rtype = resource.get("resourceType")
-        return (rtype, frozenset(resource)) if isinstance(rtype, str) and covered(model) else None
-
-    @staticmethod
-    def _digests(resource: dict[str, Any], model: Any) -> list[bytes] | None:
-        """A digest of each (type, key, value), or None when the resource is outside what this covers."""
+        if not isinstance(rtype, str) or not covered(model):
+            return None
         keys = _keys(model)
-        rtype = resource["resourceType"]
+        mask = 0
         digests = []
         for key, value in resource.items():
             if key == "resourceType":
                 continue
-            if value is None or key not in keys:
+            known = keys.get(key)
+            if value is None or known is None:
                 return None
-            try:  # the JSON array [type, key, value]: one digest per element, no patient data kept
-                digests.append(hashlib.blake2b(orjson.dumps((rtype, key, value)), digest_size=16).digest())
-            except TypeError:  # not plain JSON (or nested past orjson's limit): validated in full
+            data = plain_json((rtype, key, value))  # the JSON array [type, key, value]
+            if data is None:
                 return None
-        return digests
+            mask |= known[1]
+            digests.append(hashlib.blake2b(data, digest_size=16).digest())  # no patient data kept
+        return (rtype, mask), digests
 
     def known_valid(self, resource: dict[str, Any], model: Any) -> bool:
         """True only when the resource is valid by the argument above; False means "validate it"."""
-        shape = self._shape(resource, model)
-        if shape is None or shape not in self.shapes:
+        parts = self._parts(resource, model)
+        if parts is None or parts[0] not in self.shapes:
             return False
-        digests = self._digests(resource, model)
         elements = self.elements
-        return digests is not None and all(d in elements for d in digests)
+        return all(d in elements for d in parts[1])
 
     def learn(self, resource: dict[str, Any], model: Any, instance: Any) -> None:
         """Record a resource that validated at the first try (`instance` is what the model made of it)."""
-        shape = self._shape(resource, model)
-        digests = self._digests(resource, model) if shape is not None else None
-        if shape is None or digests is None or deeper_than(resource):
+        parts = self._parts(resource, model)
+        if parts is None or deeper_than(resource):
             return
         keys = _keys(model)
-        if any(getattr(instance, keys[k], None) is None for k in resource if k != "resourceType"):
+        if any(getattr(instance, keys[k][0], None) is None for k in resource if k != "resourceType"):
             return  # a value that validated to None would change step 4: not learned
-        if len(self.elements) >= self.limit or len(self.shapes) >= self.limit:
+        if len(self.elements) + len(parts[1]) > self.limit or len(self.shapes) >= self.limit // 32:
             self.clear()
-        self.shapes.add(shape)
-        self.elements.update(digests)
+        self.shapes.add(parts[0])
+        self.elements.update(parts[1])

@@ -14,10 +14,9 @@ from datetime import date
 from functools import cache
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
-from cds_hooks.fhir.element_verdicts import ElementVerdicts
+from cds_hooks.fhir.element_verdicts import ElementVerdicts, plain_json
 from cds_hooks.fhir.limits import MAX_DEPTH, deeper_than
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
@@ -123,10 +122,10 @@ def validate_resource(resource: dict[str, Any]) -> str | None:
     already seen in valid resources of its type is valid without running its model
     (`element_verdicts` says why that is exact); any other is validated in full.
     """
-    try:
-        key: bytes | None = hashlib.blake2b(orjson.dumps(resource), digest_size=16).digest()
-    except TypeError:  # not serialisable (e.g. nested past orjson's limit): judged, never cached
-        key = None
+    # Not serialisable (e.g. nested past orjson's limit) or bytes another value could share (`plain_json`):
+    # judged, never cached.
+    data = plain_json(resource)
+    key = None if data is None else hashlib.blake2b(data, digest_size=16).digest()
     if key is not None and key in _VERDICTS:
         return _VERDICTS[key]
     model = _model_of(resource)
