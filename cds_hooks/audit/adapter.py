@@ -147,7 +147,11 @@ class TokenSearch:
     def matches(self, concept: Any) -> bool:
         for coding in codings(concept):
             system, code = coding.get("system") or "", coding.get("code")
-            if (system, code) in self.pairs or code in self.codes or system in self.systems:
+            if not isinstance(system, str):  # messy data: matches no system, nor "no system"
+                system = None
+            if isinstance(code, str) and ((system, code) in self.pairs or code in self.codes):
+                return True
+            if system in self.systems:
                 return True
         return False
 
