@@ -91,13 +91,21 @@ def one(source: Path, engine: str) -> dict[str, object]:
 
         run = run_local(bulk, judge)
     seconds = time.perf_counter() - started
-    cpu = cpu_seconds() - cpu  # Spark's JVM is not a child of this process: its CPU is not in it
+    # Spark's JVM and the Python workers it starts are not waited for by this process: no CPU figure.
+    cpu = None if engine == "spark" else round(cpu_seconds() - cpu, 2)
     own, children = peak_rss_mib()
     patients = run.tally.counts[("data", "patients")]
-    return {"engine": engine, "seconds": round(seconds, 2), "cpuSeconds": round(cpu, 2), "patients": patients,
+    return {"engine": engine, "seconds": round(seconds, 2), "cpuSeconds": cpu, "patients": patients,
             "patientsPerSecond": round(patients / seconds, 1), "linesRouted": run.scan.lines,
             "peakRssParentMiB": own, "peakRssWorkerMiB": children, "orders": run.tally.counts[
                 ("orders", "all", "all", "orders")], "cores": os.cpu_count()}
+
+
+def cpu_figures(result: dict[str, object], floor_cpu: float) -> str:
+    if not result["cpuSeconds"]:
+        return "CPU not measured"
+    return (f"CPU {result['cpuSeconds']} s ({result['patientsPerCoreSecond']} patients per core-second), "
+            f"floor CPU {floor_cpu:.2f} s, CPU ratio {result['cpuRatioToFloor']}x")
 
 
 def main() -> None:
@@ -127,8 +135,9 @@ def main() -> None:
             result["ratioToFloor"] = round(result["seconds"] / floor_seconds, 2)
             # The same work in CPU seconds, which other jobs on a shared machine do not inflate; spread over
             # the cores without idling it gives the rate the engine can reach on them when they are its own.
-            result["cpuRatioToFloor"] = round(result["cpuSeconds"] / floor_cpu, 2)
-            result["patientsPerCoreSecond"] = round(size / result["cpuSeconds"], 1)
+            if result["cpuSeconds"]:
+                result["cpuRatioToFloor"] = round(result["cpuSeconds"] / floor_cpu, 2)
+                result["patientsPerCoreSecond"] = round(size / result["cpuSeconds"], 1)
             # Every resource in the export counts, including the types the pathway never reads (skipped whole).
             result["resourcesPerSecond"] = round(lines / result["seconds"])
             results.append(result)
@@ -136,10 +145,8 @@ def main() -> None:
                   f"{result['seconds']:.1f} s, {result['patientsPerSecond']:.0f} patients/s, "
                   f"{result['resourcesPerSecond']:.0f} resources/s, peak RSS parent {result['peakRssParentMiB']} MiB "
                   f"worker {result['peakRssWorkerMiB']} MiB; floor (orjson.loads, one core) {floor_seconds:.1f} s, "
-                  f"ratio {result['ratioToFloor']}x; CPU {result['cpuSeconds']:.1f} s "
-                  f"({result['patientsPerCoreSecond']:.0f} patients per core-second, floor CPU {floor_cpu:.1f} s, "
-                  f"ratio {result['cpuRatioToFloor']}x); load average {result['loadBefore']} before, "
-                  f"{result['loadAfter']} after", flush=True)
+                  f"ratio {result['ratioToFloor']}x; {cpu_figures(result, floor_cpu)}; load average "
+                  f"{result['loadBefore']} before, {result['loadAfter']} after", flush=True)
     print(json.dumps(results))
 
 
