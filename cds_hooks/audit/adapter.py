@@ -13,9 +13,10 @@ import dataclasses
 from collections.abc import Iterable
 from datetime import date
 from typing import Any
+from urllib.parse import parse_qsl
 
 from cds_hooks.fhir.fetch import template_resource_type
-from cds_hooks.fhir.resources import validate_resource
+from cds_hooks.fhir.resources import codings, validate_resource
 from cds_hooks.pathway.cards import IssuedCard, OrderingContext, build_cards
 from cds_hooks.pathway.evaluate import Finding, evaluate
 from cds_hooks.pathway.record import DraftOrder, PatientRecord, match_concepts, read_draft_orders, read_record
@@ -33,6 +34,8 @@ ORDER_CODES: dict[str, tuple[str, ...]] = {
     "DiagnosticReport": ("code",),
 }
 MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
+# Resource types whose `code` search parameter is their `code` element (FHIR R4 search parameters).
+CODE_SEARCH = frozenset({"Observation", "Condition", "Procedure", "ServiceRequest", "DiagnosticReport"})
 
 
 class LivePathway:
@@ -41,9 +44,12 @@ class LivePathway:
     def __init__(self, rules: Rules, service: ServiceDef) -> None:
         self.rules = rules
         self.service = service
-        # prefetch key → (resource type, is a search): what the EHR would have sent under each key.
-        self.keys = {key: (template_resource_type(t), "?" in t) for key, t in service.prefetch.items()}
-        self.read_types = frozenset(t for t, _ in self.keys.values()) | {"Patient", "Medication"}
+        # prefetch key → (resource type, is a search, its `code` filter): what the EHR would have sent.
+        self.keys = {key: (template_resource_type(t), "?" in t, code_filter(t)) for key, t in service.prefetch.items()}
+        self.read_types = frozenset(t for t, _, _ in self.keys.values()) | {"Patient", "Medication"}
+        self.filters: dict[str, list[TokenSearch | None]] = {"Patient": [None], "Medication": [None]}
+        for rtype, _, codes in self.keys.values():
+            self.filters.setdefault(rtype, []).append(codes)
 
     # ---- inputs as the service gets them --------------------------------------------------------
 
@@ -56,17 +62,24 @@ class LivePathway:
             by_type.setdefault(str(resource.get("resourceType")), []).append(resource)
         own_meds = {f"Medication/{m.get('id')}": m for m in by_type.get("Medication", ())}
         out: dict[str, Any] = {}
-        for key, (rtype, search) in self.keys.items():
+        for key, (rtype, search, codes) in self.keys.items():
             found = by_type.get(rtype, [])
             if not search:
                 out[key] = found[0] if found else None
                 continue
+            if codes is not None:
+                found = [r for r in found if codes.matches(r.get("code"))]
             entries = [{"resource": r, "search": {"mode": "match"}} for r in found]
             if rtype in MEDICATION_TYPES:
                 entries += [{"resource": m, "search": {"mode": "include"}}
                             for m in _referenced_medications(found, own_meds, catalogue)]
             out[key] = {"resourceType": "Bundle", "type": "searchset", "entry": entries}
         return out
+
+    def in_prefetch(self, resource: dict[str, Any]) -> bool:
+        """Whether some prefetch key would hold this resource (the rest can be left out of every record)."""
+        filters = self.filters.get(resource.get("resourceType"), ())  # type: ignore[arg-type]
+        return any(codes is None or codes.matches(resource.get("code")) for codes in filters)
 
     def record(self, patient_id: str, resources: Iterable[dict[str, Any]],
                catalogue: dict[str, dict[str, Any]]) -> PatientRecord:
@@ -121,6 +134,49 @@ class LivePathway:
 
     def cards(self, findings: list[Finding], record: PatientRecord, who: OrderingContext) -> list[IssuedCard]:
         return build_cards(self.rules, findings, record, who)
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenSearch:
+    """A FHIR token search on a CodeableConcept (`code=a|b,c`), as set probes."""
+
+    pairs: frozenset[tuple[str, str]]  # "system|code"; "|code" is ("", code): a coding without a system
+    codes: frozenset[str]  # "code": in any system
+    systems: frozenset[str]  # "system|": any code of the system
+
+    def matches(self, concept: Any) -> bool:
+        for coding in codings(concept):
+            system, code = coding.get("system") or "", coding.get("code")
+            if not isinstance(system, str):  # messy data: matches no system, nor "no system"
+                system = None
+            if isinstance(code, str) and ((system, code) in self.pairs or code in self.codes):
+                return True
+            if system in self.systems:
+                return True
+        return False
+
+
+def code_filter(template: str) -> TokenSearch | None:
+    """The `code=` token search of a prefetch template, or None when it has none the audit can apply
+    (a modifier, or a type whose `code` parameter is not its `code` element): then every resource of
+    the type is kept, as before, and the reader's own code checks decide."""
+    rtype, _, query = template.partition("?")
+    params = parse_qsl(query, keep_blank_values=True)
+    if rtype not in CODE_SEARCH or any(name.startswith("code:") for name, _ in params):
+        return None
+    values = [v for name, value in params if name == "code" for v in value.split(",")]
+    if not values:
+        return None
+    pairs, codes, systems = set(), set(), set()
+    for value in values:
+        system, bar, code = value.partition("|")
+        if not bar:
+            codes.add(value)
+        elif code:
+            pairs.add((system, code))
+        else:
+            systems.add(system)
+    return TokenSearch(frozenset(pairs), frozenset(codes), frozenset(systems))
 
 
 def rules_by_order(findings: list[Finding]) -> dict[str, frozenset[str]]:

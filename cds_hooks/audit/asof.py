@@ -67,7 +67,10 @@ def event_date(resource: dict[str, Any]) -> date | None:
 
 def as_of(resource: dict[str, Any], day: date) -> dict[str, Any] | None:
     """The resource as it stood on `day`, or None if it was not yet known. Never changes its input."""
-    when = known_date(resource)
+    return _as_of(resource, known_date(resource), day)
+
+
+def _as_of(resource: dict[str, Any], when: date | None, day: date) -> dict[str, Any] | None:
     if when is not None and when > day:
         return None
     rtype = resource.get("resourceType")
@@ -92,14 +95,21 @@ def _condition(resource: dict[str, Any], day: date) -> dict[str, Any]:
     return wound_back
 
 
-def history(resources: Iterable[dict[str, Any]], day: date, hidden: set[int]) -> list[dict[str, Any]]:
-    """The record on `day`: every resource known by then, as it stood, except those in `hidden`
-    (by `id()`: the orders being judged and their own results)."""
-    out = []
-    for resource in resources:
-        if id(resource) in hidden:
-            continue
-        then = as_of(resource, day)
-        if then is not None:
-            out.append(then)
-    return out
+class Timeline:
+    """A patient's resources with their known dates, worked out once for every day the record is rebuilt."""
+
+    def __init__(self, resources: Iterable[dict[str, Any]]) -> None:
+        self.dated = [(resource, known_date(resource)) for resource in resources]
+
+    def history(self, day: date, hidden: set[int]) -> list[dict[str, Any]]:
+        """The record on `day`: every resource known by then, as it stood, except those in `hidden`
+        (by `id()`: the orders being judged and their own results)."""
+        out = []
+        for resource, when in self.dated:
+            if id(resource) in hidden:
+                continue
+            then = _as_of(resource, when, day)
+            if then is not None:
+                out.append(then)
+        return out
+

@@ -1,14 +1,17 @@
 """The embedded engine: every core of one machine, with memory that does not grow with the population.
 
-Phase 1 splits the input into pieces of about 64 MB and routes each piece's lines into on-disk
-partitions by patient (`partition`), in parallel. Phase 2 judges the partitions in parallel, one patient
-at a time: a worker holds one partition's raw lines (sized to about 32 MB, so more patients means more
-partitions, not bigger ones) plus one patient's parsed resources. Workers are forked after the rules are
-loaded, so they share them; each returns a `Tally` the parent adds up.
+Phase 1 splits the input into pieces of at most 32 MB (smaller for a small input, so that every core has
+several) and routes each piece's lines into on-disk partitions by patient (`partition`), in parallel,
+largest piece first. Phase 2 judges the partitions in parallel, one patient at a time: a worker holds one
+partition's raw lines (sized to about 32 MB, so more patients means more partitions, not bigger ones)
+plus one patient's parsed resources. Workers are processes (the judge is Python: threads would share one
+core), forked after the rules are loaded and frozen out of the garbage collector's sight, so they share
+them; each returns a `Tally` the parent adds up.
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import multiprocessing
 import os
@@ -24,12 +27,13 @@ from typing import Any
 import orjson
 
 from cds_hooks.audit.judge import PatientJudge
-from cds_hooks.audit.ndjson import BulkInput, chunks
+from cds_hooks.audit.ndjson import BulkInput, InputFile, chunks
 from cds_hooks.audit.partition import ScanStats, partition_files, read_partition, scan_piece
 from cds_hooks.audit.progress import Progress
 from cds_hooks.audit.tally import Tally
 
-PIECE_BYTES = 64 * 1024 * 1024
+PIECE_BYTES = 32 * 1024 * 1024  # at most; smaller for a small input, so that every core gets pieces
+MIN_PIECE_BYTES = 4 * 1024 * 1024
 PARTITION_BYTES = 32 * 1024 * 1024
 GZIP_RATIO = 8  # a gzip file's NDJSON is about this many times its size, for sizing partitions
 
@@ -56,9 +60,20 @@ def needed(bulk: BulkInput, judge: PatientJudge) -> BulkInput:
     return BulkInput(keep, bulk.transaction_time, bulk.error_files, bulk.remote, bulk.requires_token)
 
 
+def _ndjson_bytes(bulk: BulkInput) -> int:
+    return sum(f.size * (GZIP_RATIO if f.gzipped else 1) for f in bulk.files)
+
+
 def partitions_for(bulk: BulkInput, workers: int) -> int:
-    size = sum(f.size * (GZIP_RATIO if f.gzipped else 1) for f in bulk.files)
-    return max(2 * workers, math.ceil(size / PARTITION_BYTES))
+    # Several per worker, so that no core waits long for the last one.
+    return max(4 * workers, math.ceil(_ndjson_bytes(bulk) / PARTITION_BYTES))
+
+
+def pieces_for(bulk: BulkInput, workers: int) -> list[tuple[InputFile, int, int]]:
+    """The input in pieces of at most PIECE_BYTES, about eight per worker for a small input, largest
+    first: each worker takes the next piece when done, so the cores finish close together."""
+    target = min(PIECE_BYTES, max(MIN_PIECE_BYTES, _ndjson_bytes(bulk) // (8 * workers)))
+    return sorted(chunks(bulk.files, target), key=lambda p: p[2] - p[1], reverse=True)
 
 
 def run_local(bulk: BulkInput, judge: PatientJudge, workers: int | None = None, workdir: Path | None = None,
@@ -71,9 +86,13 @@ def run_local(bulk: BulkInput, judge: PatientJudge, workers: int | None = None, 
     scratch = Path(tempfile.mkdtemp(prefix="lumbar-audit-", dir=workdir))
     parts = partitions_for(bulk, workers)
     _JUDGE, _DONE = judge, multiprocessing.get_context("fork").Value("q", 0)
+    # The rules and models are long-lived: out of the collector's sight, a full collection in a worker
+    # no longer walks them (as the service's workers do after start-up).
+    gc.collect()
+    gc.freeze()
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            pieces = chunks(bulk.files, PIECE_BYTES)
+            pieces = pieces_for(bulk, workers)
             progress.phase("reading", bulk.total_bytes, "B", scale=True)
             scan = ScanStats()
             read_files: set[Path] = set()
@@ -102,6 +121,7 @@ def run_local(bulk: BulkInput, judge: PatientJudge, workers: int | None = None, 
             _gather({pool.submit(_judge_partition, p, str(scratch), str(catalogue_file)): p for p in range(parts)},
                     judged, lambda: judged(None, None))
     finally:
+        gc.unfreeze()
         shutil.rmtree(scratch, ignore_errors=True)
     tally.add("data", "unreadable", n=scan.unreadable)
     finished = time.perf_counter()

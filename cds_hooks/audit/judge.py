@@ -9,9 +9,11 @@ and adds it all to a `Tally`. Nothing it adds names the patient.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -23,6 +25,9 @@ from cds_hooks.audit.orders import AuditedOrder, by_day, find_orders
 from cds_hooks.audit.tally import Tally
 from cds_hooks.pathway.cards import OrderingContext
 
+if TYPE_CHECKING:
+    from cds_hooks.pathway.record import PatientRecord
+
 NOT_RECORDED = "not recorded"
 
 
@@ -32,6 +37,25 @@ class AuditOptions:
     match_days: int = 30  # a study this many days after an order of its kind is that order's result
     followup_days: int = 28  # a red flag recorded this soon after a warned order is reported
     samples: int = 0  # de-identified example cards kept per rule
+
+
+class _Patient:
+    """One patient's resources as the prefetch would hold them, their known dates, and the record as it
+    stands today, read at most once."""
+
+    def __init__(self, patient_id: str, resources: list[dict[str, Any]], catalogue: dict[str, dict[str, Any]],
+                 encounters: Iterable[dict[str, Any]]) -> None:
+        self.id = patient_id
+        self.resources = resources
+        self.catalogue = catalogue
+        self.timeline = asof.Timeline(resources)
+        self.encounters = {f"Encounter/{e.get('id')}": e for e in encounters}
+        self._full: PatientRecord | None = None
+
+    def full(self, pathway: LivePathway) -> PatientRecord:
+        if self._full is None:
+            self._full = pathway.record(self.id, self.resources, self.catalogue)
+        return self._full
 
 
 class PatientJudge:
@@ -52,46 +76,54 @@ class PatientJudge:
         for res in resources:
             by_type.setdefault(res["resourceType"], []).append(res)
         orders = find_orders(self.pathway, by_type, self.options.period, self.options.match_days)
-        full = None
+        diagnosed = any(self.pathway.codes_in(c, "code", kind) for c in by_type.get("Condition", ())
+                        for kind in self.diagnosis_kinds)
+        if not orders and not diagnosed:
+            return  # nothing to judge or measure: no record is read
+        # What the prefetch can hold (an Observation of another code is never sent), read once per record.
+        patient = _Patient(patient_id, [r for r in resources if self.pathway.in_prefetch(r)], catalogue,
+                           by_type.get("Encounter", ()))
         if orders:
             tally.add("data", "patients-with-orders")
             for day, group in by_day(orders).items():
-                full = self._judge_day(patient_id, resources, catalogue, day, group, tally, full)
-        if any(self.pathway.codes_in(c, "code", kind) for c in by_type.get("Condition", ())
-               for kind in self.diagnosis_kinds):
-            full = full or self.pathway.record(patient_id, resources, catalogue)
+                self._judge_day(patient, day, group, tally)
+        if diagnosed:
             for measure in self.measures:
-                self._measure(measure, full, tally)
+                self._measure(measure, patient.full(self.pathway), tally)
 
     def _parse(self, lines: list[bytes], tally: Tally) -> list[dict[str, Any]]:
         out = []
         wanted = self.pathway.read_types
+        types: Counter[str] = Counter()
+        unreadable = 0
         for line in lines:
             try:
                 res = orjson.loads(line)
             except orjson.JSONDecodeError:
-                tally.add("data", "unreadable")
+                unreadable += 1
                 continue
             rtype = res.get("resourceType") if isinstance(res, dict) else None
             if not isinstance(rtype, str):
-                tally.add("data", "unreadable")
+                unreadable += 1
                 continue
-            tally.add("data", "resources", rtype)
+            types[rtype] += 1
             if rtype in wanted:
                 out.append(res)
+        for rtype, n in types.items():
+            tally.add("data", "resources", rtype, n=n)
+        if unreadable:
+            tally.add("data", "unreadable", n=unreadable)
         return out
 
-    def _judge_day(self, patient_id: str, resources: list[dict[str, Any]], catalogue: dict[str, dict[str, Any]],
-                   day: date, group: list[AuditedOrder], tally: Tally, full: Any) -> Any:
+    def _judge_day(self, patient: _Patient, day: date, group: list[AuditedOrder], tally: Tally) -> None:
         hidden = {id(r) for o in group for r in (o.resource, *o.footprint)}
-        history = asof.history(resources, day, hidden)
-        record = self.pathway.record(patient_id, history, catalogue)
+        history = patient.timeline.history(day, hidden)
+        record = self.pathway.record(patient.id, history, patient.catalogue)
         drafts = self.pathway.drafts([o.draft for o in group])
         findings = self.pathway.judge(record, drafts, day)
         fired = rules_by_order(findings)
         refused = self.pathway.invalid_orders(findings)
         quiet = self.pathway.red_flag_sufficient(record, drafts, day, fired)
-        encounters = {f"Encounter/{e.get('id')}": e for e in resources if e["resourceType"] == "Encounter"}
         for order in group:
             ref = f"ServiceRequest/{order.draft['id']}"
             metrics = ["orders"]
@@ -101,22 +133,20 @@ class PatientJudge:
                 metrics.append("refused")
             elif ref in fired:
                 metrics += ["warned", *(f"rule:{r}" for r in sorted(fired[ref]))]
-                full = full or self.pathway.record(patient_id, resources, catalogue)
-                if _red_flag_after(full, day, self.options.followup_days):
+                if _red_flag_after(patient.full(self.pathway), day, self.options.followup_days):
                     metrics.append("warned-then-red-flag")
                 for rule in sorted(fired[ref]):
-                    self._offer_sample(patient_id, order, rule, history, group, catalogue, tally)
+                    self._offer_sample(patient.id, order, rule, history, group, patient.catalogue, tally)
             elif ref in quiet:
                 metrics.append("red-flag")
                 for category in sorted(quiet[ref]):
                     tally.add("red-flag", category)
             else:
                 metrics.append("silent")
-            tally.add_order(_dimensions(order, encounters, catalogue), metrics)
+            tally.add_order(_dimensions(order, patient.encounters, patient.catalogue), metrics)
             if self.trace is not None:
                 outcome = next(m for m in ("refused", "warned", "red-flag", "silent") if m in metrics)
-                self.trace.append((patient_id, order.ref, fired.get(ref, frozenset()), outcome))
-        return full
+                self.trace.append((patient.id, order.ref, fired.get(ref, frozenset()), outcome))
 
     def _measure(self, measure: Measure, record: Any, tally: Tally) -> None:
         result = evaluate_measure(measure, record, self.options.period)

@@ -14,9 +14,9 @@ from datetime import date
 from functools import cache
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
+from cds_hooks.fhir.element_verdicts import ElementVerdicts, plain_json
 from cds_hooks.fhir.limits import MAX_DEPTH, deeper_than
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
@@ -110,6 +110,7 @@ def _fix_naive_datetimes(node: Any) -> Any:
 
 _VERDICTS: dict[bytes, str | None] = {}
 _VERDICTS_MAX = 8192
+_ELEMENTS = ElementVerdicts()
 
 
 def validate_resource(resource: dict[str, Any]) -> str | None:
@@ -117,16 +118,22 @@ def validate_resource(resource: dict[str, Any]) -> str | None:
 
     A verdict depends only on the resource's content, and order-select re-fires
     with the same history on every edit, so verdicts are memoised by a digest of
-    the JSON (no patient data is kept as a key).
+    the JSON (no patient data is kept as a key). A resource made only of elements
+    already seen in valid resources of its type is valid without running its model
+    (`element_verdicts` says why that is exact); any other is validated in full.
     """
-    try:
-        key: bytes | None = hashlib.blake2b(orjson.dumps(resource), digest_size=16).digest()
-    except TypeError:  # not serialisable (e.g. nested past orjson's limit): judged, never cached
-        key = None
+    # Not serialisable (e.g. nested past orjson's limit) or bytes another value could share (`plain_json`):
+    # judged, never cached.
+    data = plain_json(resource)
+    key = None if data is None else hashlib.blake2b(data, digest_size=16).digest()
     if key is not None and key in _VERDICTS:
         return _VERDICTS[key]
-    # The depth walk is only needed when judging: a cached verdict already reflects it.
-    verdict = f"nesting: more than {MAX_DEPTH} levels" if deeper_than(resource) else _validate(resource)
+    model = _model_of(resource)
+    if model is not None and _ELEMENTS.known_valid(resource, model):
+        verdict = None
+    else:
+        # The depth walk is only needed when judging: a cached verdict already reflects it.
+        verdict = f"nesting: more than {MAX_DEPTH} levels" if deeper_than(resource) else _validate(resource)
     if key is not None:
         if len(_VERDICTS) >= _VERDICTS_MAX:
             _VERDICTS.clear()
@@ -136,6 +143,17 @@ def validate_resource(resource: dict[str, Any]) -> str | None:
 
 def clear_validation_cache() -> None:
     _VERDICTS.clear()
+    _ELEMENTS.clear()
+
+
+def _model_of(resource: dict[str, Any]) -> Any:
+    resource_type = resource.get("resourceType")
+    if not isinstance(resource_type, str):
+        return None
+    try:
+        return _model(resource_type)
+    except (KeyError, ValueError, AttributeError, ImportError):
+        return None
 
 
 def _validate(resource: dict[str, Any]) -> str | None:
@@ -153,12 +171,14 @@ def _validate(resource: dict[str, Any]) -> str | None:
     except (KeyError, ValueError, AttributeError, ImportError):
         return f"unknown resourceType {resource_type!r}"
     try:
-        model.model_validate(resource)
-        return None
+        instance = model.model_validate(resource)
     except ValidationError as exc:
         errors = exc.errors()
     except (TypeError, ValueError) as exc:  # fhir_core raises these for some junk
         return str(exc)[:200]
+    else:
+        _ELEMENTS.learn(resource, model, instance)  # valid at the first try: its parts are known valid
+        return None
 
     repaired = _fix_naive_datetimes(resource)
     extras = [tuple(e["loc"]) for e in errors if e["type"] == "extra_forbidden"]

@@ -1,0 +1,151 @@
+"""R4B validation verdicts learned element by element, so that a resource built only of parts already
+seen valid is known valid without running its model again.
+
+Validating a resource part costs about 0.2 ms of pydantic and fhir_core per resource, and an audit of a
+population validates millions of them, nearly all alike: the same codes, statuses, units and dates
+recur, only the combination differs. The verdict of a resource's model is fixed by its parts alone
+(fhir.resources R4B models on fhir_core and pydantic 2), because validating model M from a dict is:
+
+1. `M.__init__` (fhir_core's): `resourceType` compared with M's type;
+2. M's one `before` validator, `reject_null_complex_elements`: for each list-of-complex field, whether
+   the value under its key holds a null: a check of each value alone;
+3. each field validated from its own value: by its type, nested elements being models validated the
+   same way; no validator reads another field (fhir_core's wrap validator ignores its ValidationInfo)
+   and no key outside the fields is allowed (`extra="forbid"`);
+4. M's one `after` validator: each required element set, at most one of each choice `x[x]` set: a
+   function of which fields are set, plus, for a missing required primitive, its `_x` extension.
+
+So a resource is valid if (a) some resource of its type with exactly its keys validated, and (b) each
+of its (type, key, value) sat in a resource that validated, where it came out set (not None); provided
+no key is a `_x` primitive-extension sibling (step 4 reads those together with their primitive) and no
+value is null (a null in one resource and a value in another could combine into two of a choice). Its
+depth is one plus its deepest value's, so the depth limit holds too. `ElementVerdicts` records (a) and
+(b) from resources that validated at the first try (no repair) within the depth limit, and answers True
+only when both hold; anything else is validated in full, which also gives the reason when it is not
+valid. `covered(M)` checks at run time that M validates exactly as above (the same `__init__`, these two
+model validators, no field validators, `extra="forbid"`), so a library update that changes that turns
+the shortcut off for M rather than making it wrong. Values are compared by their orjson bytes, as the
+whole-resource cache compares resources, and kept only as digests: no patient data is held.
+
+The comparison by bytes assumes JSON data as `orjson.loads` makes it (every caller's input). Two Python
+values orjson writes alike would otherwise pass for each other: NaN and infinities are written `null`
+(and the R4B Decimal refuses them), dates as strings, subclasses as their base. `plain_json` therefore
+refuses dates, dataclasses and subclasses, and any value whose bytes hold `null` is validated in full
+(the whole-resource cache uses it too). Memory is bounded: at most `limit` element digests of 16 bytes
+and `limit // 32` key sets (each a bit mask), about 11 MiB per process at the default; past either, both
+are forgotten and learned again, so a hostile or huge export cannot grow them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from typing import Any
+
+import orjson
+
+from cds_hooks.fhir.limits import deeper_than
+
+_EXTENSION_PREFIX = "_"
+# Refuse what orjson would write like plain JSON: dates, dataclasses, subclasses of str, int, dict, list.
+_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def plain_json(value: Any) -> bytes | None:
+    """orjson's bytes for `value` when they identify it among JSON values, else None: not serialisable,
+    not plain JSON, or holding `null`, which NaN and the infinities are written as too."""
+    try:
+        data = orjson.dumps(value, option=_STRICT)
+    except TypeError:  # orjson.JSONEncodeError is one; also nested past orjson's limit
+        return None
+    return None if b"null" in data else data
+
+
+@cache
+def covered(model: Any) -> bool:
+    """Whether `model` validates as the module docstring says (checked once per model class)."""
+    from fhir_core.fhirabstractmodel import FHIRAbstractModel  # slow import, needed late
+    from pydantic import BaseModel
+
+    decorators = model.__pydantic_decorators__
+    validators = {name: (d.info.mode, getattr(d.func, "__func__", d.func))
+                  for name, d in decorators.model_validators.items()}
+    base = FHIRAbstractModel.__pydantic_decorators__.model_validators
+    expected = {name: (d.info.mode, getattr(d.func, "__func__", d.func)) for name, d in base.items()}
+    return (
+        issubclass(model, FHIRAbstractModel)
+        and model.__init__ is FHIRAbstractModel.__init__
+        and model.model_post_init is BaseModel.model_post_init
+        and validators == expected
+        and {mode for mode, _ in validators.values()} == {"before", "after"}
+        and not decorators.field_validators and not decorators.validators and not decorators.root_validators
+        and model.model_config.get("extra") == "forbid"
+    )
+
+
+@cache
+def _keys(model: Any) -> dict[str, tuple[str, int]]:
+    """JSON key → (field name, its bit in a key set's mask), for keys that name exactly one field and
+    are not `_x` extension siblings."""
+    fields = model.model_fields
+    by_key = {(info.alias or name): name for name, info in fields.items()}
+    renamed = {name for name, info in fields.items() if info.alias and info.alias != name}
+    kept = [(key, name) for key, name in by_key.items() if not key.startswith(_EXTENSION_PREFIX) and key not in renamed]
+    return {key: (name, 1 << bit) for bit, (key, name) in enumerate(kept)}
+
+
+class ElementVerdicts:
+    """Key sets and elements seen in resources that validated at the first try, per resource type."""
+
+    def __init__(self, limit: int = 1 << 17) -> None:
+        self.limit = limit
+        self.shapes: set[tuple[str, int]] = set()  # (resource type, mask of its keys)
+        self.elements: set[bytes] = set()
+
+    def clear(self) -> None:
+        self.shapes.clear()
+        self.elements.clear()
+
+    @staticmethod
+    def _parts(resource: dict[str, Any], model: Any) -> tuple[tuple[str, int], list[bytes]] | None:
+        """The resource's key set and a digest of each (type, key, value), or None when the resource is
+        outside what this covers."""
+        rtype = resource.get("resourceType")
+        if not isinstance(rtype, str) or not covered(model):
+            return None
+        keys = _keys(model)
+        mask = 0
+        digests = []
+        for key, value in resource.items():
+            if key == "resourceType":
+                continue
+            known = keys.get(key)
+            if value is None or known is None:
+                return None
+            data = plain_json((rtype, key, value))  # the JSON array [type, key, value]
+            if data is None:
+                return None
+            mask |= known[1]
+            digests.append(hashlib.blake2b(data, digest_size=16).digest())  # no patient data kept
+        return (rtype, mask), digests
+
+    def known_valid(self, resource: dict[str, Any], model: Any) -> bool:
+        """True only when the resource is valid by the argument above; False means "validate it"."""
+        parts = self._parts(resource, model)
+        if parts is None or parts[0] not in self.shapes:
+            return False
+        elements = self.elements
+        return all(d in elements for d in parts[1])
+
+    def learn(self, resource: dict[str, Any], model: Any, instance: Any) -> None:
+        """Record a resource that validated at the first try (`instance` is what the model made of it)."""
+        parts = self._parts(resource, model)
+        if parts is None or deeper_than(resource):
+            return
+        keys = _keys(model)
+        if any(getattr(instance, keys[k][0], None) is None for k in resource if k != "resourceType"):
+            return  # a value that validated to None would change step 4: not learned
+        if len(self.elements) + len(parts[1]) > self.limit or len(self.shapes) >= self.limit // 32:
+            self.clear()
+        self.shapes.add(parts[0])
+        self.elements.update(parts[1])
