@@ -331,6 +331,11 @@ CASES = [
                          "fhirAuthorization": {"access_token": "t0k", "token_type": "Bearer", "expires_in": 300,
                                                "scope": "patient/*.read", "subject": "cds"}},
          why="a conformant fhirAuthorization changes nothing while prefetch is complete"),
+    Case("unhashable-codings-in-draft-order", 422,
+         send=append("context.draftOrders.entry.0.resource.code.coding",
+                     {"system": ["x"], "code": ["72148"]}, {"system": "x", "code": {"a": 1}}),
+         words=("not a valid FHIR R4 ServiceRequest", "code.coding.1.code"),
+         why="the draft order is validated: a code that is not a string is named, never a 500"),
     Case("selections-on-order-sign", 200, cards=PREMATURE, url=SIGN,
          send=lambda b: {**b, "hook": "order-sign"},
          why="order-sign ignores a selections member it does not define"),
@@ -387,3 +392,39 @@ def test_depth_limit_is_exact() -> None:
     assert not deeper_than({"a": [{"b": "x" * 10}], "c": 1}, 3)
     assert deeper_than({"a": [{"b": {}}]}, 3)
     assert not deeper_than("scalar", 0)
+
+
+# A coding's system or code, or a status, as a list or an object is not hashable: every reader that probes a set
+# with it must treat it as matching nothing (it was a 500 for an Observation's code). One resource of each kind
+# read from the prefetch, with junk in every coded field and in its status, must leave the verdict unchanged.
+_JUNK_CODINGS = [{"system": ["http://loinc.org"], "code": ["8310-5"]}, {"system": {"a": 1}, "code": {"b": 2}},
+                 {"system": "http://loinc.org", "code": ["8310-5"]}, {"system": ["http://snomed.info/sct"],
+                                                                      "code": "122496007"}]
+_JUNK_CONCEPT = {"coding": _JUNK_CODINGS}
+_KINDS = {"conditions": "Condition", "procedures": "Procedure", "encounters": "Encounter",
+          "medicationRequests": "MedicationRequest", "medicationStatements": "MedicationStatement",
+          "serviceRequests": "ServiceRequest", "imagingStudies": "ImagingStudy",
+          "diagnosticReports": "DiagnosticReport", "vitalSigns": "Observation"}
+
+
+def test_every_prefetch_key_is_read_by_the_request() -> None:
+    assert set(BASE["prefetch"]) - {"patient"} == set(_KINDS)
+
+
+@pytest.mark.parametrize("status", [["final"], {"code": "completed"}, "completed"])
+@pytest.mark.parametrize("key", sorted(_KINDS))
+def test_unhashable_codes_and_statuses_match_nothing(client: FlaskClient, key: str, status: Any) -> None:
+    junk = history(_KINDS[key], status=status, code=_JUNK_CONCEPT, category=[_JUNK_CONCEPT],
+                   bodySite=[_JUNK_CONCEPT], reasonCode=[_JUNK_CONCEPT], medicationCodeableConcept=_JUNK_CONCEPT,
+                   type=[_JUNK_CONCEPT], performerType=_JUNK_CONCEPT, modality=_JUNK_CODINGS,
+                   clinicalStatus=_JUNK_CONCEPT, verificationStatus=_JUNK_CONCEPT,
+                   valueQuantity={"value": 39.0, "unit": ["Cel"], "code": {"x": 1}},
+                   effectiveDateTime=TODAY.isoformat(), authoredOn=TODAY.isoformat())
+    request = copy.deepcopy(BASE)
+    bundle = request["prefetch"][key] or {"resourceType": "Bundle", "type": "searchset"}
+    bundle.setdefault("entry", []).append(entry(junk))
+    request["prefetch"][key] = bundle
+    response = client.post(SELECT, data=orjson.dumps(request), headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    body = orjson.loads(response.get_data())
+    assert [c["source"]["topic"]["code"] for c in body["cards"]] == list(PREMATURE)

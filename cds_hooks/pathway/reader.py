@@ -310,7 +310,12 @@ class _Reader:
 
     def observation(self, res: dict[str, Any]) -> None:
         # Most Observations are other vital signs and labs: a set probe on the few codes read, first.
-        if not any((c.get("system"), c.get("code")) in self.vital_codes for c in codings(res.get("code"))):
+        # A messy coding (a list or object for a code) is not hashable: it matches nothing, never raises.
+        if not any(
+            isinstance(c.get("code"), str) and isinstance(c.get("system"), str)
+            and (c["system"], c["code"]) in self.vital_codes
+            for c in codings(res.get("code"))
+        ):
             return
         matches, coding = match_concepts(self.rules, res.get("code"))
         matches = [m for m in matches if m.valueset.kind == "vital-sign"]
