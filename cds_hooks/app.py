@@ -13,7 +13,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from cds_hooks.fhir.fetch import FhirFetcher
-from cds_hooks.http import api, headers
+from cds_hooks.http import api, basis, headers
 from cds_hooks.http.auth import install_auth
 from cds_hooks.http.metrics import install_metrics
 from cds_hooks.pathway.rules import Rules, RulesError, load_rules, refusal
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, **overrides: object) -> Flask:
     headers.install(app, settings.cors_origins, hosts)
     install_auth(app, settings, store)  # before the blueprint, so 401 precedes any other check
     app.register_blueprint(api.bp)
+    app.register_blueprint(basis.bp)  # each card's basis page, linked from the card
     if settings.sandbox:
         from cds_hooks.sandbox import views as sandbox  # the page's modules load only when it is on
 

@@ -59,7 +59,7 @@ def test_premature_order_gets_one_card(client: FlaskClient, premature: dict[str,
     status, body = _post(client, SELECT, premature)
     assert status == 200
     assert [c["source"]["topic"]["code"] for c in body["cards"]] == ["imaging-premature"]
-    assert body["cards"][0]["summary"].startswith("MRI lumbar spine without contrast")
+    assert body["cards"][0]["summary"].startswith("Lumbar MRI likely premature: 3 weeks of symptoms")  # verdict first
 
 
 def test_cards_get_fresh_uuids_per_call(client: FlaskClient, premature: dict[str, Any]) -> None:
@@ -165,7 +165,8 @@ def test_null_prefetch_means_no_data(client: FlaskClient, premature: dict[str, A
     assert status == 200
     # The order's reasonCode still puts the patient in the pathway; no PT, so premature.
     assert [c["source"]["topic"]["code"] for c in response["cards"]] == ["imaging-premature"]
-    assert "Symptom onset date" in response["cards"][0]["detail"]
+    missing = next(line for line in response["cards"][0]["detail"].splitlines() if "Not documented" in line)
+    assert "symptom onset date" in missing
 
 
 def _db(app: Flask) -> sqlite3.Connection:

@@ -159,6 +159,19 @@ def test_preflight_probes_and_metrics_need_no_token(client: FlaskClient) -> None
     assert client.get("/no-such-path").status_code == 401
 
 
+def test_a_cards_basis_page_opens_without_a_token_at_the_public_url(
+    client: FlaskClient, sandbox: Client, premature: dict[str, Any]
+) -> None:
+    """A clinician's click on the card's basis link carries no JWT: the link's unguessable token is the
+    credential, and the link points at the configured public URL, never at the Host header."""
+    card = _call(client, SELECT, sandbox.token(SELECT), premature, headers={"Host": "evil.example"}).get_json()
+    link = card["cards"][0]["links"][0]
+    assert link["url"].startswith(BASE + "/basis/")
+    page = client.get(link["url"].removeprefix(BASE))
+    assert page.status_code == 200 and b"What was checked" in page.data
+    assert client.get("/basis/" + "A" * 43).status_code == 404  # no token, but no way in either
+
+
 def test_leeway_tolerates_small_clock_skew(client: FlaskClient, sandbox: Client) -> None:
     now = time.time()
     assert _call(client, "/cds-services", sandbox.token(iat=int(now) + 50, exp=int(now) - 50)).status_code == 200

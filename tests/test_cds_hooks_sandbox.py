@@ -49,9 +49,9 @@ MRI = "72148"
 MRI_WITH_CONTRAST = "72158"
 LOW_BACK_PAIN = "279039007"
 LUMBAR_FRACTURE = "125608002"  # Fracture of lumbar spine: a red flag
-# Item for a later change: cards at most about 600 px tall in the Sandbox. Measured and printed now.
+# A card a clinician reads mid-order: at most about 600 px tall at the Sandbox's card width in this window.
 CARD_HEIGHT_LIMIT_PX = 600
-CARD_HEIGHT_ENFORCED = False
+CARD_HEIGHT_ENFORCED = True
 VIEWPORT = {"width": 1280, "height": 900}
 
 
@@ -249,6 +249,11 @@ def test_premature_mri_card_rating_red_flag_and_dismiss(
     height = shown.bounding_box()["height"]  # type: ignore[index]
     report_height(f"premature-mri-{'jwt' if service.authenticated else 'no-auth'}", height, capsys)
     shown.screenshot(path=str(ARTIFACTS / "cds-hooks-sandbox-premature-mri.png"))
+    # The whole basis is one click away: the card's first link, a page that needs no JWT (a click has none).
+    basis = card["links"][0]
+    assert basis["type"] == "absolute" and shown.get_by_role("button", name=basis["label"]).is_visible()
+    opened = page.request.get(basis["url"])
+    assert opened.status == 200 and "What was checked" in opened.text()
     # The override menu: one entry per reason the card offers.
     shown.get_by_role("button", name="select dismiss reason").click()
     offered = page.get_by_role("menuitem").all_inner_texts()

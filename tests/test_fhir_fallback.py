@@ -8,6 +8,7 @@ whether the EHR sends full prefetch or none at all.
 from __future__ import annotations
 
 import copy
+import html
 import logging
 import re
 import shutil
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -31,6 +33,7 @@ from tests.sekmet import REPO, TOKEN, full_prefetch, put_resources, rename_ids, 
 FIXTURES = sorted((REPO / "fixtures").glob("*.json"))
 SELECT = "lumbar-pathway-order-select"
 _UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_EXPIRES = re.compile(r"expires at [0-9: -]+UTC")
 
 
 @pytest.fixture(scope="session")
@@ -78,8 +81,17 @@ def scenarios(fhir_server: str, rules: Rules, today: date) -> dict[str, Scenario
 
 
 def _call(app: Flask, service: str, body: dict[str, Any]) -> tuple[int, Any]:
-    response = app.test_client().post(f"/cds-services/{service}", json=body)
-    return response.status_code, orjson.loads(_UUID.sub(b"<uuid>", response.get_data()))
+    client = app.test_client()
+    response = client.post(f"/cds-services/{service}", json=body)
+    answer = orjson.loads(_UUID.sub(b"<uuid>", response.get_data()))
+    for card in answer.get("cards", []) if response.status_code == 200 else []:
+        for link in card.get("links", []):
+            path = urlsplit(link["url"]).path
+            if path.startswith("/basis/"):  # each call's link is new; what it opens must be the same
+                page = html.unescape(re.sub(r"<[^>]+>", " ", client.get(path).get_data(as_text=True)))
+                link["url"] = "<basis page>"
+                card["basis page"] = _EXPIRES.sub("", " ".join(page.split()))  # its text, for the tests
+    return response.status_code, answer
 
 
 def _verdict(body: dict[str, Any]) -> list[tuple[str, str]]:
@@ -144,7 +156,7 @@ def test_paging_follows_next_links(
     referral = scenarios["referral-neurosurgery-performer-type-3-weeks-pt"]  # 4 PT procedures
     status, body = _call(capped, referral.fixture.service, referral.bare)
     assert status == 200
-    assert "Procedures (including therapy sessions): only partly checked" in body["cards"][0]["detail"]
+    assert "Procedures (including therapy sessions): only partly checked" in body["cards"][0]["basis page"]
 
 
 def test_the_access_token_is_forwarded(
@@ -224,7 +236,8 @@ def test_optional_history_from_a_server_not_allowed_is_reported_not_fetched(
         assert server.connections == 0
     assert status == 200
     assert "Procedures (including therapy sessions): not checked; the EHR's FHIR server is not one" \
-        in response["cards"][0]["detail"]
+        in response["cards"][0]["basis page"]
+    assert "- **Not read:** procedures" in response["cards"][0]["detail"]  # the card names it, the page says why
 
 
 def test_full_prefetch_needs_no_server_even_if_not_allowed(
@@ -280,6 +293,7 @@ def test_optional_data_failing_degrades_and_says_so(
         "slow": "did not answer in time", "error": "reported an error", "invalid-json": "sent an unreadable answer",
         "bad-bundle": "sent an unreadable answer", "trickle": "did not answer in time", "drop": "could not be reached",
     }[fault]
-    detail = response["cards"][0]["detail"]
+    card = response["cards"][0]
+    assert "- **Not read:** encounters, procedures" in card["detail"]  # on the card; why, on its basis page
     assert f"Encounters (including therapy visits), procedures (including therapy sessions): not checked; " \
-           f"the EHR's FHIR server {expected}" in detail
+           f"the EHR's FHIR server {expected}" in card["basis page"]

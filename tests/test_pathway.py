@@ -41,8 +41,7 @@ def test_three_weeks_of_pain_without_pt_is_premature() -> None:
     assert [r.key for r in finding.reasons] == ["symptoms_short", "trial_missing_pt"]
     assert finding.reasons[0].params["duration"] == "3 weeks"
     assert finding.reasons[0].params["source"] == "onset"
-    assert [m.params["modality"] for m in finding.missing] == ["Oral NSAID", "Formal physical therapy",
-                                                               "Activity modification"]
+    assert [m.params["modality"] for m in finding.missing] == ["nsaid", "formal-pt", "activity-modification"]
 
 
 @pytest.mark.parametrize(("onset", "reasons"), [(41, ["symptoms_short", "trial_missing_pt"]),
@@ -70,8 +69,8 @@ def test_onset_from_first_pt_when_the_diagnosis_has_only_a_recorded_date_today()
 def test_onset_from_a_back_pain_visit() -> None:
     visit = encounter(20, reasonCode=[concept(ICD, "M54.50")])
     [finding] = judge(lbp(onset=None, recorded=2), visit)
-    assert finding.reasons[0].params == {"onset": "2026-11-01", "duration": "2 weeks 6 days", "threshold": "6",
-                                         "source": "encounter"}
+    assert finding.reasons[0].params == {"onset": "2026-11-01", "duration": "2 weeks 6 days", "weeks": "2 weeks",
+                                         "threshold": "6", "source": "encounter"}
 
 
 def test_pt_three_years_ago_is_an_earlier_episode() -> None:

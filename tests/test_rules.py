@@ -70,9 +70,27 @@ def test_contradicting_duplicate_code_is_reported(rules_copy: Path, rules: Rules
         ("pathway.yaml", "imaging-duplicate: [acp-2011-high-value]", "imaging-duplicate: [nope]",
          "'nope' is not in citations.yaml", True),
         ("pathway.yaml", "min_symptom_weeks: 6 ", "min_symptom_weeks: six ", "min_symptom_weeks", True),
-        ("cards.yaml", 'summary: "{order}: repeats a recent', 'summary: "{order} {patient_name}: repeats a recent',
+        ("cards.yaml", 'summary: "{order} likely a repeat', 'summary: "{order} {patient_name} likely a repeat',
          "unknown fields ['patient_name']", True),
-        ("cards.yaml", 'summary: "{order}: repeats a recent', 'summary: "{order}: ' + "x" * 90, "characters", True),
+        # The budgets: every template with its fields at their longest.
+        ("cards.yaml", 'summary: "{order} likely a repeat: {reasons}"', 'summary: "{order} likely a repeat: {reasons}'
+         + "!" * 27 + '"', "the summary can reach 101 characters; budgets.summary_chars is 100", True),
+        ("cards.yaml", '        brief: "same kind of study on {date}"', '        brief: "same kind of study on {date}'
+         + "!" * 38 + '"', "budgets.summary_chars is 100", False),
+        ("cards.yaml", 'line: "Same kind of study on {date}; no new indication is coded"',
+         'line: "Same kind of study on {date}; no new indication is coded, nor any change in clinical status!"',
+         "imaging-duplicate (profile seeds): reason prior_imaging can reach 101 characters; budgets.line_chars", True),
+        ("cards.yaml", "  detail_lines: 8 ", "  detail_lines: 7 ",
+         "imaging-premature (profile seeds): the detail can reach 8 lines; budgets.detail_lines is 7", False),
+        ("cards.yaml", "    local_policy: formal PT is required before imaging\n", "",
+         "local_policy (the card's line) and local_policy_detail (the basis page) go together", False),
+        ("cards.yaml", '    condition: "{label} since {date}"', '    condition: "{label} since {date} (onset on the '
+         'diagnosis, as coded)"', "card.facts.condition can reach 84 characters", True),
+        ("cards.yaml", "  lumbar-imaging-ct: Lumbar CT\n", "",
+         "order_names: value set 'lumbar-imaging-ct' (lumbar-imaging) has no short name", False),
+        ("citations.yaml", 'short_title: "ACR Appropriateness Criteria: Low Back Pain (2021)"',
+         'short_title: "ACR Appropriateness Criteria: Low Back Pain (2021 revision, 1-7)"',
+         "citation acr-lbp-2021: short_title has 64 characters; link labels take 60", True),
         ("services.yaml", "Procedure?patient={{context.patientId}}", "Procedure?patient={{context.draftOrders}}",
          "not a CDS Hooks 2.0 token", False),
         ("cards.yaml", 'code: "308447003"', 'code: 308447003', "pt_referral is not a valid R4 ServiceRequest", False),
@@ -102,6 +120,15 @@ def test_rule_mistakes_are_reported_with_file_and_line(
     assert any(p.startswith(f"rules/{file}:") for p in hits), hits
     if exact:  # the problem points at the very line that was edited
         assert any(p.startswith(f"rules/{file}:{line}:") for p in hits), hits
+
+
+def test_the_line_budget_follows_what_a_profile_can_find(rules_copy: Path) -> None:
+    """A profile setting that adds a possible reason adds a line: the seeds' premature-imaging card is at its
+    budget (three reasons), so a fourth is refused where the card's wording is."""
+    _replace(rules_copy / "pathway.yaml", "warn_without_red_flags: false", "warn_without_red_flags: true")
+    problems = _problems(rules_copy)
+    assert any(p.startswith("rules/cards.yaml:") and "imaging-premature (profile seeds): the detail can reach 9 lines"
+               in p for p in problems), problems
 
 
 def test_the_formal_pt_modality_the_pathway_relies_on_must_exist(rules_copy: Path) -> None:

@@ -134,12 +134,16 @@ def test_premature_mri_shows_a_warning_card(open_tab: Callable[..., Tab]) -> Non
     assert "card-warning" in (card.get_attribute("class") or "")
     assert card.locator(".indicator").inner_text().strip().lower() == "warning"
     summary = card.locator("h3").inner_text()
-    assert summary.startswith("MRI lumbar spine without contrast: premature")
-    # Detail Markdown rendered as structure: bold headings, lists, http(s) links.
-    assert card.locator(".card-detail strong", has_text="Why").count() == 1
-    assert card.locator(".card-detail ul li").count() >= 5
-    hrefs = card.locator(".card-detail a").evaluate_all("links => links.map(a => a.href)")
-    assert hrefs and all(h.startswith("https://") for h in hrefs)
+    assert summary.startswith("Lumbar MRI likely premature: 3 weeks of symptoms")
+    # Detail Markdown rendered as structure: one bullet per line, each led by its bold label; no links in
+    # it (references are the card's links, the whole basis first).
+    assert card.locator(".card-detail strong", has_text="Why").count() == 2
+    assert card.locator(".card-detail ul li").count() == 6
+    assert card.locator(".card-detail a").count() == 0
+    links = card.locator(".card-links a")
+    assert links.first.inner_text().startswith("Full basis")
+    hrefs = links.evaluate_all("links => links.map(a => a.href)")
+    assert hrefs[0].startswith(f"{tab.url}/basis/") and hrefs[1].startswith("https://")
     assert card.locator(".card-source a").get_attribute("href", timeout=1000).startswith("https://")
     assert card.locator(".card-suggestions button").all_inner_texts() == [
         "Replace with physical-therapy referral", "Remove the order"]
@@ -250,8 +254,11 @@ def test_card_text_with_html_is_rendered_inert(open_tab: Callable[..., Tab], tmp
     text = cards.read_text()
     assert "headline: Lumbar imaging is not indicated yet." in text
     text = text.replace("headline: Lumbar imaging is not indicated yet.", f"headline: {json.dumps(INJECTED_HEADLINE)}")
-    ending = "      urgently if a red flag appears.\n"  # end of the imaging-premature recommendation
-    text = text.replace(ending, f"{ending[:-1]} {INJECTED_LINKS}\n")
+    # The card's advice line carries it too, with room made for it in the line budget.
+    advice = "advice: Formal PT first; an NSAID unless contraindicated."
+    assert advice in text and "  line_chars: 100 " in text
+    text = text.replace(advice, f"advice: {json.dumps(INJECTED_HEADLINE + ' ' + INJECTED_LINKS)}")
+    text = text.replace("  line_chars: 100 ", "  line_chars: 400 ")
     cards.write_text(text)
     with serving(sandbox_app(tmp_path / "data", rules)) as url:
         tab = open_tab(url, bypass_csp=True)
@@ -273,6 +280,13 @@ def test_card_text_with_html_is_rendered_inert(open_tab: Callable[..., Tab], tmp
         assert all(h.startswith(("https://", "http://")) for h in hrefs)
         assert page.locator("script").count() == 2  # the page's own two files
         card.screenshot(path=str(ARTIFACTS / "sandbox-inert-card-text.png"))
+        # Its basis page (headline and advice on it too) shows the same text as text.
+        basis = raw(tab, "response")["cards"][0]["links"][0]["url"]
+        page.goto(basis)
+        page.wait_for_timeout(300)
+        assert tab.dialogs == [] and page.evaluate("window.__pwned") is None
+        assert page.locator("script, img, iframe, svg").count() == 0
+        assert "<script>window.__pwned = 1; alert(1)</script>" in page.locator("header").inner_text()
 
 
 MARKDOWN_CASES: list[tuple[str, list[str], str]] = [

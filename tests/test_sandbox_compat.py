@@ -49,6 +49,9 @@ LUMBAR_STUDIES = {
     "72158": "Magnetic resonance (eg, proton) imaging, spinal canal and contents, without contrast material, "
              "followed by contrast material(s) and further sequences; lumbar",
 }
+# Each study's name on the card (cards.yaml order_names, by the value set the code is in).
+SHORT_NAMES = {"72131": "Lumbar CT", "72132": "Lumbar CT", "72133": "Lumbar CT", "72148": "Lumbar MRI",
+               "72149": "Lumbar MRI with contrast", "72158": "Lumbar MRI with contrast"}
 
 
 def _b64(data: bytes) -> str:
@@ -172,8 +175,10 @@ def test_pama_lumbar_study_for_low_back_pain_gets_the_premature_imaging_card(
     [card] = body["cards"]
     assert card["source"]["topic"]["code"] == "imaging-premature"
     assert card["indicator"] == "warning"
-    assert card["summary"].startswith(LUMBAR_STUDIES[code][:40])
-    assert "No formal physical therapy is documented" in card["detail"]
+    # Verdict first, with our short name for the study, never the Sandbox's 100-character CPT wording.
+    assert card["summary"].startswith(f"{SHORT_NAMES[code]} likely premature: ")
+    assert LUMBAR_STUDIES[code][:20] not in card["summary"]
+    assert "No formal PT this episode" in card["detail"]
     replace, remove = card["suggestions"]
     assert [a["type"] for a in replace["actions"]] == ["delete", "create"]
     assert replace["actions"][0]["resourceId"] == "ServiceRequest/example-request-id"
@@ -192,7 +197,13 @@ def test_pama_with_only_some_prefetch_answered(client: FlaskClient) -> None:
     response = post(client, SELECT, request)
     assert response.status_code == 200
     [card] = response.json["cards"]
-    assert "Not checked" in card["detail"] and "procedures (including therapy sessions)" in card["detail"]
+    [not_read] = [line for line in card["detail"].splitlines() if line.startswith("- **Not read:**")]
+    # Every key the server left unanswered is counted (three named, then "and N more"); none it answered.
+    *named, more = not_read.removeprefix("- **Not read:** ").split(", ")
+    declared = next(x for x in client.get("/cds-services").json["services"] if x["id"] == SELECT.rsplit("/", 1)[-1])
+    unanswered = len(declared["prefetch"]) - 2
+    assert len(named) + int(more.removeprefix("and ").removesuffix(" more")) == unanswered
+    assert "diagnoses" not in not_read and "demographics" not in not_read
 
 
 def test_pama_without_conditions_prefetch_is_412(client: FlaskClient) -> None:

@@ -78,7 +78,7 @@ def _rule(rules: Rules, profile_id: str, rule_id: str) -> str:
     rows = [[path, *(words(selected_settings(p, [path]).get(path)) for p in profiles.values())] for path in paths]
     rows.append(["silenced by a red flag", *("yes" if rule_id in p.red_flags_silence else "no"
                                              for p in profiles.values())])
-    reasons = "".join(f"<li><code>{escape(k)}</code>: {escape(placeholders(v))}</li>" for k, v in text.reasons.items())
+    reasons = "".join(f"<li><code>{escape(k)}</code>: {_reason(v.model_dump())}</li>" for k, v in text.reasons.items())
     suggestions = ", ".join(rules.cards.suggestions[s].label for s in text.suggestions) or "none"  # type: ignore[index]
     overrides = "".join(
         f"<li>Profile {escape(name)} instead:<ul>{_override(rules, o[rule_id])}</ul></li>"  # type: ignore[index]
@@ -93,10 +93,17 @@ def _rule(rules: Rules, profile_id: str, rule_id: str) -> str:
 <h4>Thresholds and switches in every profile</h4>{_table(["setting", *profiles], rows, mark_diff=True)}
 <h4>Card wording</h4><ul><li>Summary: {escape(placeholders(text.summary))}</li>
 <li>Headline: {escape(text.headline)}</li><li>Why (one or more of):<ul>{reasons}</ul></li>
+<li>On the card: {escape(" ".join(text.advice.split()))}</li>
 <li>Recommendation: {escape(" ".join(text.recommendation.split()))}</li><li>Suggestions: {escape(suggestions)}</li>
 <li>Override reasons offered: {"yes" if text.override_reasons else "no"}</li>
 {overrides}</ul>
 <h4>Citations by profile</h4><ul>{cited}</ul></section>"""
+
+
+def _reason(wording: dict[str, str]) -> str:
+    """A reason as each place words it: the summary's few words, the card's line, the basis page's sentences."""
+    return (f"{escape(placeholders(wording['basis']))} (card: &ldquo;{escape(placeholders(wording['line']))}&rdquo;; "
+            f"summary: &ldquo;{escape(placeholders(wording['brief']))}&rdquo;)")
 
 
 def _override(rules: Rules, override: RuleTextOverride) -> str:
@@ -104,8 +111,7 @@ def _override(rules: Rules, override: RuleTextOverride) -> str:
     items = []
     for field, value in override.model_dump(exclude_none=True).items():
         if isinstance(value, dict):  # reasons: one line each
-            items += [f"<li>{escape(field)} <code>{escape(k)}</code>: {escape(placeholders(v))}</li>"
-                      for k, v in value.items()]
+            items += [f"<li>{escape(field)} <code>{escape(k)}</code>: {_reason(v)}</li>" for k, v in value.items()]
         elif isinstance(value, list):  # suggestions, by their labels
             labels = [rules.cards.suggestions[k].label for k in value]  # type: ignore[index]
             items.append(f"<li>{escape(field)}: {escape(', '.join(labels) or 'none')}</li>")

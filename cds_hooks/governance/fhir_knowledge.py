@@ -105,7 +105,7 @@ def _suggestion(rules: Rules, kind: str) -> dict[str, Any]:
 
 def _card_text(rules: Rules, profile_id: str, rule_id: str) -> str:
     text = rules.cards.rule_text(profile_id, rule_id)
-    reasons = "\n".join(f"- {placeholders(t)}" for t in text.reasons.values())
+    reasons = "\n".join(f"- {placeholders(t.basis)}" for t in text.reasons.values())
     return (f"{placeholders(text.summary)}\n\n{text.headline}\n\nWhy (one or more of):\n{reasons}\n\n"
             f"Recommendation: {' '.join(text.recommendation.split())}")
 

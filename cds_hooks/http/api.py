@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_hooks.http import openapi
+from cds_hooks.http.basis import attach_basis_links
 from cds_hooks.pathway.cards import IssuedCard
 from cds_hooks.pathway.rules import Rules
 from cds_hooks.protocol.errors import ServiceError, operation_outcome
@@ -121,6 +122,8 @@ def call_service(service_id: str) -> Response:
         # the database. Feedback on these cards will be stored and flagged as an unknown card.
         log.error("issued cards not recorded: %s", type(exc).__name__)
         logs.annotate(cardsRecorded=False)
+    if not silent:  # each card shown links to its whole basis (http/basis.py)
+        attach_basis_links(outcome.issued, [i for i, _ in silenced], rules, current_settings(), store)
     for issued in outcome.issued:
         counter = metrics.SILENT_CARDS if silent else metrics.CARDS
         counter.labels(service.id, issued.rule_id, issued.card.indicator).inc()

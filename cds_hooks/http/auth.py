@@ -7,6 +7,7 @@ import logging
 from flask import Flask, Response, g, request
 
 from cds_hooks.http.api import error_response
+from cds_hooks.http.basis import ENDPOINT as BASIS_ENDPOINT
 from cds_hooks.http.metrics import METRICS_ENDPOINT
 from cds_hooks.security.auth import AuthError, ReplayStore, Verifier, bearer_token
 from cds_hooks.settings.config import Settings
@@ -18,7 +19,10 @@ log = logging.getLogger("cds_hooks.security.auth")
 # Liveness and readiness probes and the Prometheus scrape come from the platform, not from an EHR,
 # and carry no JWT; they return no patient data (rules profile, counts, metric values only).
 # The OpenAPI document describes the API, not patients, and tells integrators how to authenticate.
-OPEN_ENDPOINTS = frozenset({"cds_hooks.healthz", "cds_hooks.readyz", "cds_hooks.openapi_document", METRICS_ENDPOINT})
+# A basis page is opened by a clinician's click on a card's link, which carries no JWT: its unguessable
+# token is the credential (http/basis.py, docs/security.md).
+OPEN_ENDPOINTS = frozenset({"cds_hooks.healthz", "cds_hooks.readyz", "cds_hooks.openapi_document", METRICS_ENDPOINT,
+                            BASIS_ENDPOINT})
 
 
 def install_auth(app: Flask, settings: Settings, replay: ReplayStore) -> None:

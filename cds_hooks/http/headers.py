@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, request
 
 from cds_hooks.http.api import error_response
+from cds_hooks.http.basis import ENDPOINT as BASIS_ENDPOINT
 from cds_hooks.netpolicy.urls import is_loopback_host
 
 ALLOWED_HEADERS = "Authorization, Content-Type, X-Request-ID"
@@ -87,8 +88,8 @@ def install(app: Flask, cors_origins: tuple[str, ...], allowed_hosts: tuple[str,
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.vary.add("Origin")
         origin = request.headers.get("Origin")
-        if not origin or not origin_allowed(origin, cors_origins):
-            return response
+        if not origin or not origin_allowed(origin, cors_origins) or request.endpoint == BASIS_ENDPOINT:
+            return response  # a basis page is a document for the clinician, never read by another origin's script
         response.headers["Access-Control-Allow-Origin"] = origin
         if _is_preflight():
             response.headers["Access-Control-Allow-Methods"] = _route_methods()

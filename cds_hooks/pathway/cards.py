@@ -1,35 +1,32 @@
-"""Findings to CDS Hooks cards, worded from rules/cards.yaml.
+"""Findings to CDS Hooks cards, worded from rules/cards.yaml, short by design.
 
-Each card states its basis: the facts found with dates, what is missing, what
-could not be checked, the recommendation and the guideline it rests on.
+A card says what a clinician needs mid-order, in seconds: the summary (the verdict, a short order name and
+the main reasons), a few short detail lines (why, the record's key facts with dates, what is missing, what
+could not be read, one sentence of advice, the local pathway policy) and the primary source as a link. The
+whole basis (every reason in full, codes, what was checked, the NSAID cautions, every reference) is built
+beside it (`basis.py`) for the basis page the service links from the card. `rules check` proves the
+wording fits the budgets in cards.yaml.
 """
 
 from __future__ import annotations
 
 import copy
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from cds_hooks.pathway.episode import is_session
-from cds_hooks.pathway.evaluate import Finding, Reason, age_years
-from cds_hooks.pathway.record import Evidence, PatientRecord
-from cds_hooks.pathway.rules import FORMAL_PT, MAX_ORDER_NAME, Rules, RuleText, card_extension
+from cds_hooks.pathway.basis import Basis, build_basis
+from cds_hooks.pathway.evaluate import Finding
+from cds_hooks.pathway.record import PatientRecord
+from cds_hooks.pathway.rules import NOT_READ_KEYS, Rules, RuleText, card_extension
+from cds_hooks.pathway.wording import Text, card_text, md_escape, order_name, record_facts, word_reason
 from cds_hooks.protocol.wire import Action, Card, Coding, Link, Source, Suggestion
+
+__all__ = ["RULES_EXTENSION", "IssuedCard", "OrderingContext", "build_cards", "md_escape"]
 
 # The card extension that names the rules version behind the card (docs/integration.md).
 RULES_EXTENSION = "org.lumbar-pathway-cds.rules"
-
-# Inserted text never starts a line, so only inline Markdown and HTML matter, and the autolinks of
-# GitHub-flavoured renderers: `scheme://`, `www.` and e-mail addresses become links without any markup.
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&@]|(?<=[A-Za-z0-9])(?=:/)|(?<=\bwww)(?=\.))")
-
-
-def md_escape(text: str) -> str:
-    """Neutralise Markdown, HTML and autolinks in text that came from the patient record."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
 @dataclass(frozen=True)
@@ -48,138 +45,55 @@ class IssuedCard:
     rule_id: str
     order_ref: str
     rules_version: str | None = None
+    basis: Basis | None = None  # the card's whole basis, for the basis page
+    basis_label: str | None = None  # the basis link's label
 
 
-def _short(name: str) -> str:
-    name = " ".join(name.split())
-    return name if len(name) <= MAX_ORDER_NAME else name[: MAX_ORDER_NAME - 1] + "…"
+def _summary(rules: Rules, text: RuleText, finding: Finding) -> str:
+    briefs = [word_reason(rules, text.reasons[r.key].brief, r, "brief", md_escape)
+              for r in finding.reasons[: rules.cards.budgets.summary_reasons]]
+    return " ".join(text.summary.format(order=order_name(rules, finding.order), reasons=", ".join(briefs)).split())
 
 
-def _reason(rules: Rules, text: RuleText, reason: Reason) -> str:
-    params = {k: md_escape(v) for k, v in reason.params.items()}  # a prior study's label is record text
-    if "source" in params:  # where the onset comes from, worded in cards.yaml basis.onset_sources
-        params["source"] = rules.cards.basis.onset_sources.get(params["source"], params["source"])  # type: ignore[call-overload]
-    return text.reasons[reason.key].format(**params).strip()
+def _more(rules: Rules, shown: list[str], total: int) -> list[str]:
+    if total > len(shown):
+        return [*shown, rules.cards.card.facts["more"].format(count=total - len(shown))]
+    return shown
 
 
-def _dates(e: Evidence) -> str:
-    if e.start and e.end and e.end != e.start:
-        return f"{e.start.isoformat()} to {e.end.isoformat()}"
-    return e.start.isoformat() if e.start else "undated"
-
-
-def _condition_line(templates: dict[str, str], e: Evidence, label: str, code: str) -> str:
-    if e.onset:
-        return templates["condition"].format(label=label, code=code, date=e.onset.isoformat())
-    if e.recorded:
-        return templates["condition_recorded"].format(label=label, code=code, date=e.recorded.isoformat())
-    return templates["condition_undated"].format(label=label, code=code)
-
-
-def _modality_line(rules: Rules, category: str, items: list[Evidence]) -> list[str]:
-    templates = rules.cards.evidence
-    name = rules.pathway.modalities[category]
-    items = sorted(items, key=Evidence.chrono)
-    if category == FORMAL_PT:
-        lines = []
-        sessions = [x for x in items if is_session(x) and x.start]
-        if sessions:
-            days = sorted({x.start for x in sessions if x.start})
-            last = max((x.end or x.start) for x in sessions if x.start)
-            lines.append(templates["pt_sessions"].format(modality=name, count=len(days), first=days[0].isoformat(),
-                                                         last=last.isoformat()))
-        for x in items:
-            if x.resource_type == "ServiceRequest":
-                lines.append(templates["pt_ordered"].format(
-                    modality=name, label=md_escape(x.label), code=md_escape(x.code_label), date=_dates(x)))
-        if lines:
-            return lines
-    latest = items[-1]
-    if len(items) == 1:
-        return [templates["modality"].format(modality=name, label=md_escape(latest.label),
-                                             code=md_escape(latest.code_label), dates=_dates(latest))]
-    first = next((x.start for x in items if x.start), None)
-    last = max((x.end or x.start for x in items if x.start), default=None)
-    return [templates["modality_many"].format(
-        modality=name, count=len(items), first=first.isoformat() if first else "undated",
-        last=last.isoformat() if last else "undated", label=md_escape(latest.label))]
-
-
-def _evidence_lines(rules: Rules, found: list[Evidence]) -> list[str]:
-    templates = rules.cards.evidence
-    lines: list[str] = []
-    seen: set[str] = set()
-    by_modality: dict[str, list[Evidence]] = {}
-    for e in found:
-        if e.ref in seen:
-            continue
-        seen.add(e.ref)
-        label, code = md_escape(e.label), md_escape(e.code_label)
-        if e.has("lumbar-imaging"):
-            lines.append(templates["prior_imaging"].format(label=label, code=code, date=_dates(e)))
-        elif e.has("conservative-care"):
-            for category in sorted(e.categories("conservative-care")):
-                by_modality.setdefault(category, []).append(e)
-        elif e.resource_type == "Condition":
-            lines.append(_condition_line(templates, e, label, code))
-    for category in rules.pathway.modalities:  # rules order: formal PT first, then drugs ...
-        if by_modality.get(category):
-            lines += _modality_line(rules, category, by_modality[category])
-    return lines
-
-
-def _basis(rules: Rules, finding: Finding, record: PatientRecord, today: date) -> list[str]:
-    """Exactly what was checked for red flags, and what a coded record cannot show."""
-    basis = rules.cards.basis
-    age = age_years(record.birth_date, today)
-    lines = [" ".join(basis.checked.format(
-        conditions=record.conditions_checked, medications=record.medications_checked,
-        temperatures=record.temperatures_checked,
-        age=basis.age_known.format(years=age) if age is not None else basis.age_unknown).split())]
-    published, curated = rules.red_flag_lists
-    lines.append(" ".join(basis.code_lists.format(published=", ".join(published) or "(none)",
-                                                  curated=curated).split()))
-    for reason in finding.basis:
-        lines.append(" ".join(getattr(basis, reason.key).format(**reason.params).split()))
-    if record.region_skipped:
-        examples = "; ".join(md_escape(s) for s in sorted(record.region_skipped)[:3])  # stable whatever the fetch order
-        lines.append(basis.region_skipped.format(count=len(record.region_skipped), examples=examples))
-    lines.append(" ".join(basis.not_checkable.split()))
-    return lines
-
-
-def _detail(rules: Rules, text: RuleText, finding: Finding, record: PatientRecord, today: date) -> str:
-    h = rules.cards.headings
-    ev = rules.cards.evidence
-    parts = [f"**{text.headline}** " + ev["order"].format(order=md_escape(finding.order.name))]
-    parts.append(f"**{h['why']}**\n" + "\n".join(f"- {_reason(rules, text, r)}" for r in finding.reasons))
-    found = _evidence_lines(rules, finding.found)
-    found += [_reason(rules, text, n) for n in finding.notes]
-    if found:
-        parts.append(f"**{h['found']}**\n" + "\n".join(f"- {line}" for line in found))
-    if finding.missing:
-        parts.append(f"**{h['missing']}**\n" + "\n".join(f"- {_reason(rules, text, m)}" for m in finding.missing))
-    parts.append(f"**{h['basis']}**\n" + "\n".join(f"- {line}" for line in _basis(rules, finding, record, today)))
-    not_checked = []
-    labels = rules.cards.history_labels
-    for reason, template in rules.cards.unavailable.items():
-        keys = ", ".join(sorted(labels.get(k, k) for k, why in record.unavailable.items() if why == reason))
-        if keys:
-            not_checked.append(template.format(keys=keys[:1].upper() + keys[1:]))
+def _not_read(rules: Rules, record: PatientRecord) -> str | None:
+    card = rules.cards.card
+    keys = sorted(card.history_labels.get(k, k) for k in record.unavailable)
+    parts = []
+    if keys:
+        parts.append(card.not_read.format(keys=", ".join(_more(rules, keys[:NOT_READ_KEYS], len(keys)))))
     if record.skipped:
-        examples = "; ".join(md_escape(s) for s in sorted(record.skipped)[:3])
-        not_checked.append(ev["skipped"].format(count=len(record.skipped), examples=examples))
-    if not_checked:
-        parts.append(f"**{h['not_checked']}**\n" + "\n".join(f"- {line}" for line in not_checked))
-    parts.append(f"**{h['recommendation']}**\n{text.recommendation.strip()}")
+        parts.append(card.skipped.format(count=len(record.skipped)))
+    return "; ".join(parts) or None
+
+
+def _detail(rules: Rules, text: RuleText, finding: Finding, record: PatientRecord) -> str:
+    """The card's short lines, each a bullet led by its bold label."""
+    cards = rules.cards
+    labels, budget = cards.card.labels, cards.budgets
+    shown: Text = card_text(budget.record_text_chars)
+    lines: list[tuple[str, str]] = [("why", word_reason(rules, text.reasons[r.key].line, r, "line", shown))
+                                    for r in finding.reasons]
+    lines += [("note", word_reason(rules, text.reasons[n.key].line, n, "line", shown)) for n in finding.notes]
+    facts = record_facts(rules, finding.found)
+    if facts:
+        worded = [f.word(cards.card.facts[f.template], shown, cards.modality_names) for f in facts[: budget.facts]]
+        lines.append(("record", "; ".join(_more(rules, worded, len(facts)))))
+    if finding.missing:
+        lines.append(("missing", ", ".join(word_reason(rules, text.reasons[m.key].brief, m, "brief", shown)
+                                           for m in finding.missing)))
+    not_read = _not_read(rules, record)
+    if not_read:
+        lines.append(("not_read", not_read))
+    lines.append(("advice", " ".join(text.advice.split())))
     if text.local_policy:
-        parts.append(f"**{h['local_policy']}**\n{' '.join(text.local_policy.split())}")
-    refs = [
-        f"- [{c.title}]({c.url}), {c.publisher}, {c.year}" for c in rules.citations_for(finding.rule_id)
-    ]
-    if refs:
-        parts.append(f"**{h['references']}**\n" + "\n".join(refs))
-    return "\n\n".join(parts)
+        lines.append(("local_policy", " ".join(text.local_policy.split())))
+    return "\n".join(f"- **{labels[label]}:** {line}" for label, line in lines)
 
 
 def _pt_referral(rules: Rules, who: OrderingContext, finding: Finding) -> dict[str, Any]:
@@ -224,11 +138,12 @@ def build_cards(
         text = rules.card_text(finding.rule_id)
         kinds = [k for k in text.suggestions if k not in finding.omit_suggestions]
         suggestions = [_suggestion(rules, k, finding, who) for k in kinds]
-        citations = rules.citations_for(finding.rule_id)
+        citations = rules.citations_for(finding.rule_id)[: cards_text.budgets.card_citations]
+        summary = _summary(rules, text, finding)
         card = Card(
             uuid=str(uuid.uuid4()),
-            summary=text.summary.format(order=_short(finding.order.name)),
-            detail=_detail(rules, text, finding, record, who.today),
+            summary=summary,
+            detail=_detail(rules, text, finding, record),
             indicator=text.indicator,
             source=Source(
                 label=cards_text.source_label,
@@ -239,8 +154,11 @@ def build_cards(
             selectionBehavior="at-most-one" if suggestions else None,
             overrideReasons=[Coding(**c.model_dump()) for c in cards_text.override_reasons]
             if text.override_reasons else None,
-            links=[Link(label=c.title[:120], url=c.url, type="absolute") for c in citations] or None,
+            # Short titles kept within the link budget by rules check: never cut here.
+            links=[Link(label=c.short_title, url=c.url, type="absolute") for c in citations] or None,
             extension=copy.deepcopy(extension),
         )
-        issued.append(IssuedCard(card, finding.rule_id, finding.order.ref, rules.governance.version))
+        issued.append(IssuedCard(card, finding.rule_id, finding.order.ref, rules.governance.version,
+                                 build_basis(rules, text, finding, record, who.today, summary),
+                                 text.basis_link or cards_text.card.basis_link))
     return issued

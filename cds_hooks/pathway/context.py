@@ -33,9 +33,8 @@ class Context:
             bounds.max_age_years is not None and self.age > bounds.max_age_years)
 
     def missing_modalities(self, expected: list[str]) -> list[Reason]:
-        documented = self.care.documented()
-        titles = self.rules.pathway.modalities
-        return [Reason("missing_modality", {"modality": titles[m]}) for m in expected if m not in documented]
+        documented = self.care.documented()  # the card words each modality (its short name, or its title)
+        return [Reason("missing_modality", {"modality": m}) for m in expected if m not in documented]
 
     def found(self) -> list[Evidence]:
         return [*self.episode.conditions, *self.care.evidence]

@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from cds_hooks.pathway.durations import duration, weeks
 from cds_hooks.pathway.facts import DraftOrder, Evidence
+
+__all__ = ["Finding", "Reason", "age_years", "duration", "months_before", "weeks"]
 
 
 @dataclass(frozen=True)
@@ -29,17 +32,6 @@ class Finding:
     basis: list[Reason] = field(default_factory=list)
     replacement: dict[str, Any] | None = None  # the updated order, for update suggestions
     omit_suggestions: set[str] = field(default_factory=set)
-
-
-def duration(days: int) -> str:
-    """'3 weeks 2 days' style text for a day count."""
-    weeks, rest = divmod(max(days, 0), 7)
-    parts = []
-    if weeks:
-        parts.append(f"{weeks} week{'s' if weeks != 1 else ''}")
-    if rest or not weeks:
-        parts.append(f"{rest} day{'s' if rest != 1 else ''}")
-    return " ".join(parts)
 
 
 def months_before(day: date, months: int) -> date:

@@ -8,7 +8,7 @@ from typing import Any
 from cds_hooks.fhir.resources import codings
 from cds_hooks.pathway.context import Context
 from cds_hooks.pathway.facts import DraftOrder, Evidence
-from cds_hooks.pathway.findings import Finding, Reason, duration, months_before
+from cds_hooks.pathway.findings import Finding, Reason, duration, months_before, weeks
 
 PRIOR_IMAGING_TYPES = ("Procedure", "ImagingStudy", "DiagnosticReport")
 
@@ -31,7 +31,7 @@ def _trial(ctx: Context) -> list[Reason]:
     if settings.conservative_trial_weeks is None:
         return []
     threshold = str(settings.conservative_trial_weeks)
-    weeks = settings.conservative_trial_weeks * 7
+    trial_days = settings.conservative_trial_weeks * 7
     care = ctx.care
     if settings.formal_pt_required:
         if not care.sessions:
@@ -40,9 +40,10 @@ def _trial(ctx: Context) -> list[Reason]:
                                                     "threshold": threshold})]
             return [Reason("trial_missing_pt", {"threshold": threshold})]
         first = care.sessions[0]
-        if (ctx.today - first).days < weeks:
-            return [Reason("trial_short_pt", {"start": first.isoformat(),
-                                              "duration": duration((ctx.today - first).days), "threshold": threshold})]
+        if (ctx.today - first).days < trial_days:
+            days = (ctx.today - first).days
+            return [Reason("trial_short_pt", {"start": first.isoformat(), "duration": duration(days),
+                                              "weeks": weeks(days), "threshold": threshold})]
         minimum = ctx.rules.profile.formal_pt.min_sessions
         if len(care.sessions) < minimum:
             return [Reason("trial_few_sessions", {"sessions": str(len(care.sessions)),
@@ -51,8 +52,9 @@ def _trial(ctx: Context) -> list[Reason]:
     start = care.start_of(settings.qualifying_modalities)
     if start is None:
         return [Reason("trial_missing", {"threshold": threshold})]
-    if (ctx.today - start).days < weeks:
-        return [Reason("trial_short", {"start": start.isoformat(), "duration": duration((ctx.today - start).days),
+    if (ctx.today - start).days < trial_days:
+        days = (ctx.today - start).days
+        return [Reason("trial_short", {"start": start.isoformat(), "duration": duration(days), "weeks": weeks(days),
                                        "threshold": threshold})]
     return []
 
@@ -69,7 +71,7 @@ def _premature(ctx: Context, order: DraftOrder) -> Finding | None:
         days = (ctx.today - onset).days
         if days < settings.min_symptom_weeks * 7:
             reasons.append(Reason("symptoms_short", {
-                "onset": onset.isoformat(), "duration": duration(days),
+                "onset": onset.isoformat(), "duration": duration(days), "weeks": weeks(days),
                 "threshold": str(settings.min_symptom_weeks), "source": ctx.episode.onset_source or "onset",
             }))
     reasons += _trial(ctx)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from cds_hooks.pathway.context import Context
 from cds_hooks.pathway.facts import DraftOrder
-from cds_hooks.pathway.findings import Finding, Reason, duration, months_before
+from cds_hooks.pathway.findings import Finding, Reason, duration, months_before, weeks
 
 
 def _formal_pt(ctx: Context) -> list[Reason]:
     """The seeds' rule: a completed course of formal PT (sessions, span) before a surgical referral."""
-    weeks = ctx.rules.profile.surgery.min_formal_pt_weeks
-    if weeks is None:
+    min_weeks = ctx.rules.profile.surgery.min_formal_pt_weeks
+    if min_weeks is None:
         return []
-    threshold = str(weeks)
+    threshold = str(min_weeks)
     care = ctx.care
     if not care.sessions:
         if care.pt_ordered and care.pt_ordered[0].start:
@@ -20,10 +20,10 @@ def _formal_pt(ctx: Context) -> list[Reason]:
         return [Reason("pt_missing", {"threshold": threshold})]
     first, last = care.sessions[0], care.last_session_end or care.sessions[-1]
     span = (last - first).days
-    if span < weeks * 7:
+    if span < min_weeks * 7:
         return [Reason("pt_short", {"first": first.isoformat(), "last": last.isoformat(),
                                     "sessions": str(len(care.sessions)), "duration": duration(span),
-                                    "threshold": threshold})]
+                                    "weeks": weeks(span), "threshold": threshold})]
     minimum = ctx.rules.profile.formal_pt.min_sessions
     if len(care.sessions) < minimum:
         return [Reason("pt_few_sessions", {"sessions": str(len(care.sessions)), "min_sessions": str(minimum),
@@ -44,7 +44,8 @@ def surgical_findings(ctx: Context, order: DraftOrder, silenced: set[str]) -> li
     notes: list[Reason] = []
     start = ctx.care.start_of(settings.qualifying_modalities)
     if settings.window_months is not None and start and start > months_before(ctx.today, settings.window_months):
-        notes.append(Reason("window", {"start": start.isoformat(), "duration": duration((ctx.today - start).days),
+        days = (ctx.today - start).days
+        notes.append(Reason("window", {"start": start.isoformat(), "duration": duration(days), "weeks": weeks(days),
                                        "months": str(settings.window_months)}))
     if reasons and "referral-premature" not in silenced:
         return [Finding("referral-premature", order, reasons, found=ctx.found(),

@@ -105,6 +105,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "FIXTURES_DIR": ("fixtures_dir", _as(Path)),
     "OVERRIDE_MEMORY_DAYS": ("override_memory_days", parse_int),
     "OVERRIDE_MEMORY_SECRET": ("override_memory_secret", _as(str)),
+    "BASIS_MINUTES": ("basis_minutes", parse_int),
     "SERVICE_MODES": ("services", _service_modes),
     "AUDIT_MIN_CELL": ("audit_min_cell", parse_int),
     "AUDIT_SMART_CLIENT_ID": ("audit_smart_client_id", _as(str)),
@@ -116,6 +117,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], object]]] = {
 }
 # A keyed hash is only as private as its key: shorter secrets are refused.
 MIN_MEMORY_SECRET_CHARS = 32
+# A basis page is for the clinician at the order, not an archive: a day at most.
+MAX_BASIS_MINUTES = 24 * 60
 
 
 # The JSON-value budget of one hook call's FHIR answers is its byte budget / this. orjson builds at most
@@ -195,6 +198,9 @@ class Settings:
     # secret, which memory cannot run without; never logged or printed.
     override_memory_days: int = 0
     override_memory_secret: str | None = field(default=None, repr=False)
+    # Basis pages: each card links to its whole basis, served by the service for this many minutes after
+    # the card (0: no basis pages, and the card carries no basis link). See docs/integration.md.
+    basis_minutes: int = 60
     # Per-service settings by service id; a service not listed is live.
     services: dict[str, ServiceSettings] = field(default_factory=dict)
 
@@ -233,6 +239,9 @@ class Settings:
                 f"{MIN_MEMORY_SECRET_CHARS} characters in LUMBAR_CDS_OVERRIDE_MEMORY_SECRET (or override_memory_secret "
                 "in the settings file), to key the hash that stands for each patient; e.g. the output of "
                 "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+        if not 0 <= self.basis_minutes <= MAX_BASIS_MINUTES:
+            problems.append(f"basis_minutes must be between 0 (off) and {MAX_BASIS_MINUTES} (a day), "
+                            f"not {self.basis_minutes}")
         if self.sandbox and self.auth_issuers:
             problems.append("the sandbox page cannot run with JWT authentication on: its browser calls carry no "
                             "JWT. Serve it from a separate loopback instance without [[auth.issuers]]")

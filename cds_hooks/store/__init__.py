@@ -1,5 +1,5 @@
 """Storage: SQLAlchemy engines (SQLite by default, PostgreSQL), Alembic migrations, and the repository of
-issued cards, feedback and used JWT ids. Stores no patient identifiers.
+issued cards, feedback, used JWT ids, override memory and basis pages (sealed). Stores no patient identifiers.
 
 May import `pathway` (the issued-card type), `protocol`, `settings` and `telemetry`.
 """

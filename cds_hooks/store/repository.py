@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from cds_hooks.pathway.cards import IssuedCard
 from cds_hooks.protocol.wire import FeedbackItem
 from cds_hooks.settings.database_url import sqlite_url
+from cds_hooks.store import basis as basis_store
 from cds_hooks.store import memory as memory_store
 from cds_hooks.store.database import create_db_engine
 from cds_hooks.store.memory import MemoryPolicy
@@ -220,6 +221,16 @@ class Store:
             # SQLAlchemy keeps an INSERT's rowcount only when asked (psycopg would report -1).
             row = {"iss": iss, "jti": jti, "expires_at": expires_at, "now": float(now)}
             return db.execute(claim.execution_options(preserve_rowcount=True), row).rowcount == 1
+
+    def keep_basis(self, pages: list[tuple[str, bytes]], expires: datetime) -> None:
+        """Keep each card's basis page (token, content) until `expires` (see store/basis.py)."""
+        with self.engine.begin() as db:
+            basis_store.keep(db, pages, expires, self.clock())
+
+    def basis_page(self, token: str) -> tuple[bytes, datetime] | None:
+        """A basis page's content and expiry while it lasts; None when it expired, never was, or the token is wrong."""
+        with self.engine.connect() as db:
+            return basis_store.read(db, token, self.clock())
 
     def writable(self) -> bool:
         try:

@@ -7,7 +7,7 @@ value sets is this code in?" with a dict probe. Pure: may import only
 expansions are imported whole by `published.import_valueset` and read back with orjson.
 """
 
-from cds_hooks.pathway.rules.checks_text import MAX_ORDER_NAME
+from cds_hooks.pathway.rules.checks_budget import NOT_READ_KEYS
 from cds_hooks.pathway.rules.compiled import Rules
 from cds_hooks.pathway.rules.index import CodeIndex, Match, normalise
 from cds_hooks.pathway.rules.load import UNVERSIONED, default_rules_dir, load_rules
@@ -27,8 +27,26 @@ from cds_hooks.pathway.rules.schema import (
 )
 
 __all__ = [
-    "ALLOWED_PREFETCH_TOKENS", "ALLOW_DRAFT_SETTING", "FORMAL_PT", "LUMBAR_SITE", "MAX_ORDER_NAME",
-    "NON_SYSTEMIC_ROUTE", "SANDBOX_ORDER_KINDS", "UNVERSIONED", "Code", "CodeIndex", "Governance", "Match",
-    "RuleText", "Rules", "RulesError", "ServiceDef", "ValueSet", "card_extension", "default_rules_dir",
-    "load_rules", "normalise", "refusal",
+    "ALLOWED_PREFETCH_TOKENS",
+    "ALLOW_DRAFT_SETTING",
+    "FORMAL_PT",
+    "LUMBAR_SITE",
+    "NON_SYSTEMIC_ROUTE",
+    "NOT_READ_KEYS",
+    "SANDBOX_ORDER_KINDS",
+    "UNVERSIONED",
+    "Code",
+    "CodeIndex",
+    "Governance",
+    "Match",
+    "RuleText",
+    "Rules",
+    "RulesError",
+    "ServiceDef",
+    "ValueSet",
+    "card_extension",
+    "default_rules_dir",
+    "load_rules",
+    "normalise",
+    "refusal",
 ]

@@ -24,19 +24,18 @@ from cds_hooks.pathway.rules.schema import (
 from cds_hooks.pathway.rules.text import OnsetSource
 from cds_hooks.pathway.rules.yamlsource import Loader
 
-MAX_ORDER_NAME = 60
-SUMMARY_FIELDS = frozenset({"order"})
-_WINDOW = {"start", "duration", "months"}
+SUMMARY_FIELDS = frozenset({"order", "reasons"})
+_WINDOW = {"start", "duration", "weeks", "months"}
 _PRIOR = {"study", "date", "ago", "months"}
 REASON_FIELDS: dict[str, dict[str, set[str]]] = {
     "imaging-premature": {
         "not_routine": set(),
-        "symptoms_short": {"onset", "duration", "threshold", "source"},
+        "symptoms_short": {"onset", "duration", "weeks", "threshold", "source"},
         "trial_missing": {"threshold"},
-        "trial_short": {"start", "duration", "threshold"},
+        "trial_short": {"start", "duration", "weeks", "threshold"},
         "trial_missing_pt": {"threshold"},
         "trial_pt_ordered": {"date", "threshold"},
-        "trial_short_pt": {"start", "duration", "threshold"},
+        "trial_short_pt": {"start", "duration", "weeks", "threshold"},
         "trial_few_sessions": {"sessions", "min_sessions", "start"},
         "prior_imaging": _PRIOR,
         "missing_modality": {"modality"},
@@ -47,7 +46,7 @@ REASON_FIELDS: dict[str, dict[str, set[str]]] = {
     "referral-premature": {
         "pt_missing": {"threshold"},
         "pt_referral_only": {"date", "threshold"},
-        "pt_short": {"first", "last", "sessions", "duration", "threshold"},
+        "pt_short": {"first", "last", "sessions", "duration", "weeks", "threshold"},
         "pt_few_sessions": {"sessions", "min_sessions", "first", "last"},
         "conservative_missing": set(),
         "window": _WINDOW,
@@ -66,8 +65,25 @@ EVIDENCE_FIELDS: dict[str, set[str]] = {
     "pt_ordered": {"modality", "label", "code", "date"},
     "prior_imaging": {"label", "code", "date"},
     "skipped": {"count", "examples"},
-    "order": {"order"},
+    "order": {"order", "code"},
 }
+FACT_FIELDS: dict[str, set[str]] = {
+    "condition": {"label", "date"},
+    "condition_recorded": {"label", "date"},
+    "condition_undated": {"label"},
+    "modality": {"modality", "dates"},
+    "modality_many": {"modality", "count", "first", "last"},
+    "pt_sessions": {"modality", "count", "first", "last"},
+    "pt_ordered": {"date"},
+    "prior_imaging": {"label", "date"},
+    "more": {"count"},
+}
+# Reasons that are not a "Why": what is missing (one line together), and notes (a line each).
+MISSING_REASONS = frozenset({"missing_modality", "missing_onset"})
+NOTE_REASONS: dict[str, frozenset[str]] = {"referral-premature": frozenset({"window"})}
+CARD_LABELS = frozenset({"why", "note", "record", "missing", "not_read", "advice", "local_policy"})
+PAGE_HEADINGS = frozenset({"why", "found", "missing", "basis", "recommendation", "not_checked", "local_policy",
+                           "references", "memory", "order"})
 BASIS_FIELDS: dict[str, set[str]] = {
     "checked": {"conditions", "medications", "temperatures", "age"},
     "code_lists": {"published", "curated"},
@@ -76,6 +92,10 @@ BASIS_FIELDS: dict[str, set[str]] = {
     "not_checkable": set(),
     "earlier_episode": {"date", "gap"},
     "region_skipped": {"count", "examples"},
+    "memory_silenced": {"topic", "days"},
+    "page_footer": {"version", "status", "profile", "rule", "expires"},
+    "page_gone": set(),
+    "page_unavailable": set(),
 }
 
 
@@ -169,22 +189,24 @@ def check_cards(ld: Loader, path: Path, raw: Any, cards: CardText, profiles: Any
         extra = _placeholders(text.summary) - SUMMARY_FIELDS
         if extra:
             ld.problem(path, raw, (*loc, "summary"), f"{rule_id}: summary uses unknown fields {sorted(extra)}")
-        longest = text.summary.replace("{order}", "x" * MAX_ORDER_NAME)
-        if len(longest) >= 140:
-            ld.problem(path, raw, (*loc, "summary"),
-                       f"{rule_id}: summary can reach {len(longest)} characters; CDS Hooks needs < 140")
         expected = REASON_FIELDS.get(rule_id, {})
         for key in sorted(set(expected) - set(text.reasons)):
             ld.problem(path, raw, (*loc, "reasons"), f"{rule_id}: reason {key!r} has no template")
-        for key, template in text.reasons.items():
+        for key, reason in text.reasons.items():
             if key not in expected:
                 ld.problem(path, raw, (*loc, "reasons", key), f"{rule_id}: reason {key!r} is never used")
-            else:
-                _template(ld, path, raw, (*loc, "reasons", key), f"{rule_id}.{key}", template, expected[key])
-        for field in ("recommendation", "headline", "local_policy"):
+                continue
+            for kind in ("brief", "line", "basis"):
+                _template(ld, path, raw, (*loc, "reasons", key, kind), f"{rule_id}.{key}.{kind}",
+                          getattr(reason, kind), expected[key])
+        for field in ("advice", "recommendation", "headline", "local_policy", "local_policy_detail", "basis_link"):
             value = getattr(text, field)
             if value and _placeholders(value):
                 ld.problem(path, raw, (*loc, field), f"{rule_id}.{field}: takes no fields")
+        if bool(text.local_policy) != bool(text.local_policy_detail):
+            ld.problem(path, raw, (*loc, "local_policy"),
+                       f"{rule_id}: local_policy (the card's line) and local_policy_detail (the basis page) "
+                       "go together")
         for kind in text.suggestions:
             if kind not in cards.suggestions:
                 ld.problem(path, raw, (*loc, "suggestions"), f"{rule_id}: suggestion {kind!r} has no text")
@@ -202,6 +224,22 @@ def check_cards(ld: Loader, path: Path, raw: Any, cards: CardText, profiles: Any
             _template(ld, path, raw, ("evidence", key), f"evidence.{key}", cards.evidence[key], fields)
     for key in sorted(set(cards.evidence) - set(EVIDENCE_FIELDS)):
         ld.problem(path, raw, ("evidence", key), f"evidence: {key!r} is never used")
+    for key, fields in FACT_FIELDS.items():
+        if key not in cards.card.facts:
+            ld.problem(path, raw, ("card", "facts"), f"card.facts: {key!r} has no template")
+        else:
+            _template(ld, path, raw, ("card", "facts", key), f"card.facts.{key}", cards.card.facts[key], fields)
+    for key in sorted(set(cards.card.facts) - set(FACT_FIELDS)):
+        ld.problem(path, raw, ("card", "facts", key), f"card.facts: {key!r} is never used")
+    _template(ld, path, raw, ("card", "not_read"), "card.not_read", cards.card.not_read, {"keys"})
+    _template(ld, path, raw, ("card", "skipped"), "card.skipped", cards.card.skipped, {"count"})
+    for names, wanted in (("labels", CARD_LABELS), ("headings", PAGE_HEADINGS)):
+        given = cards.card.labels if names == "labels" else cards.headings
+        for key in sorted(wanted - set(given)):
+            ld.problem(path, raw, ("card", "labels") if names == "labels" else ("headings",),
+                       f"{names}: {key!r} has no wording")
+    for source in sorted(set(OnsetSource.__args__) - set(cards.card.onset_sources)):  # type: ignore[attr-defined]
+        ld.problem(path, raw, ("card", "onset_sources"), f"card.onset_sources: {source!r} has no wording")
     for key, fields in BASIS_FIELDS.items():
         _template(ld, path, raw, ("basis", key), f"basis.{key}", getattr(cards.basis, key), fields)
     for source in sorted(set(OnsetSource.__args__) - set(cards.basis.onset_sources)):  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cds_hooks.pathway.rules.checks import check_governance, check_sandbox, check_services, check_valuesets
+from cds_hooks.pathway.rules.checks_budget import check_budgets
 from cds_hooks.pathway.rules.checks_text import check_cards, check_profiles
 from cds_hooks.pathway.rules.compiled import Rules
 from cds_hooks.pathway.rules.index import build_index, normalise
@@ -150,6 +151,9 @@ def load_rules(rules_dir: Path | None = None, profile: str | None = None, requir
         check_profiles(ld, pathway_file, pathway_raw, pathway, citations, valuesets, cards)
     if cards:
         check_cards(ld, cards_file, cards_raw, cards, pathway.profiles if pathway else ())
+        if pathway:
+            check_budgets(ld, cards_file, cards_raw, cards, pathway, valuesets,
+                          (citations_file, citations_raw, citations), governance)
     if services_doc:
         check_services(ld, services_file, services_raw, services_doc, valuesets)
     if sandbox:

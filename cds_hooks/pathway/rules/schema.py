@@ -167,6 +167,8 @@ CitationKind = Literal["guideline", "measure", "payer-policy", "secondary"]
 
 class Citation(Strict):
     title: str
+    # The card's link label: short enough never to be cut (cards.yaml budgets.link_label_chars).
+    short_title: str = Field(min_length=3)
     publisher: str
     year: int
     url: str = Field(pattern=r"^https?://")

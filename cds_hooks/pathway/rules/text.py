@@ -1,4 +1,4 @@
-"""rules/cards.yaml: everything a clinician reads on a card, as templates with named fields."""
+"""rules/cards.yaml: everything a clinician reads on a card and its basis page, as templates with named fields."""
 
 from __future__ import annotations
 
@@ -23,28 +23,68 @@ class SuggestionText(Strict):
     description: str
 
 
+class ReasonText(Strict):
+    """One reason, worded three ways: in the summary, as a detail line, and in full on the basis page."""
+
+    brief: str
+    line: str
+    basis: str
+
+
 class RuleText(Strict):
     indicator: Indicator
     topic: str
-    summary: str
-    headline: str
-    reasons: dict[str, str]
-    recommendation: str
-    # Said on the card when the rule rests on local pathway policy rather than a primary source.
+    summary: str  # {order} {reasons}
+    headline: str  # the basis page's lead
+    reasons: dict[str, ReasonText]
+    advice: str  # the card's recommendation, one sentence
+    recommendation: str  # the basis page's, whole
+    # Said on the card (and in full on the basis page) when the rule rests on local pathway policy
+    # rather than a primary source.
     local_policy: str | None = None
+    local_policy_detail: str | None = None
+    basis_link: str | None = None  # the basis link's label, when not cards.yaml card.basis_link
     suggestions: list[SuggestionKind] = Field(default_factory=list)
     override_reasons: bool = True
 
 
 class RuleTextOverride(Strict):
-    """Profile-specific wording: only the fields given replace the default text ("" clears local_policy)."""
+    """Profile-specific wording: only the fields given replace the default text ("" clears the local policy)."""
 
     summary: str | None = None
     headline: str | None = None
-    reasons: dict[str, str] | None = None
+    reasons: dict[str, ReasonText] | None = None
+    advice: str | None = None
     recommendation: str | None = None
     local_policy: str | None = None
+    local_policy_detail: str | None = None
     suggestions: list[SuggestionKind] | None = None
+
+
+class Budgets(Strict):
+    """What a card may take (`rules check` holds every template to it, fields at their longest)."""
+
+    summary_chars: int = Field(ge=20, le=139)  # CDS Hooks: the summary is under 140 characters
+    summary_reasons: int = Field(ge=1)
+    detail_lines: int = Field(ge=1)
+    line_chars: int = Field(ge=20)
+    facts: int = Field(ge=1)
+    fact_chars: int = Field(ge=10)
+    record_text_chars: int = Field(ge=8)
+    link_label_chars: int = Field(ge=10)
+    card_citations: int = Field(ge=0)
+
+
+class CardLines(Strict):
+    """The card's detail lines: their labels, the compact record facts, and the basis link's label."""
+
+    labels: dict[str, str]
+    facts: dict[str, str]
+    not_read: str  # {keys}
+    skipped: str  # {count}
+    history_labels: dict[str, str]  # prefetch key → its short name on the "Not read" line
+    onset_sources: dict[OnsetSource, str]
+    basis_link: str
 
 
 class BasisText(Strict):
@@ -58,6 +98,10 @@ class BasisText(Strict):
     onset_sources: dict[OnsetSource, str]
     earlier_episode: str  # {date} {gap}
     region_skipped: str  # {count} {examples}
+    memory_silenced: str  # {topic} {days}
+    page_footer: str  # {version} {status} {profile} {rule} {expires}
+    page_gone: str
+    page_unavailable: str
 
 
 class CardText(Strict):
@@ -68,6 +112,10 @@ class CardText(Strict):
     override_reasons: list[CodingText] = Field(min_length=1)
     # Codes of override_reasons after which override memory keeps the rule silent for the patient.
     durable_override_reasons: list[str] = Field(default_factory=list)
+    budgets: Budgets
+    order_names: dict[str, str]  # value set id → the order's short name on a card
+    modality_names: dict[str, str]  # modality → its short name on a card
+    card: CardLines
     headings: dict[str, str]
     evidence: dict[str, str]
     basis: BasisText
@@ -86,8 +134,8 @@ class CardText(Strict):
         if override is None:
             return base
         changes = override.model_dump(exclude_none=True)
-        if "reasons" in changes:
-            changes["reasons"] = {**base.reasons, **changes["reasons"]}
+        if override.reasons is not None:  # the models themselves: model_copy does not validate what it is given
+            changes["reasons"] = {**base.reasons, **override.reasons}
         if changes.get("local_policy") == "":
-            changes["local_policy"] = None
+            changes["local_policy"] = changes["local_policy_detail"] = None
         return base.model_copy(update=changes)
