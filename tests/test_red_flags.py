@@ -1,5 +1,5 @@
 """Red flags with time and status, read from real FHIR JSON: every category's published codes, its window
-boundaries (a day inside, a day outside), ICD-10-CM 7th characters, exclusions, medications, vital signs."""
+boundaries (in tests/test_boundaries.py), ICD-10-CM 7th characters, exclusions, medications, vital signs."""
 
 from __future__ import annotations
 
@@ -74,22 +74,7 @@ def test_every_category_matches_an_icd10_and_a_snomed_code_from_its_sets(categor
         assert _silenced(code, ICD if (code, vs_id) in icd else SCT, onset=5), (category, code)
 
 
-WINDOWED = [(c, f.lookback_days, f.dated_by) for c, f in rules_for().pathway.red_flags.items() if f.lookback_days]
-
-
-@pytest.mark.parametrize(("category", "days", "dated_by"), WINDOWED)
-def test_each_window_holds_a_day_inside_and_not_a_day_outside(category: str, days: int, dated_by: str) -> None:
-    # A code that is a red flag of this category alone (every M80 code is also osteoporosis, which
-    # counts at any time; SNOMED 203447001 is a fragility fracture only).
-    rules = rules_for()
-    code, system = next((c, s) for s in (ICD, SCT) for c, _ in _codes(rules, category, s)
-                        if {m.valueset.category for m in rules.index.lookup(s, c)
-                            if m.valueset.kind == "red-flag"} == {category})
-    # A resolved condition is dated by its documentation (an active "state" would be current).
-    status = "active" if dated_by == "onset" else "resolved"
-    assert _silenced(code, system, onset=days, recorded=days, clinical=status), f"{category} {days} days ago"
-    assert not _silenced(code, system, onset=days + 1, recorded=days + 1, clinical=status), \
-        f"{category} {days + 1} days ago"
+# Each window a day short of, exactly at and a day past its edge: tests/test_boundaries.py (generated).
 
 
 @pytest.mark.parametrize("category", [c for c, f in rules_for().pathway.red_flags.items() if not f.lookback_days])
