@@ -164,6 +164,9 @@ def test_a_repeat_study_says_it_was_already_done_with_its_date() -> None:
     assert not LACKING.search(card["summary"]), card["summary"]  # done already, not missing
     text = says(card)
     assert "MRI L-spine w/o" in text and mentions_date(text, day(100)) and mentions_duration(text, 100)
+    # Wherever the card states the prior study's date, it says the study was done, not that it was not.
+    dated = [c for c in re.split(r"[.;\n]", text) if mentions_date(c, day(100))]
+    assert dated and not any(re.search(r"\b(not|no|never)\b", c, re.I) for c in dated), dated
     assert re.search(rf"\b{_seeds().profile.imaging.duplicate_lookback_months} months\b", text)
     assert suggestion_actions(card) == [[("delete", "ServiceRequest/o1")]]
 
@@ -229,6 +232,14 @@ def test_payer_referral_without_conservative_care_lists_what_is_expected() -> No
     assert rule_of(card) == "referral-premature" and LACKING.search(card["summary"])
     expected = [rules.pathway.modalities[m] for m in rules.profile.surgery.expected_modalities]
     assert all(name in says(card) for name in expected), expected
+
+
+def test_nice_referral_without_a_treatment_package_says_it_is_lacking() -> None:
+    card = only_card(respond(lbp(60), order=draft(*ORTHO_REFERRAL), profile="nice-ng59"))
+    assert (card["indicator"], rule_of(card)) == ("warning", "referral-premature")
+    assert LACKING.search(card["summary"]), card["summary"]
+    # A package done: the same referral passes (the card was about what is lacking, not the referral itself).
+    assert respond(lbp(200), pt_sessions(150, 60), order=draft(*ORTHO_REFERRAL), profile="nice-ng59")["cards"] == []
 
 
 def test_the_surgical_window_note_dates_the_care_and_gives_the_months() -> None:
