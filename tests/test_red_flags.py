@@ -210,3 +210,24 @@ def test_medication_codes_are_matched_by_code_not_by_name() -> None:
     named["medicationCodeableConcept"]["coding"][0]["display"] = "predniSONE 20 MG Oral Tablet"
     named["medicationCodeableConcept"]["text"] = "prednisone"
     assert verdict(lbp(14), named) == PREMATURE
+
+
+def test_days_of_steroid_use_are_counted_once_and_never_beyond_today() -> None:
+    # An 89-day course ending yesterday and a one-day prescription on its last day: still 89 days of use.
+    overlapping = [med_request(PREDNISONE, 89, status="completed", **supply(89)),
+                   med_request(PREDNISONE, 1, status="completed", **supply(1))]
+    assert verdict(lbp(14), overlapping) == PREMATURE
+    # 89 days up to and including today, supplied well beyond it: the days to come do not count yet.
+    assert verdict(lbp(14), med_request(PREDNISONE, 88, status="completed", **supply(120))) == PREMATURE
+    assert verdict(lbp(14), med_request(PREDNISONE, 89, status="completed", **supply(120))) == []
+
+
+def test_an_immunosuppressant_prescribed_today_is_current() -> None:
+    tacrolimus = next(c.code for c in rules_for().valuesets["vsac-immunosuppressive-drugs"].codes
+                      if "tacrolimus" in c.display.lower())
+    assert verdict(lbp(14), med_request(tacrolimus, 0, status="completed", **supply(30))) == []
+    assert verdict(lbp(14), med_request(tacrolimus, -1, status="completed", **supply(30))) == PREMATURE
+
+
+def test_an_undated_red_flag_is_not_dismissed_for_want_of_a_date() -> None:
+    assert _silenced("G83.4", ICD)  # cauda equina syndrome with no onset, recorded or abatement date
