@@ -278,3 +278,11 @@ def test_a_red_flag_silences_the_fusion_card_and_the_window_note() -> None:
 def test_nice_leaves_a_lumbar_operation_other_than_fusion_alone() -> None:
     laminectomy = draft("63047") | {"code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "63047"}]}}
     assert respond(lbp(200), pt_sessions(150, 60), order=laminectomy, profile="nice-ng59")["cards"] == []
+
+
+def test_the_pt_referral_offered_carries_the_draft_orders_reason() -> None:
+    reason = [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M54.50"}], "text": "LBP"}]
+    card = only_card(respond(lbp(21), order=draft(*MRI) | {"reasonCode": reason}))
+    [created] = [a["resource"] for s in card["suggestions"] for a in s["actions"] if a["type"] == "create"]
+    assert created["resourceType"] == "ServiceRequest" and created["reasonCode"] == reason
+    assert PT_REFERRAL in {c["code"] for c in created["code"]["coding"]}
