@@ -41,10 +41,11 @@ def main() -> int:
     totals: Counter[str] = Counter()
     for path in config["only_mutate"]:
         meta = REPO / "mutants" / f"{path}.meta"
-        if not meta.exists():
+        try:
+            codes = json.loads(meta.read_text())["exit_code_by_key"]
+        except (FileNotFoundError, ValueError, KeyError):  # never run, or its results lost (mutmut stopped mid-write)
             rows.append((path, Counter()))
             continue
-        codes = json.loads(meta.read_text())["exit_code_by_key"]
         counts: Counter[str] = Counter()
         for name, code in sorted(codes.items()):
             status = STATUS.get(code, "suspicious")
