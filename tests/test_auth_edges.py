@@ -90,6 +90,23 @@ def test_the_maximum_lifetime_is_accepted_and_a_second_more_is_not(verify: Calla
     assert verify(_token(exp=NOW + 10**9)) == "lifetime-too-long"
 
 
+def test_the_first_second_of_the_epoch_is_a_valid_time(verify: Callable[[str], str]) -> None:
+    assert verify(_token(nbf=0)) == "ok"
+
+
+def test_a_non_string_issuer_is_refused_not_raised(verify: Callable[[str], str]) -> None:
+    payload = {"iss": [ISS], "aud": AUDIENCE, "iat": NOW, "exp": NOW + LIFETIME, "jti": str(uuid.uuid4())}
+    token = jwt.api_jws.encode(json.dumps(payload).encode(), KEY, algorithm="ES384", headers={"kid": KID})
+    assert verify(token) not in ("ok", "")
+
+
+def test_the_verified_token_carries_its_tenant(issuer: TrustedIssuer, tmp_path: Path) -> None:
+    settings = Settings(public_base_url=BASE, auth_issuers=(issuer,), fhir_allowlist=(ISS + "/fhir",))
+    verifier = Verifier(settings, migrated_store(tmp_path / "db.sqlite3"), clock=lambda: float(NOW))
+    assert verifier.verify(_token(tenant="north"), AUDIENCE).tenant == "north"
+    assert verifier.verify(_token(tenant=7), AUDIENCE).tenant is None
+
+
 # --------------------------------------------------------------------------- numbers out of range
 
 

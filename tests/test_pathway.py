@@ -295,3 +295,9 @@ def test_only_a_completed_lumbar_operation_dated_up_to_today_is_prior_surgery() 
     assert verdict(lbp(14), procedure("63047", 10)) == []  # operated: outside this pathway
     assert verdict(lbp(14), procedure("63047", 0, status="in-progress")) == premature
     assert verdict(lbp(14), procedure("63047", -7)) == premature  # charted ahead of the day
+
+
+def test_a_month_back_from_the_31st_is_the_last_day_of_a_shorter_month() -> None:
+    assert months_before(date(2026, 5, 31), 1) == date(2026, 4, 30)
+    assert months_before(date(2026, 3, 31), 1) == date(2026, 2, 28)
+    assert months_before(date(2024, 3, 31), 1) == date(2024, 2, 29)
