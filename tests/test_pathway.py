@@ -301,3 +301,10 @@ def test_a_month_back_from_the_31st_is_the_last_day_of_a_shorter_month() -> None
     assert months_before(date(2026, 5, 31), 1) == date(2026, 4, 30)
     assert months_before(date(2026, 3, 31), 1) == date(2026, 2, 28)
     assert months_before(date(2024, 3, 31), 1) == date(2024, 2, 29)
+
+
+def test_chiropractic_visits_are_not_pt_sessions() -> None:
+    # Seven weekly manual-therapy visits: conservative care, but not formal PT, which the seeds profile asks for.
+    visits = [procedure("98940", d) for d in range(56, 7, -7)]
+    assert verdict(lbp(90), visits) == [("imaging-premature", ["trial_missing_pt"])]
+    assert verdict(lbp(90), [procedure("97110", d) for d in range(56, 7, -7)]) == []
