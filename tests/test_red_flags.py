@@ -231,3 +231,6 @@ def test_an_immunosuppressant_prescribed_today_is_current() -> None:
 
 def test_an_undated_red_flag_is_not_dismissed_for_want_of_a_date() -> None:
     assert _silenced("G83.4", ICD)  # cauda equina syndrome with no onset, recorded or abatement date
+    # A resolved cancer, which counts at any time, with no date at all.
+    code, _ = _codes(rules_for(), "cancer", ICD)[0]
+    assert _silenced(code, ICD, clinical="resolved")
