@@ -286,3 +286,9 @@ def test_the_pt_referral_offered_carries_the_draft_orders_reason() -> None:
     [created] = [a["resource"] for s in card["suggestions"] for a in s["actions"] if a["type"] == "create"]
     assert created["resourceType"] == "ServiceRequest" and created["reasonCode"] == reason
     assert PT_REFERRAL in {c["code"] for c in created["code"]["coding"]}
+
+
+def test_a_red_flag_silences_the_repeat_study_card() -> None:
+    history = (lbp(400), pt_sessions(120, 60), procedure(MRI[0], 100))
+    assert rule_of(only_card(respond(*history))) == "imaging-duplicate"
+    assert respond(*history, condition("S32.010A", onset=10))["cards"] == []

@@ -234,3 +234,7 @@ def test_an_undated_red_flag_is_not_dismissed_for_want_of_a_date() -> None:
     # A resolved cancer, which counts at any time, with no date at all.
     code, _ = _codes(rules_for(), "cancer", ICD)[0]
     assert _silenced(code, ICD, clinical="resolved")
+
+
+def test_a_fever_measured_today_counts() -> None:
+    assert verdict(lbp(14), temperature(38.5, 0)) == []
