@@ -292,3 +292,11 @@ def test_a_red_flag_silences_the_repeat_study_card() -> None:
     history = (lbp(400), pt_sessions(120, 60), procedure(MRI[0], 100))
     assert rule_of(only_card(respond(*history))) == "imaging-duplicate"
     assert respond(*history, condition("S32.010A", onset=10))["cards"] == []
+
+
+def test_a_referral_without_a_named_code_is_named_by_its_performer_type() -> None:
+    specialist = {"coding": [{"system": "http://snomed.info/sct", "code": "103696004"}]}  # no display, no text
+    surgeon = {"coding": [{"system": "http://snomed.info/sct", "code": "22731001"}], "text": "Orthopedic surgeon"}
+    order = draft("103696004", "http://snomed.info/sct", performerType=surgeon) | {"code": specialist}
+    card = only_card(respond(lbp(60), order=order))
+    assert rule_of(card) == "referral-premature" and "Orthopedic surgeon" in card["summary"]

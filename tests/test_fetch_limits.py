@@ -109,6 +109,11 @@ def test_an_announced_length_over_the_cap_is_refused_before_any_body_arrives(ser
     assert at_cap.failures["k0"].reason == "timeout"
 
 
+def test_an_answer_of_many_chunks_is_read_whole(server: FaultyServer) -> None:
+    big = _fetch(server.url("bytes-unsized/300000"), max_bytes=300_000)
+    assert big.data["k0"]["resourceType"] == "Bundle" and not big.failures
+
+
 def test_the_byte_cap_is_for_the_whole_call(server: FaultyServer) -> None:
     exact = _fetch(server.url("bytes/2048"), keys=2, max_bytes=4096)
     assert not exact.failures and len(exact.data) == 2
