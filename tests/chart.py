@@ -157,3 +157,46 @@ def judge(*resources: dict[str, Any] | list[dict[str, Any]], order: dict[str, An
 def verdict(*resources: dict[str, Any] | list[dict[str, Any]], **kwargs: Any) -> list[tuple[str, list[str]]]:
     """[(rule id, [reason keys])] for the draft order (an MRI by default)."""
     return [(f.rule_id, [r.key for r in f.reasons]) for f in judge(*resources, **kwargs)]
+
+
+def sole_code(rules: Rules, kind: str, category: str, systems: tuple[str, ...]) -> tuple[str, str] | None:
+    """(code, system) of a listed code of this kind and category that matches no other category of that kind
+    (every M80 code is also osteoporosis, which counts at any time), published sets first; None if there is none."""
+    sets = sorted((vs for vs in rules.valuesets.values() if vs.kind == kind and vs.category == category),
+                  key=lambda vs: vs.published is None)
+    for system in systems:
+        for vs in sets:
+            for c in vs.codes:
+                if c.system != system or c.descendants:
+                    continue
+                hits = {m.valueset.category for m in rules.index.lookup(c.system, c.code) if m.valueset.kind == kind}
+                if hits == {category}:
+                    return c.code, c.system
+    return None
+
+
+# The prefetch keys of rules/services.yaml, and which resource types each holds.
+PREFETCH_TYPES = {
+    "conditions": "Condition", "procedures": "Procedure", "encounters": "Encounter",
+    "medicationRequests": "MedicationRequest", "medicationStatements": "MedicationStatement",
+    "serviceRequests": "ServiceRequest", "imagingStudies": "ImagingStudy", "diagnosticReports": "DiagnosticReport",
+    "vitalSigns": "Observation",
+}
+
+
+def hook_request(*resources: dict[str, Any] | list[dict[str, Any]], order: dict[str, Any] | None = None,
+                 age: int | None = 45) -> dict[str, Any]:
+    """An order-select request as an EHR sends it: every prefetch key answered, the history filed by type."""
+    flat: list[dict[str, Any]] = []
+    for item in resources:
+        flat.extend(item if isinstance(item, list) else [item])
+    order = order or draft(*MRI)
+    prefetch: dict[str, Any] = {"patient": patient(age)}
+    for key, rtype in PREFETCH_TYPES.items():
+        prefetch[key] = {"resourceType": "Bundle", "type": "searchset",
+                         "entry": [{"resource": r} for r in flat if r["resourceType"] == rtype]}
+    return {"hook": "order-select", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+            "context": {"userId": "Practitioner/dr-1", "patientId": PATIENT,
+                        "selections": [f"ServiceRequest/{order['id']}"],
+                        "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": order}]}},
+            "prefetch": prefetch}

@@ -121,6 +121,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._raw(padded_bundle(number), sized=fault == "bytes")
         elif fault == "values":
             self._raw(bundle_with_values(number))
+        elif fault == "announced":  # a Content-Length of N, then no body for a second (the connection closes)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.send_header("Content-Length", str(number))
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(1.0)
+            self.close_connection = True
         elif fault == "linger":  # headers, MS later the whole body, MS later the end (the connection closes)
             self.send_response(200)
             self.send_header("Content-Type", "application/fhir+json")

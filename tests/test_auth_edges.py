@@ -90,6 +90,29 @@ def test_the_maximum_lifetime_is_accepted_and_a_second_more_is_not(verify: Calla
     assert verify(_token(exp=NOW + 10**9)) == "lifetime-too-long"
 
 
+def test_the_first_second_of_the_epoch_is_a_valid_time(verify: Callable[[str], str]) -> None:
+    assert verify(_token(nbf=0)) == "ok"
+
+
+def test_a_non_string_issuer_is_refused_not_raised(verify: Callable[[str], str]) -> None:
+    payload = {"iss": [ISS], "aud": AUDIENCE, "iat": NOW, "exp": NOW + LIFETIME, "jti": str(uuid.uuid4())}
+    token = jwt.api_jws.encode(json.dumps(payload).encode(), KEY, algorithm="ES384", headers={"kid": KID})
+    assert verify(token) not in ("ok", "")
+
+
+def test_the_verified_token_carries_its_tenant_and_a_signed_refusal_its_issuer_and_jti(
+    issuer: TrustedIssuer, tmp_path: Path
+) -> None:
+    settings = Settings(public_base_url=BASE, auth_issuers=(issuer,), fhir_allowlist=(ISS + "/fhir",))
+    verifier = Verifier(settings, migrated_store(tmp_path / "db.sqlite3"), clock=lambda: float(NOW))
+    assert verifier.verify(_token(tenant="north"), AUDIENCE).tenant == "north"
+    assert verifier.verify(_token(tenant=7), AUDIENCE).tenant is None
+    # Validly signed but malformed: the log may name the (verified) issuer and jti, the jti cut to 200 characters.
+    with pytest.raises(AuthError) as refused:
+        verifier.verify(_token(exp="soon", jti="j" * 300), AUDIENCE)
+    assert (refused.value.reason, refused.value.iss, refused.value.jti) == ("malformed", ISS, "j" * 200)
+
+
 # --------------------------------------------------------------------------- numbers out of range
 
 

@@ -114,7 +114,7 @@ def _with(issuer: TrustedIssuer, **more: object) -> Settings:
         (Settings(auth_algorithms=()), "non-empty"),
         (Settings(auth_leeway_seconds=-1), "negative"),
         (Settings(auth_issuers=(SANDBOX,)), "public_base_url"),
-        (Settings(public_base_url="cds.example.org", auth_issuers=(SANDBOX,)), "public_base_url"),
+        (Settings(public_base_url="cds.example.org", auth_issuers=(SANDBOX,)), "LUMBAR_CDS_PUBLIC_BASE_URL"),
         (Settings(public_base_url="https://a.example", auth_issuers=(SANDBOX, SANDBOX)), "listed once"),
         (_with(TrustedIssuer("https://x.example")), "give its JWK Set"),
         (_with(TrustedIssuer("https://x.example", jwks="http://x.example/jwks")), "must be https"),
@@ -137,6 +137,12 @@ def test_loopback_http_jwks_is_allowed_for_local_key_servers() -> None:
     issuer = TrustedIssuer("https://x.example", jwks="http://127.0.0.1:8099/jwks.json", jku=("http://[::1]:1/j",))
     validate_auth_settings(Settings(public_base_url="http://127.0.0.1:8080", auth_issuers=(issuer,),
                                     fhir_allow_loopback=True))
+    # No caching of JWK Sets (every token fetches its key set) is allowed, a negative time is not.
+    validate_auth_settings(Settings(public_base_url="http://127.0.0.1:8080", auth_issuers=(issuer,),
+                                    fhir_allow_loopback=True, auth_jwks_cache_seconds=0))
+    with pytest.raises(SettingsError, match="negative"):
+        validate_auth_settings(Settings(public_base_url="http://127.0.0.1:8080", auth_issuers=(issuer,),
+                                        fhir_allow_loopback=True, auth_jwks_cache_seconds=-1))
 
 
 def test_gunicorn_bind_strings() -> None:

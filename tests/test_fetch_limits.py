@@ -100,6 +100,20 @@ def test_exactly_the_byte_cap_is_read_and_one_byte_more_is_refused(server: Fault
     assert over.failures["k0"].reason == "bad-response" and "k0" not in over.data
 
 
+def test_an_announced_length_over_the_cap_is_refused_before_any_body_arrives(server: FaultyServer) -> None:
+    """The Content-Length check refuses at once; without it the client would wait for a body that never comes."""
+    started = time.monotonic()
+    over = _fetch(server.url("announced/4097"), max_bytes=4096, seconds=0.6)
+    assert over.failures["k0"].reason == "bad-response" and time.monotonic() - started < 0.3
+    at_cap = _fetch(server.url("announced/4096"), max_bytes=4096, seconds=0.3)  # allowed, so it waits in vain
+    assert at_cap.failures["k0"].reason == "timeout"
+
+
+def test_an_answer_of_many_chunks_is_read_whole(server: FaultyServer) -> None:
+    big = _fetch(server.url("bytes-unsized/300000"), max_bytes=300_000)
+    assert big.data["k0"]["resourceType"] == "Bundle" and not big.failures
+
+
 def test_the_byte_cap_is_for_the_whole_call(server: FaultyServer) -> None:
     exact = _fetch(server.url("bytes/2048"), keys=2, max_bytes=4096)
     assert not exact.failures and len(exact.data) == 2

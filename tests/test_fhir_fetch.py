@@ -50,6 +50,8 @@ def test_plain_http_allowlist_entries_are_refused_at_start_up() -> None:
     ("Patient/{{context.patientId}}", {"context.patientId": "p.1"}, "Patient/p.1"),
     ("Encounter/{{context.encounterId}}", {"context.encounterId": None}, None),  # no value: cannot fetch
     ("Patient/{{context.patientId}}", {"context.patientId": ".."}, None),  # would climb the path
+    ("{{context.userId}}", {"context.userId": "Practitioner/.."}, None),  # so would its second part
+    ("Patient/{{context.patientId}}", {"context.patientId": "X"}, "Patient/X"),  # one letter is an id
     ("Condition?patient={{context.patientId}}", {"context.patientId": "a&b=c"}, None),
     ("{{context.userId}}", {"context.userId": "Practitioner/dr-1"}, "Practitioner/dr-1"),
     ("Condition?patient={{ context.patientId }}&_count=2", {"context.patientId": "x"},

@@ -275,3 +275,35 @@ def test_order_scopes_are_the_gate_evaluate_applies() -> None:
     teen = order_scopes(record_of(lbp(14), age=15), orders[:1], rules, TODAY)
     operated = order_scopes(record_of(lbp(14), procedure("63047", 900)), orders[:1], rules, TODAY)
     assert list(teen.values()) == list(operated.values()) == [Scope.OUTSIDE]
+
+
+def test_care_dated_after_today_has_not_happened() -> None:
+    # A session charted for tomorrow does not make the fourth of a course, nor an NSAID prescribed for tomorrow
+    # a trial, nor a PT referral dated tomorrow "PT ordered".
+    three = [procedure("97110", d) for d in (50, 40, 30)]
+    assert verdict(lbp(90), three, procedure("97110", -1)) == [("imaging-premature", ["trial_few_sessions"])]
+    assert verdict(lbp(90), three, procedure("97110", 0)) == []  # today's session counts
+    assert verdict(lbp(56), med_request("198014", -1), profile="payer") == [("imaging-premature", ["trial_missing"])]
+    assert verdict(lbp(56), med_request("198014", 0), profile="payer") == [("imaging-premature", ["trial_short"])]
+    assert verdict(lbp(70), service_request(PT_REFERRAL, -1)) == [("imaging-premature", ["trial_missing_pt"])]
+    assert verdict(lbp(70), service_request(PT_REFERRAL, 0)) == [("imaging-premature", ["trial_pt_ordered"])]
+
+
+def test_only_a_completed_lumbar_operation_dated_up_to_today_is_prior_surgery() -> None:
+    premature = [("imaging-premature", ["symptoms_short", "trial_missing_pt"])]
+    assert verdict(lbp(14), procedure("63047", 10)) == []  # operated: outside this pathway
+    assert verdict(lbp(14), procedure("63047", 0, status="in-progress")) == premature
+    assert verdict(lbp(14), procedure("63047", -7)) == premature  # charted ahead of the day
+
+
+def test_a_month_back_from_the_31st_is_the_last_day_of_a_shorter_month() -> None:
+    assert months_before(date(2026, 5, 31), 1) == date(2026, 4, 30)
+    assert months_before(date(2026, 3, 31), 1) == date(2026, 2, 28)
+    assert months_before(date(2024, 3, 31), 1) == date(2024, 2, 29)
+
+
+def test_chiropractic_visits_are_not_pt_sessions() -> None:
+    # Seven weekly manual-therapy visits: conservative care, but not formal PT, which the seeds profile asks for.
+    visits = [procedure("98940", d) for d in range(56, 7, -7)]
+    assert verdict(lbp(90), visits) == [("imaging-premature", ["trial_missing_pt"])]
+    assert verdict(lbp(90), [procedure("97110", d) for d in range(56, 7, -7)]) == []

@@ -156,7 +156,7 @@ def test_prescription_supply_and_temperature_units(rules: Rules) -> None:
     rec = read(rules, medicationRequests=bundle(supplied), vitalSigns=bundle(*temps))
     by_id = {i.resource_id: i for i in rec.items}
     assert by_id["supplied"].supply_days == 90 and by_id["supplied"].end is not None
-    assert by_id["supplied"].end.isoformat() == "2027-01-03"  # 2026-10-05 + 90 days
+    assert by_id["supplied"].end.isoformat() == "2027-01-02"  # 90 days of supply from 2026-10-05: its last day
     assert (by_id["t0"].value, by_id["t1"].value) == (38.5, 38.2)
     assert rec.temperatures_checked == 2 and "Observation/t2" in rec.skipped[0]
 

@@ -1,5 +1,5 @@
 """Red flags with time and status, read from real FHIR JSON: every category's published codes, its window
-boundaries (a day inside, a day outside), ICD-10-CM 7th characters, exclusions, medications, vital signs."""
+boundaries (in tests/test_boundaries.py), ICD-10-CM 7th characters, exclusions, medications, vital signs."""
 
 from __future__ import annotations
 
@@ -74,22 +74,7 @@ def test_every_category_matches_an_icd10_and_a_snomed_code_from_its_sets(categor
         assert _silenced(code, ICD if (code, vs_id) in icd else SCT, onset=5), (category, code)
 
 
-WINDOWED = [(c, f.lookback_days, f.dated_by) for c, f in rules_for().pathway.red_flags.items() if f.lookback_days]
-
-
-@pytest.mark.parametrize(("category", "days", "dated_by"), WINDOWED)
-def test_each_window_holds_a_day_inside_and_not_a_day_outside(category: str, days: int, dated_by: str) -> None:
-    # A code that is a red flag of this category alone (every M80 code is also osteoporosis, which
-    # counts at any time; SNOMED 203447001 is a fragility fracture only).
-    rules = rules_for()
-    code, system = next((c, s) for s in (ICD, SCT) for c, _ in _codes(rules, category, s)
-                        if {m.valueset.category for m in rules.index.lookup(s, c)
-                            if m.valueset.kind == "red-flag"} == {category})
-    # A resolved condition is dated by its documentation (an active "state" would be current).
-    status = "active" if dated_by == "onset" else "resolved"
-    assert _silenced(code, system, onset=days, recorded=days, clinical=status), f"{category} {days} days ago"
-    assert not _silenced(code, system, onset=days + 1, recorded=days + 1, clinical=status), \
-        f"{category} {days + 1} days ago"
+# Each window a day short of, exactly at and a day past its edge: tests/test_boundaries.py (generated).
 
 
 @pytest.mark.parametrize("category", [c for c, f in rules_for().pathway.red_flags.items() if not f.lookback_days])
@@ -225,3 +210,31 @@ def test_medication_codes_are_matched_by_code_not_by_name() -> None:
     named["medicationCodeableConcept"]["coding"][0]["display"] = "predniSONE 20 MG Oral Tablet"
     named["medicationCodeableConcept"]["text"] = "prednisone"
     assert verdict(lbp(14), named) == PREMATURE
+
+
+def test_days_of_steroid_use_are_counted_once_and_never_beyond_today() -> None:
+    # An 89-day course ending yesterday and a one-day prescription on its last day: still 89 days of use.
+    overlapping = [med_request(PREDNISONE, 89, status="completed", **supply(89)),
+                   med_request(PREDNISONE, 1, status="completed", **supply(1))]
+    assert verdict(lbp(14), overlapping) == PREMATURE
+    # 89 days up to and including today, supplied well beyond it: the days to come do not count yet.
+    assert verdict(lbp(14), med_request(PREDNISONE, 88, status="completed", **supply(120))) == PREMATURE
+    assert verdict(lbp(14), med_request(PREDNISONE, 89, status="completed", **supply(120))) == []
+
+
+def test_an_immunosuppressant_prescribed_today_is_current() -> None:
+    tacrolimus = next(c.code for c in rules_for().valuesets["vsac-immunosuppressive-drugs"].codes
+                      if "tacrolimus" in c.display.lower())
+    assert verdict(lbp(14), med_request(tacrolimus, 0, status="completed", **supply(30))) == []
+    assert verdict(lbp(14), med_request(tacrolimus, -1, status="completed", **supply(30))) == PREMATURE
+
+
+def test_an_undated_red_flag_is_not_dismissed_for_want_of_a_date() -> None:
+    assert _silenced("G83.4", ICD)  # cauda equina syndrome with no onset, recorded or abatement date
+    # A resolved cancer, which counts at any time, with no date at all.
+    code, _ = _codes(rules_for(), "cancer", ICD)[0]
+    assert _silenced(code, ICD, clinical="resolved")
+
+
+def test_a_fever_measured_today_counts() -> None:
+    assert verdict(lbp(14), temperature(38.5, 0)) == []

@@ -234,7 +234,10 @@ class _Reader:
 
     @staticmethod
     def _request_end(res: dict[str, Any], start: date | None) -> tuple[date | None, int | None]:
-        """When a prescription's supply ends, from what it states: bounds, supply and refills, validity."""
+        """The last day of a prescription's supply, from what it states: bounds, supply and refills, validity.
+
+        A stated end is its last day (a FHIR Period's end is inclusive); a duration of N days from the start
+        ends N - 1 days later (a 30-day supply from the 1st lasts to the 30th, not the 31st)."""
         dispense = res.get("dispenseRequest") if isinstance(res.get("dispenseRequest"), dict) else {}
         for dosage in res.get("dosageInstruction") or ():
             repeat = ((dosage.get("timing") or {}).get("repeat") or {}) if isinstance(dosage, dict) else {}
@@ -244,12 +247,12 @@ class _Reader:
                     return parse_date(bounds.get("end")), None
                 days = _days(repeat.get("boundsDuration"))
                 if days and start:
-                    return start + timedelta(days=days), days
+                    return start + timedelta(days=days - 1), days
         days = _days(dispense.get("expectedSupplyDuration"))
         if days:
             refills = dispense.get("numberOfRepeatsAllowed")
             days *= 1 + (refills if isinstance(refills, int) and refills > 0 else 0)
-            return (start + timedelta(days=days) if start else None), days
+            return (start + timedelta(days=days - 1) if start else None), days
         validity = dispense.get("validityPeriod")
         if isinstance(validity, dict) and parse_date(validity.get("end")):
             return parse_date(validity.get("end")), None
