@@ -19,7 +19,7 @@ IMAGING, SURGERY, CONSERVATIVE = "cds_hooks/pathway/imaging.py", "cds_hooks/path
     "cds_hooks/pathway/conservative.py"
 EPISODE, RED_FLAGS, CONTEXT = "cds_hooks/pathway/episode.py", "cds_hooks/pathway/red_flags.py", \
     "cds_hooks/pathway/context.py"
-FINDINGS, CARDS, FETCH, CARDS_YAML = "cds_hooks/pathway/findings.py", "cds_hooks/pathway/cards.py", \
+FINDINGS, WORDING, FETCH, CARDS_YAML = "cds_hooks/pathway/findings.py", "cds_hooks/pathway/wording.py", \
     "cds_hooks/fhir/fetch.py", "rules/cards.yaml"
 
 Edit = tuple[str, str, str]  # file, text, replacement (every occurrence)
@@ -72,20 +72,22 @@ BUGS: list[tuple[str, list[Edit]]] = [
     ("page cap >= to >",
      [(FETCH, 'if progress["pages"] >= self.limits.max_pages', 'if progress["pages"] > self.limits.max_pages')]),
     ("Markdown escaping of patient text off",
-     [(CARDS, 'return _MD_SPECIAL.sub(r"\\\\\\1", " ".join(str(text).split()))',
+     [(WORDING, 'return _MD_SPECIAL.sub(r"\\\\\\1", " ".join(str(text).split()))',
        'return " ".join(str(text).split())')]),
     ("referral card summary reversed (seeds)",
-     [(CARDS_YAML, "formal physical therapy not yet completed (local pathway policy)",
-       "formal physical therapy completed (local pathway policy)")]),
-    ("referral card summary reversed (payer)",
-     [(CARDS_YAML, '"{order}: no conservative care documented"', '"{order}: conservative care documented"')]),
-    ("referral card summary reversed (nice-ng59)",
-     [(CARDS_YAML, '"{order}: no non-surgical treatment package documented yet"',
-       '"{order}: non-surgical treatment package documented"')]),
+     [(CARDS_YAML, '    summary: "{order} likely premature: {reasons}"\n    headline: Spine surgery referral',
+       '    summary: "{order} fits the pathway: {reasons}"\n    headline: Spine surgery referral')]),
+    ("referral card reason reversed (payer)",
+     [(CARDS_YAML, "        brief: no conservative care\n        line: No conservative care this episode; it comes",
+       "        brief: conservative care documented\n        line: No conservative care this episode; it comes")]),
+    ("referral card reason reversed (nice-ng59)",
+     [(CARDS_YAML, "brief: no exercise-based package", "brief: exercise-based package done")]),
     ("duplicate card summary reversed",
-     [(CARDS_YAML, '"{order}: repeats a recent lumbar study of the same kind"',
-       '"{order}: no recent lumbar study of the same kind"')]),
-    ("duplicate card detail reversed (already done to not done)",
+     [(CARDS_YAML, '"{order} likely a repeat: {reasons}"', '"{order} not a repeat: {reasons}"')]),
+    ("duplicate card line reversed (a study found to none found)",
+     [(CARDS_YAML, 'line: "Same kind of study on {date}; no new indication is coded"',
+       'line: "No study of the same kind since {date}; no new indication is coded"')]),
+    ("duplicate card basis reversed (already done to not done)",
      [(CARDS_YAML, "The same kind of lumbar study was already done:", "The same kind of lumbar study was not done:")]),
     ("future-dated care filter removed (sessions and other care)",
      [(CONSERVATIVE, "if e.start is None or e.start > today:", "if e.start is None:")]),
