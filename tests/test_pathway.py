@@ -307,3 +307,13 @@ def test_chiropractic_visits_are_not_pt_sessions() -> None:
     visits = [procedure("98940", d) for d in range(56, 7, -7)]
     assert verdict(lbp(90), visits) == [("imaging-premature", ["trial_missing_pt"])]
     assert verdict(lbp(90), [procedure("97110", d) for d in range(56, 7, -7)]) == []
+
+
+def test_an_undated_visit_does_not_hide_the_dated_ones() -> None:
+    # Evidence without a date cannot place the onset, but the dated visit after it in the record still does.
+    undated = encounter(0, reasonCode=[concept(ICD, "M54.50")])
+    del undated["period"]
+    visit = encounter(20, reasonCode=[concept(ICD, "M54.50")])
+    for record in ((undated, visit), (visit, undated)):
+        [finding] = judge(lbp(onset=None, recorded=2), *record)
+        assert (finding.reasons[0].params["onset"], finding.reasons[0].params["source"]) == ("2026-11-01", "encounter")
