@@ -333,3 +333,10 @@ def test_the_earliest_pt_referral_is_the_one_the_card_dates() -> None:
         [finding] = judge(lbp(70), *history)
         assert finding.reasons[0].key == "trial_pt_ordered"
         assert finding.reasons[0].params["date"] == "2026-10-22"  # 30 days before 2026-11-21
+
+
+def test_a_referral_for_a_charted_knee_problem_is_not_judged() -> None:
+    knee = condition("M17.11", onset=300)
+    by_reference = draft(*ORTHO_REFERRAL, reasonReference=[{"reference": f"Condition/{knee['id']}"}])
+    assert verdict(lbp(60), knee, order=by_reference) == []
+    assert verdict(lbp(60), knee, order=draft(*ORTHO_REFERRAL)) == [("referral-premature", ["pt_missing"])]
