@@ -115,3 +115,21 @@ def test_the_log_line_and_metrics_of_a_refused_search(server: FaultyServer, capl
     assert line.startswith("fhir query='Condition search' status=- ms="), line
     assert line.endswith(" pages=0 results=0 failure=refused detail='HTTP 401'"), line
     assert (_queries("Condition"), _failures("Condition", "refused")) == (before + 1, failed + 1)
+
+
+def test_an_unexpected_error_on_an_answer_is_that_servers_bad_response(
+    server: FaultyServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: whatever a server's answer makes go wrong in reading it is a failure of that key, logged
+    and counted like any other, never an exception out of the hook call."""
+    def broken(*_: object) -> None:
+        raise TypeError("an answer of a shape nobody foresaw")
+
+    monkeypatch.setattr(FhirFetcher, "_search_or_read", broken)
+    failed = _failures("Condition", "bad-response")
+    with caplog.at_level(logging.INFO, logger="cds_hooks.fhir.fetch"):
+        fetched = _fetch(server.url("ok"))
+    assert fetched.failures == {"k0": FetchFailure("bad-response", "TypeError")}
+    [line] = [r.getMessage() for r in caplog.records if r.name == "cds_hooks.fhir.fetch"]
+    assert line.endswith(" failure=bad-response detail='TypeError'"), line
+    assert _failures("Condition", "bad-response") == failed + 1
