@@ -13,7 +13,8 @@ Faults with numbers, for the fetch limits at their edges (tests/test_fetch_limit
 the same without it (read until the connection closes); `/values/N/...` a Bundle holding exactly N of
 the bytes `{ [ , :` that the fetcher counts as JSON values; `/delay/MS/...` an empty Bundle after MS
 milliseconds; `/linger/MS/...` headers, MS milliseconds later a whole unsized body, and MS later the end
-of it (the connection closes); `/gzip/...` a gzip-encoded answer nobody asked for;
+of it (the connection closes); `/status/N/...` an OperationOutcome with HTTP status N;
+`/gzip/...` a gzip-encoded answer nobody asked for;
 `/empty-objects/N/...` a Bundle of N bytes of `{}` entries, streamed; `/next/KIND/...` one entry and a
 `next` link that leads elsewhere (to another host, another port, another path prefix, through dot
 segments) or, for `same`, to a second page. Every request target each listener receives is kept in
@@ -138,6 +139,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b'{"resourceType":"Bundle","type":"searchset","entry":[]}')
             self.wfile.flush()
             time.sleep(number / 1000)
+        elif fault == "status":
+            self._json(number, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "x"}]})
         elif fault == "delay":
             time.sleep(number / 1000)
             self._json(200, {"resourceType": "Bundle", "type": "searchset", "entry": []})

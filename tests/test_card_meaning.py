@@ -299,6 +299,10 @@ def test_the_pt_referral_offered_carries_the_draft_orders_reason() -> None:
     [created] = [a["resource"] for s in card["suggestions"] for a in s["actions"] if a["type"] == "create"]
     assert created["resourceType"] == "ServiceRequest" and created["reasonCode"] == reason
     assert PT_REFERRAL in {c["code"] for c in created["code"]["coding"]}
+    # An empty reasonCode (which the EHR may send) is no reason: FHIR forbids the empty array in the referral.
+    card = only_card(respond(lbp(21), order=draft(*MRI) | {"reasonCode": []}))
+    [created] = [a["resource"] for s in card["suggestions"] for a in s["actions"] if a["type"] == "create"]
+    assert "reasonCode" not in created
 
 
 def test_a_red_flag_silences_the_repeat_study_card() -> None:

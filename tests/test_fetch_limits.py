@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from cds_hooks.fhir.fetch import Fetched, FhirFetcher
+from cds_hooks.fhir.fetch import Fetched, FetchFailure, FhirFetcher
 from cds_hooks.settings.config import FetchLimits
 from tests.faulty_server import FaultyServer
 
@@ -131,7 +131,7 @@ def test_exactly_the_json_value_budget_is_parsed_and_one_more_is_refused(server:
 def test_a_page_over_the_budget_truncates_its_search_to_the_pages_read(server: FaultyServer) -> None:
     pages = [httpx.get(f"{server.url('pages/3/2')}/{SEARCH}&page={n}").content for n in (1, 2, 3)]
     fetched = _fetch(server.url("pages/3/2"), max_bytes=len(pages[0]) + len(pages[1]) + len(pages[2]) - 1)
-    assert _ids(fetched) == ["c0", "c1", "c2", "c3"] and fetched.truncated["k0"].reason == "truncated"
+    assert _ids(fetched) == ["c0", "c1", "c2", "c3"] and fetched.truncated["k0"] == FetchFailure("truncated", "4")
 
 
 def test_a_compressed_answer_is_refused(server: FaultyServer) -> None:
@@ -189,6 +189,25 @@ def test_a_body_that_ends_after_the_deadline_is_not_parsed(
         fetcher.close()
     assert fetched.failures["k0"].reason == "timeout"
     assert "query='Condition search'" in caplog.text and "failure=timeout" in caplog.text, caplog.text
+
+
+def test_the_answer_leaves_at_the_deadline_while_a_thread_is_still_reading(server: FaultyServer) -> None:
+    """The body arrives at 0.4 s but the connection stays open to 0.8 s: the thread reads on (no socket read
+    waits as long as the deadline), yet `fetch` answers at the deadline, 0.5 s, not when the thread ends."""
+    # Load only ever delays an answer: the fastest of three tries is the code's own time, not the machine's.
+    times = []
+    for _ in range(3):
+        fetcher = FhirFetcher(ROOMY)
+        try:
+            started = time.monotonic()
+            fetched = fetcher.fetch(server.url("linger/400"), {"k0": SEARCH}, None, started + 0.5)
+            times.append(time.monotonic() - started)
+            while fetcher.in_flight and time.monotonic() - started < 2:
+                time.sleep(0.01)
+        finally:
+            fetcher.close()
+        assert fetched.failures["k0"].reason == "timeout"
+    assert 0.5 <= min(times) < 0.7, times
 
 
 # --------------------------------------------------------------------------- paging links

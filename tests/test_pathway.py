@@ -307,3 +307,36 @@ def test_chiropractic_visits_are_not_pt_sessions() -> None:
     visits = [procedure("98940", d) for d in range(56, 7, -7)]
     assert verdict(lbp(90), visits) == [("imaging-premature", ["trial_missing_pt"])]
     assert verdict(lbp(90), [procedure("97110", d) for d in range(56, 7, -7)]) == []
+
+
+def test_an_undated_visit_does_not_hide_the_dated_ones() -> None:
+    # Evidence without a date cannot place the onset, but the dated visit after it in the record still does.
+    undated = encounter(0, reasonCode=[concept(ICD, "M54.50")])
+    del undated["period"]
+    visit = encounter(20, reasonCode=[concept(ICD, "M54.50")])
+    for record in ((undated, visit), (visit, undated)):
+        [finding] = judge(lbp(onset=None, recorded=2), *record)
+        assert (finding.reasons[0].params["onset"], finding.reasons[0].params["source"]) == ("2026-11-01", "encounter")
+
+
+def test_the_care_scan_goes_on_past_a_medication_and_an_earlier_episode() -> None:
+    # Seven weeks of PT counts whatever comes before it in the record: an NSAID of this episode, or PT of
+    # an earlier one (three years ago).
+    nsaid, old_pt, pt = med_request("198014", 60), pt_sessions(1150, 1100), pt_sessions(49, 7)
+    for history in ([nsaid, *pt], [*pt, nsaid], [*old_pt, *pt], [*pt, *old_pt]):
+        assert verdict(lbp(90), history) == [], history
+
+
+def test_the_earliest_pt_referral_is_the_one_the_card_dates() -> None:
+    later, earlier = service_request(PT_REFERRAL, 10, id="a-later"), service_request(PT_REFERRAL, 30, id="z-earlier")
+    for history in ((later, earlier), (earlier, later)):
+        [finding] = judge(lbp(70), *history)
+        assert finding.reasons[0].key == "trial_pt_ordered"
+        assert finding.reasons[0].params["date"] == "2026-10-22"  # 30 days before 2026-11-21
+
+
+def test_a_referral_for_a_charted_knee_problem_is_not_judged() -> None:
+    knee = condition("M17.11", onset=300)
+    by_reference = draft(*ORTHO_REFERRAL, reasonReference=[{"reference": f"Condition/{knee['id']}"}])
+    assert verdict(lbp(60), knee, order=by_reference) == []
+    assert verdict(lbp(60), knee, order=draft(*ORTHO_REFERRAL)) == [("referral-premature", ["pt_missing"])]

@@ -192,3 +192,27 @@ def test_draft_orders_bundle_without_type(rules: Rules) -> None:
     [order] = read_draft_orders(drafts, rules)
     assert order.ref == "ServiceRequest/mri"
     assert order.has("lumbar-imaging") and order.reason_has("population")
+
+
+def test_a_draft_orders_reason_references_in_any_shape(rules: Rules) -> None:
+    # A Reference may carry only a display, and messy senders put bare strings or numbers there: only a
+    # reference that is a string is kept, and any reasonReference at all is a stated reason.
+    refs = [{"display": "back pain"}, "Condition/bare", {"reference": 5}, {"reference": "Condition/c1"}]
+    drafts = bundle({"resourceType": "ServiceRequest", "id": "mri", "status": "draft", "intent": "order",
+                     "code": {"coding": [{"system": CPT, "code": "72148"}]}, "reasonReference": refs},
+                    {"resourceType": "ServiceRequest", "id": "plain", "status": "draft", "intent": "order",
+                     "code": {"coding": [{"system": CPT, "code": "72148"}]}})
+    [order, plain] = read_draft_orders(drafts, rules)
+    assert order.reason_refs == ("Condition/c1",) and order.states_reason
+    assert plain.reason_refs == () and not plain.states_reason
+
+
+def test_a_region_agnostic_coding_beside_a_lumbar_one_is_judged_as_lumbar(rules: Rules) -> None:
+    # "MRI of spine" needs a lumbar bodySite, but the same order also coded as a lumbar MRI is lumbar.
+    both = {"coding": [{"system": "http://snomed.info/sct", "code": "241645008"}, {"system": CPT, "code": "72148"}]}
+    spine_only = {"coding": [{"system": "http://snomed.info/sct", "code": "241645008"}]}
+    drafts = bundle(*({"resourceType": "ServiceRequest", "id": oid, "status": "draft", "intent": "order", "code": code}
+                      for oid, code in (("both", both), ("spine", spine_only))))
+    [lumbar, unknown] = read_draft_orders(drafts, rules)
+    assert lumbar.has("lumbar-imaging") and not lumbar.region_skipped
+    assert unknown.region_skipped

@@ -12,8 +12,11 @@ from cds_hooks.pathway.rules.index import normalise
 from tests.chart import (
     CPT,
     ICD,
+    MRI,
     SCT,
+    concept,
     condition,
+    draft,
     lbp,
     med_request,
     procedure,
@@ -238,3 +241,30 @@ def test_an_undated_red_flag_is_not_dismissed_for_want_of_a_date() -> None:
 
 def test_a_fever_measured_today_counts() -> None:
     assert verdict(lbp(14), temperature(38.5, 0)) == []
+
+
+def test_a_medication_coded_as_a_condition_red_flag_is_no_red_flag() -> None:
+    # Messy data: an order coded with a cancer diagnosis. Only a Condition or Procedure is that red flag,
+    # and the category has no medication rule: judged as if the order were not there.
+    code, _ = _codes(rules_for(), "cancer", ICD)[0]
+    assert verdict(lbp(14), med_request(code, 10, system=ICD)) == PREMATURE
+
+
+def test_two_prescriptions_with_the_same_first_and_last_day_count_once() -> None:
+    twins = [med_request(PREDNISONE, 100, status="completed", **supply(d)) for d in (95, 95)]
+    assert verdict(lbp(14), twins) == []
+    assert verdict(lbp(14), [med_request(PREDNISONE, 100, status="completed", **supply(89)) for _ in (1, 2)]) \
+        == PREMATURE
+
+
+def test_a_red_flag_the_order_states_counts_without_a_window() -> None:
+    # A lumbar fracture 400 days ago is outside trauma's 90 days in the record, but the clinician ordering
+    # the MRI for it (its code, or a reference to the charted fracture) asserts it now.
+    old_fracture = condition("S32.010A", ICD, onset=400, recorded=400)
+    assert verdict(lbp(14), old_fracture) == PREMATURE
+    by_code = draft(*MRI, reasonCode=[concept(ICD, "S32.010A")])
+    by_reference = draft(*MRI, reasonReference=[{"reference": f"Condition/{old_fracture['id']}"}])
+    assert verdict(lbp(14), old_fracture, order=by_code) == []
+    assert verdict(lbp(14), old_fracture, order=by_reference) == []
+    assert verdict(lbp(14), old_fracture, order=draft(*MRI, reasonReference=[{"reference": "Condition/other"}])) \
+        == PREMATURE

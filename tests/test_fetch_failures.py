@@ -1,0 +1,135 @@
+"""Why a FHIR fetch failed, as the 412 message, the cards, the log line and the metrics read it.
+
+Each failure is produced for real against the fault-injecting server (`tests/faulty_server.py`) or a
+closed port, and its reason code and detail are checked exactly: the 412 message and the degraded
+card explain a fetch by its reason, and an operator reads the detail in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import REGISTRY
+
+from cds_hooks.fhir.fetch import Fetched, FetchFailure, FhirFetcher, _Call
+from cds_hooks.settings.config import FetchLimits
+from tests.faulty_server import FaultyServer
+
+SEARCH = "Condition?patient=x"
+LIMITS = FetchLimits(timeout=2.0, max_pages=3, max_resources=1000, max_bytes=1 << 20, max_page_resources=1000,
+                     max_total_resources=1000, max_json_values=1 << 16)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FaultyServer]:
+    with FaultyServer() as running:
+        yield running
+
+
+def _fetch(url: str, query: str = SEARCH) -> Fetched:
+    fetcher = FhirFetcher(LIMITS)
+    try:
+        return fetcher.fetch(url, {"k0": query}, None, time.monotonic() + 2.0)
+    finally:
+        fetcher.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(("fault", "failure"), [
+    ("status/401", FetchFailure("refused", "HTTP 401")),
+    ("status/403", FetchFailure("refused", "HTTP 403")),
+    ("redirect", FetchFailure("bad-response", "HTTP 302 redirect, not followed")),
+    ("error", FetchFailure("server-error", "HTTP 500")),
+    ("status/503", FetchFailure("server-error", "HTTP 503")),
+])
+def test_each_http_failure_has_its_reason_and_detail(server: FaultyServer, fault: str, failure: FetchFailure) -> None:
+    fetched = _fetch(server.url(fault))
+    assert fetched.failures == {"k0": failure} and not fetched.data
+
+
+def test_an_unreachable_server_names_only_the_kind_of_error() -> None:
+    fetched = _fetch(f"http://127.0.0.1:{_closed_port()}/fhir")
+    assert fetched.failures == {"k0": FetchFailure("unreachable", "ConnectError")}
+
+
+def test_a_query_that_cannot_be_a_url_is_refused_unsent(server: FaultyServer) -> None:
+    before = len(server.requests)
+    fetched = _fetch(server.url("ok"), query="Condition?patient=x#fragment")
+    assert fetched.failures == {"k0": FetchFailure("bad-response", "query URL refused")}
+    assert len(server.requests) == before
+
+
+def test_a_search_cut_at_the_page_cap_says_how_many_resources_it_kept(server: FaultyServer) -> None:
+    fetched = _fetch(server.url("pages/4/2"))
+    assert fetched.truncated == {"k0": FetchFailure("truncated", "6")}
+
+
+def test_a_deadline_already_reached_is_a_timeout_before_any_request(server: FaultyServer) -> None:
+    """A fetch thread that starts after the deadline (the hook call already answered) stops as a timeout."""
+    fetcher = FhirFetcher(LIMITS)
+    before = len(server.requests)
+    try:
+        outcome = fetcher._run(server.url("ok"), "k0", SEARCH, {}, _Call(LIMITS, time.monotonic()))
+    finally:
+        fetcher.close()
+    assert outcome == (FetchFailure("timeout", "2 s"), None)
+    assert len(server.requests) == before
+
+
+def _queries(resource_type: str) -> float:
+    return REGISTRY.get_sample_value("lumbar_cds_fhir_fallback_queries_total", {"resource_type": resource_type}) or 0
+
+
+def _failures(resource_type: str, reason: str) -> float:
+    return REGISTRY.get_sample_value("lumbar_cds_fhir_fallback_failures_total",
+                                     {"resource_type": resource_type, "reason": reason}) or 0
+
+
+def test_the_log_line_and_metrics_of_a_search_that_worked(
+    server: FaultyServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = _queries("Condition")
+    with caplog.at_level(logging.INFO, logger="cds_hooks.fhir.fetch"):
+        fetched = _fetch(server.url("pages/2/2"))
+    assert len(fetched.data["k0"]["entry"]) == 4
+    [line] = [r.getMessage() for r in caplog.records if r.name == "cds_hooks.fhir.fetch"]
+    assert line.startswith("fhir query='Condition search' status=200 ms="), line
+    assert line.endswith(" pages=2 results=4"), line
+    assert _queries("Condition") == before + 1
+
+
+def test_the_log_line_and_metrics_of_a_refused_search(server: FaultyServer, caplog: pytest.LogCaptureFixture) -> None:
+    before, failed = _queries("Condition"), _failures("Condition", "refused")
+    with caplog.at_level(logging.INFO, logger="cds_hooks.fhir.fetch"):
+        _fetch(server.url("status/401"))
+    [line] = [r.getMessage() for r in caplog.records if r.name == "cds_hooks.fhir.fetch"]
+    assert line.startswith("fhir query='Condition search' status=- ms="), line
+    assert line.endswith(" pages=0 results=0 failure=refused detail='HTTP 401'"), line
+    assert (_queries("Condition"), _failures("Condition", "refused")) == (before + 1, failed + 1)
+
+
+def test_an_unexpected_error_on_an_answer_is_that_servers_bad_response(
+    server: FaultyServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: whatever a server's answer makes go wrong in reading it is a failure of that key, logged
+    and counted like any other, never an exception out of the hook call."""
+    def broken(*_: object) -> None:
+        raise TypeError("an answer of a shape nobody foresaw")
+
+    monkeypatch.setattr(FhirFetcher, "_search_or_read", broken)
+    failed = _failures("Condition", "bad-response")
+    with caplog.at_level(logging.INFO, logger="cds_hooks.fhir.fetch"):
+        fetched = _fetch(server.url("ok"))
+    assert fetched.failures == {"k0": FetchFailure("bad-response", "TypeError")}
+    [line] = [r.getMessage() for r in caplog.records if r.name == "cds_hooks.fhir.fetch"]
+    assert line.endswith(" failure=bad-response detail='TypeError'"), line
+    assert _failures("Condition", "bad-response") == failed + 1
