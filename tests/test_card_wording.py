@@ -90,6 +90,15 @@ def test_the_pt_referral_offered_leaves_out_a_reason_that_is_not_a_list() -> Non
     assert created is not None and "reasonCode" not in created  # R4 reasonCode is a list: no invalid copy
 
 
+def test_an_imaging_order_sent_to_a_surgeon_is_named_as_the_imaging() -> None:
+    # It matches the imaging value set by its code and the surgeon value set by its performerType.
+    surgeon = {"coding": [{"system": "http://snomed.info/sct", "code": "22731001"}], "text": "Orthopedic surgeon"}
+    rules = rules_for("seeds")
+    shown = card(lbp(21), order=draft(*MRI, performerType=surgeon))
+    imaging_name = rules.cards.order_names["lumbar-imaging-mri-without-contrast"]
+    assert shown.summary.startswith(imaging_name) and imaging_name != rules.cards.order_names["surgeon-specialty"]
+
+
 def test_record_text_at_its_budget_is_whole_and_one_over_is_cut_at_a_word() -> None:
     limit = rules_for("seeds").cards.budgets.record_text_chars
 
