@@ -66,10 +66,11 @@ class Shown:
 
 
 def card(*resources: Any, order: dict[str, Any] | None = None, profile: str = "seeds", age: int | None = 52,
-         unavailable: dict[str, str] | None = None) -> Shown:
+         unavailable: dict[str, str] | None = None, skipped: list[str] | None = None) -> Shown:
     rules = rules_for(profile)
     rec = record_of(*resources, rules=rules, age=age)
     rec.unavailable.update(unavailable or {})
+    rec.skipped.extend(skipped or [])
     orders = read_draft_orders({"resourceType": "Bundle", "entry": [{"resource": order or draft(*MRI)}]}, rules)
     issued = build_cards(rules, evaluate(rec, orders, rules, TODAY), rec,
                          OrderingContext("p1", "Practitioner/x", None, TODAY))
