@@ -216,3 +216,28 @@ def test_a_region_agnostic_coding_beside_a_lumbar_one_is_judged_as_lumbar(rules:
     [lumbar, unknown] = read_draft_orders(drafts, rules)
     assert lumbar.has("lumbar-imaging") and not lumbar.region_skipped
     assert unknown.region_skipped
+
+
+def test_an_absolute_medication_reference_and_a_stated_dosing_end(rules: Rules) -> None:
+    # An EHR may give the included Medication's full URL; a dosing period's stated end is the last day of use.
+    naproxen = {"coding": [{"system": RXNORM, "code": "7258"}]}
+    rec = read(rules, medicationRequests=bundle(
+        med("absolute", medicationReference={"reference": "https://ehr.example/fhir/Medication/m9"}),
+        {"resourceType": "Medication", "id": "m9", "code": naproxen},
+        med("bounded", medicationCodeableConcept=naproxen,
+            dosageInstruction=[{"timing": {"repeat": {"boundsPeriod": {"start": "2026-10-05",
+                                                                        "end": "2026-10-19"}}}}]),
+    ))
+    by_id = {i.resource_id: i for i in rec.items}
+    assert by_id["absolute"].categories("conservative-care") == {"nsaid"}
+    assert by_id["bounded"].end is not None and by_id["bounded"].end.isoformat() == "2026-10-19"
+
+
+def test_a_temperature_dated_only_by_its_issue(rules: Rules) -> None:
+    reading = {"resourceType": "Observation", "id": "t-issued", "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]},
+               "subject": {"reference": "Patient/p1"}, "issued": "2026-11-01T08:00:00Z",
+               "valueQuantity": {"value": 38.6, "unit": "Cel"}}
+    rec = read(rules, vitalSigns=bundle(reading))
+    by_id = {i.resource_id: i for i in rec.items}
+    assert by_id["t-issued"].start is not None and by_id["t-issued"].start.isoformat() == "2026-11-01"
