@@ -27,7 +27,6 @@ class Episode:
     onset: date | None
     onset_source: str | None  # cards.yaml basis.onset_sources: onset, recorded, pt, encounter
     conditions: list[Evidence] = field(default_factory=list)  # its back-pain diagnoses, for the card
-    earlier: date | None = None  # the last back-pain evidence before the gap, if any
 
 
 def is_session(e: Evidence) -> bool:
@@ -55,10 +54,9 @@ def _evidence_dates(record: PatientRecord, today: date) -> list[tuple[date, str,
 def current_episode(record: PatientRecord, rules: Rules, today: date) -> Episode:
     gap = rules.pathway.episode.gap_days
     dated = sorted(_evidence_dates(record, today), key=lambda d: d[0], reverse=True)
-    start, earlier = today, None
+    start = today
     for day, _, _ in dated:
         if (start - day).days >= gap:
-            earlier = day
             break
         start = min(start, day)
     inside = [d for d in dated if d[0] >= start]
@@ -66,8 +64,8 @@ def current_episode(record: PatientRecord, rules: Rules, today: date) -> Episode
                   if e.active or any(d[2] is e for d in inside)]
     onsets = [e.onset for e in conditions if e.onset]
     if onsets:
-        return Episode(start, min(onsets), "onset", conditions, earlier)
+        return Episode(start, min(onsets), "onset", conditions)
     first = min(inside, key=lambda d: (d[0], d[1] != "recorded"), default=None)
     if first is None:
-        return Episode(start, None, None, conditions, earlier)
-    return Episode(start, first[0], first[1], conditions, earlier)
+        return Episode(start, None, None, conditions)
+    return Episode(start, first[0], first[1], conditions)
