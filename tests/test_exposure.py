@@ -3,6 +3,8 @@ downloads): normalisation first, then every check on the normal form."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from cds_hooks.netpolicy.urls import (
@@ -87,6 +89,13 @@ def test_normalise_url(url: str, normal: str | None) -> None:
     assert normalise_url(url) == normal
     if normal is not None:
         assert normalise_url(normal) == normal  # the normal form is a fixed point
+
+
+@pytest.mark.parametrize("junk", [5, 1.5, True, ["https://ehr.example.org/fhir"], {"url": "https://ehr.example.org"},
+                                  b"https://ehr.example.org/fhir", "", None])
+def test_what_is_not_a_url_string_is_refused_not_raised(junk: Any) -> None:
+    # A fhirServer or paging link from messy JSON can be any JSON value: refused, never an exception.
+    assert normalise_url(junk) is None and normalise_url(junk, query=True) is None
 
 
 def test_a_query_only_where_the_caller_allows_one() -> None:

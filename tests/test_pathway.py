@@ -340,3 +340,11 @@ def test_a_referral_for_a_charted_knee_problem_is_not_judged() -> None:
     by_reference = draft(*ORTHO_REFERRAL, reasonReference=[{"reference": f"Condition/{knee['id']}"}])
     assert verdict(lbp(60), knee, order=by_reference) == []
     assert verdict(lbp(60), knee, order=draft(*ORTHO_REFERRAL)) == [("referral-premature", ["pt_missing"])]
+
+
+def test_a_referral_whose_stated_reason_is_the_charted_back_problem_is_judged() -> None:
+    # A reason given only as a reference counts by what it points at: the back pain, not the knee beside it.
+    knee, back = condition("M17.11", onset=300), lbp(60)
+    for refs in ([back], [knee, back]):
+        order = draft(*ORTHO_REFERRAL, reasonReference=[{"reference": f"Condition/{c['id']}"} for c in refs])
+        assert verdict(back, knee, order=order) == [("referral-premature", ["pt_missing"])], refs

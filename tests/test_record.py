@@ -49,8 +49,15 @@ def test_malformed_resource_is_skipped_and_counted(rules: Rules) -> None:
     also_broken["subject"] = "Patient/p1"  # a string where a Reference belongs
     rec = read(rules, conditions=bundle(broken, also_broken, condition("ok", onsetDateTime="2026-10-01")))
     assert [i.resource_id for i in rec.items] == ["ok"]
-    assert len(rec.skipped) == 2
-    assert rec.skipped[0].startswith("Condition/bad:")
+    # Each reason names the resource and the unreadable element (what the basis page shows).
+    assert rec.skipped == ["Condition/bad: invalid onsetDateTime", "Condition/bad2: invalid subject"]
+
+
+def test_junk_in_an_element_the_rules_do_not_read_costs_nothing(rules: Rules) -> None:
+    # Only what the rules read is validated: a broken note, stage or evidence does not hide the diagnosis.
+    junk = condition("unread", onsetDateTime="2026-10-01", note="not a list", stage=5, evidence={"x": 1})
+    rec = read(rules, conditions=bundle(junk))
+    assert [i.resource_id for i in rec.items] == ["unread"] and rec.skipped == []
 
 
 def test_unrelated_resources_are_not_validated_or_counted(rules: Rules) -> None:
@@ -74,6 +81,9 @@ def test_condition_statuses(rules: Rules) -> None:
         condition("active"), condition("resolved", clinical="resolved"),
         condition("inactive", clinical="inactive"), refuted, error))
     assert {i.resource_id: i.active for i in rec.items} == {"active": True, "resolved": False, "inactive": False}
+    # The clinical status is kept on the evidence (the sandbox timeline shows it).
+    assert {i.resource_id: i.status for i in rec.items} == {"active": "active", "resolved": "resolved",
+                                                           "inactive": "inactive"}
 
 
 def test_onset_falls_back_to_period_age_then_recorded_date(rules: Rules) -> None:
@@ -169,6 +179,41 @@ def test_region_agnostic_history_is_skipped_and_counted(rules: Rules) -> None:
     ))
     assert [i.resource_id for i in rec.items] == ["lumbar"]
     assert len(rec.region_skipped) == 1 and rec.region_skipped[0].startswith("Procedure/agnostic")
+
+
+def test_a_study_placed_in_the_lumbar_region_by_its_series_body_site(rules: Rules) -> None:
+    # "MRI of spine" names no region; an ImagingStudy gives it per series, as a Coding (not a CodeableConcept).
+    def study(sid: str, *sites: str) -> dict[str, Any]:
+        return {"resourceType": "ImagingStudy", "id": sid, "status": "available", "started": "2026-09-01",
+                "subject": {"reference": "Patient/p1"},
+                "procedureCode": [{"coding": [{"system": "http://snomed.info/sct", "code": "241645008"}]}],
+                "series": [{"uid": f"1.2.{i}", "modality": {"code": "MR"},
+                            "bodySite": {"system": "http://snomed.info/sct", "code": site}}
+                           for i, site in enumerate(sites)]}
+    rec = read(rules, imagingStudies=bundle(study("lumbar", "122494005", "122496007"), study("neck", "122494005"),
+                                            study("unplaced")))
+    assert [i.resource_id for i in rec.items] == ["lumbar"]
+    assert rec.items[0].has("lumbar-imaging")
+    assert sorted(r.split()[0] for r in rec.region_skipped) == ["ImagingStudy/neck", "ImagingStudy/unplaced"]
+
+
+def test_a_referral_is_named_by_its_code_then_its_performer_then_its_kind(rules: Rules) -> None:
+    # The card dates a PT referral by name: the order's own text first, else whom it is addressed to, else
+    # only what it is; a bare code is not a name.
+    def referral(rid: str, code_text: str | None, performer_text: str | None) -> dict[str, Any]:
+        res: dict[str, Any] = {"resourceType": "ServiceRequest", "id": rid, "status": "active", "intent": "order",
+                               "subject": {"reference": "Patient/p1"}, "authoredOn": "2026-10-01",
+                               "code": {"coding": [{"system": "http://snomed.info/sct", "code": "308447003"}]},
+                               "performerType": {"coding": [{"system": "http://snomed.info/sct", "code": "36682004"}]}}
+        if code_text:
+            res["code"]["text"] = code_text
+        if performer_text:
+            res["performerType"]["text"] = performer_text
+        return res
+    rec = read(rules, serviceRequests=bundle(referral("named", "PT for back", "Physio"),
+                                             referral("addressed", None, "Physio"), referral("bare", None, None)))
+    assert {i.resource_id: i.label for i in rec.items} == {
+        "named": "PT for back", "addressed": "Physio", "bare": "ServiceRequest"}
 
 
 def test_resources_of_another_patient_are_skipped(rules: Rules) -> None:
