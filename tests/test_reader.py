@@ -1,0 +1,358 @@
+"""The record reader, one resource type at a time: which resources it keeps, and what each keeps of them.
+
+A card states a resource's name, code, dates and status, and the pathway counts by them, so each is
+checked here from the resource's own data: the name from the resource's text (with its fallbacks), the
+code that matched (not merely the first one), the dates from every element FHIR allows for them, and
+the statuses the rules count. Messier charts are in test_record.py and test_bad_input.py.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+
+from cds_hooks.pathway.facts import Evidence
+from cds_hooks.pathway.record import read_record
+from cds_hooks.pathway.rules import Rules
+
+ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+CPT = "http://www.ama-assn.org/go/cpt"
+SCT = "http://snomed.info/sct"
+LOINC = "http://loinc.org"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+SERVICE_TYPE = "http://terminology.hl7.org/CodeSystem/service-type"
+UNLISTED = {"system": "http://example.org/local-codes", "code": "LOCAL-1"}  # matches no value set
+SUBJECT = {"reference": "Patient/p1"}
+
+
+def bundle(*resources: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources]}
+
+
+def read(rules: Rules, *resources: dict[str, Any], born: str | None = None) -> Any:
+    people = [{"resourceType": "Patient", "id": "p1", "birthDate": born}] if born else []
+    return read_record({"patient": bundle(*people), "history": bundle(*resources)}, "p1", rules)
+
+
+def iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
+def kept(rec: Any) -> dict[str, Evidence]:
+    return {e.resource_id: e for e in rec.items}
+
+
+def dates(e: Evidence) -> tuple[str | None, str | None]:
+    return iso(e.start), iso(e.end)
+
+
+def coded(rules: Rules, system: str, code: str) -> str:
+    """How a card names a code (the system's short name comes from rules/code_systems.yaml)."""
+    return f"{rules.system_name(system)} {code}"
+
+
+def concept(*codings: dict[str, Any], text: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"coding": list(codings)}
+    if text:
+        out["text"] = text
+    return out
+
+
+# --- DiagnosticReport ---------------------------------------------------------------------------------
+
+def report(rid: str, status: str = "final", text: str | None = "MRI L-spine report", **extra: Any) -> dict[str, Any]:
+    # A local code first: the card must name the code that matched, not whichever came first.
+    return {"resourceType": "DiagnosticReport", "id": rid, "status": status, "subject": SUBJECT,
+            "code": concept(UNLISTED, {"system": LOINC, "code": "30679-5"}, text=text), **extra}
+
+
+def test_a_report_is_dated_by_its_effective_time_then_its_issue(rules: Rules) -> None:
+    rec = read(rules,
+               report("instant", effectiveDateTime="2026-09-01", issued="2026-09-03T10:00:00Z"),
+               report("period", effectivePeriod={"start": "2026-09-01", "end": "2026-09-02"},
+                      issued="2026-09-05T08:00:00Z"),
+               report("issued", issued="2026-09-03T10:00:00Z"),
+               report("unnamed", text=None, effectiveDateTime="2026-09-01"))
+    found = kept(rec)
+    assert {rid: dates(e) for rid, e in found.items()} == {
+        "instant": ("2026-09-01", "2026-09-01"), "period": ("2026-09-01", "2026-09-02"),
+        "issued": ("2026-09-03", None), "unnamed": ("2026-09-01", "2026-09-01")}
+    assert {rid: e.label for rid, e in found.items()} == {
+        "instant": "MRI L-spine report", "period": "MRI L-spine report", "issued": "MRI L-spine report",
+        "unnamed": "Report"}
+    assert {e.code_label for e in found.values()} == {coded(rules, LOINC, "30679-5")}
+    assert {e.status for e in found.values()} == {"final"}
+    assert all(e.has("lumbar-imaging") for e in found.values())
+
+
+@pytest.mark.parametrize(("status", "read_it"), [
+    ("final", True), ("amended", True), ("preliminary", True), ("partial", True),
+    ("registered", False), ("cancelled", False), ("entered-in-error", False),
+])
+def test_a_report_counts_unless_cancelled_in_error_or_only_registered(rules: Rules, status: str, read_it: bool) -> None:
+    rec = read(rules, report("r", status=status, effectiveDateTime="2026-09-01"))
+    assert [e.status for e in rec.items] == ([status] if read_it else [])
+
+
+def test_a_report_of_another_study_is_not_read(rules: Rules) -> None:
+    chest = {"resourceType": "DiagnosticReport", "id": "chest", "status": "final", "subject": SUBJECT,
+             "code": concept({"system": LOINC, "code": "36643-5"}), "effectiveDateTime": "2026-09-01"}
+    assert read(rules, chest).items == []
+
+
+# --- ImagingStudy -------------------------------------------------------------------------------------
+
+def study(sid: str, status: str = "available", text: str | None = "MR L-spine", **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "ImagingStudy", "id": sid, "status": status, "subject": SUBJECT, "started": "2026-08-20",
+            "procedureCode": [concept(UNLISTED, {"system": CPT, "code": "72148"}, text=text)], **extra}
+
+
+def test_a_study_is_named_by_its_procedure_then_its_description(rules: Rules) -> None:
+    found = kept(read(rules, study("named", description="Lumbar MRI"), study("described", text=None,
+                                                                          description="Lumbar MRI"),
+                      study("bare", text=None)))
+    assert {rid: e.label for rid, e in found.items()} == {
+        "named": "MR L-spine", "described": "Lumbar MRI", "bare": "Imaging study"}
+    assert {rid: dates(e) for rid, e in found.items()} == dict.fromkeys(found, ("2026-08-20", None))
+    assert {e.code_label for e in found.values()} == {coded(rules, CPT, "72148")}
+    assert {e.status for e in found.values()} == {"available"}
+
+
+@pytest.mark.parametrize(("status", "read_it"), [
+    ("available", True), ("inactive", True), ("registered", False), ("cancelled", False),
+    ("entered-in-error", False),
+])
+def test_a_study_counts_once_it_was_done(rules: Rules, status: str, read_it: bool) -> None:
+    assert [e.status for e in read(rules, study("s", status=status)).items] == ([status] if read_it else [])
+
+
+def test_a_series_body_site_of_another_region_does_not_unplace_a_lumbar_code(rules: Rules) -> None:
+    # 72148 is lumbar by itself; a series of something else (a scout image) changes nothing.
+    neck = [{"uid": "1.2.3", "modality": {"code": "MR"}, "bodySite": {"system": SCT, "code": "122494005"}}]
+    assert [e.resource_id for e in read(rules, study("s", series=neck)).items] == ["s"]
+
+
+# --- ServiceRequest (history: a PT referral) ----------------------------------------------------------
+
+def referral(rid: str, status: str = "active", **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "ServiceRequest", "id": rid, "status": status, "intent": "order", "subject": SUBJECT,
+            "code": concept(UNLISTED, {"system": SCT, "code": "308447003"}, text="PT referral"), **extra}
+
+
+def test_a_referral_is_dated_when_written_else_when_due(rules: Rules) -> None:
+    found = kept(read(rules,
+                      referral("authored", authoredOn="2026-10-01", occurrenceDateTime="2026-10-08"),
+                      referral("due", occurrenceDateTime="2026-10-08"),
+                      referral("window", occurrencePeriod={"start": "2026-10-08", "end": "2026-11-19"}),
+                      referral("windowed", authoredOn="2026-10-01",
+                               occurrencePeriod={"start": "2026-10-08", "end": "2026-11-19"})))
+    assert {rid: dates(e) for rid, e in found.items()} == {
+        "authored": ("2026-10-01", "2026-10-08"), "due": ("2026-10-08", "2026-10-08"),
+        "window": ("2026-10-08", "2026-11-19"), "windowed": ("2026-10-01", "2026-11-19")}
+    assert {e.code_label for e in found.values()} == {coded(rules, SCT, "308447003")}
+    assert {e.status for e in found.values()} == {"active"}
+    assert all(e.has("conservative-care", "formal-pt") for e in found.values())
+
+
+@pytest.mark.parametrize(("status", "read_it"), [
+    ("active", True), ("completed", True), ("draft", False), ("revoked", False), ("on-hold", False),
+    ("entered-in-error", False),
+])
+def test_a_referral_counts_when_active_or_completed(rules: Rules, status: str, read_it: bool) -> None:
+    rec = read(rules, referral("r", status=status, authoredOn="2026-10-01"))
+    assert [e.status for e in rec.items] == ([status] if read_it else [])
+
+
+def test_a_referral_addressed_only_by_performer_type(rules: Rules) -> None:
+    to_physio = {"resourceType": "ServiceRequest", "id": "r", "status": "completed", "intent": "order",
+                 "subject": SUBJECT, "authoredOn": "2026-10-01", "code": concept(UNLISTED, text="Referral"),
+                 "performerType": concept({"system": "http://nucc.org/provider-taxonomy", "code": "225100000X"})}
+    [e] = read(rules, to_physio).items
+    assert e.has("conservative-care", "formal-pt") and e.label == "Referral"
+    assert e.code_label == coded(rules, "http://nucc.org/provider-taxonomy", "225100000X")
+
+
+# --- Encounter ----------------------------------------------------------------------------------------
+
+def visit(eid: str, status: str = "finished", **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Encounter", "id": eid, "status": status, "subject": SUBJECT,
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "period": {"start": "2026-10-01T09:00:00Z", "end": "2026-10-01T10:00:00Z"}, **extra}
+
+
+PHYSIO = {"system": SERVICE_TYPE, "code": "65"}
+
+
+def test_a_pt_visit_by_its_type_service_type_or_class(rules: Rules) -> None:
+    by_type = visit("type", type=[concept(UNLISTED, {"system": CPT, "code": "97110"}, text="PT session")])
+    by_service = visit("service", type=[concept(UNLISTED, text="Clinic visit")], serviceType=concept(PHYSIO))
+    by_class = visit("class", **{"class": PHYSIO})  # a sender that puts the service type in class
+    found = kept(read(rules, by_type, by_service, by_class))
+    assert all(e.has("conservative-care", "formal-pt") for e in found.values()) and set(found) == {
+        "type", "service", "class"}
+    assert {rid: e.label for rid, e in found.items()} == {
+        "type": "PT session", "service": "Clinic visit", "class": "Encounter"}
+    assert {rid: e.code_label for rid, e in found.items()} == {
+        "type": coded(rules, CPT, "97110"), "service": coded(rules, SERVICE_TYPE, "65"),
+        "class": coded(rules, SERVICE_TYPE, "65")}
+    assert {rid: dates(e) for rid, e in found.items()} == dict.fromkeys(found, ("2026-10-01", "2026-10-01"))
+    assert {e.status for e in found.values()} == {"finished"}
+
+
+def test_a_visit_is_named_by_its_type_then_its_service_type(rules: Rules) -> None:
+    named = visit("named", serviceType=concept(PHYSIO, text="Physiotherapy"))
+    found = kept(read(rules, named, visit("typed", type=[{"text": "Physio follow-up"}],
+                                          serviceType=concept(PHYSIO, text="Physiotherapy"))))
+    assert {rid: e.label for rid, e in found.items()} == {"named": "Physiotherapy", "typed": "Physio follow-up"}
+
+
+def test_a_back_pain_visit_is_kept_by_its_reason_and_named_by_its_own_code(rules: Rules) -> None:
+    back = visit("back", type=[concept({"system": CPT, "code": "99213"}, text="Office visit")],
+                 period={"start": "2026-09-01", "end": "2026-09-03"},
+                 reasonCode=[concept({"system": ICD, "code": "M54.50"}), concept({"system": ICD, "code": "I10"})])
+    knee = visit("knee", reasonCode=[concept({"system": ICD, "code": "M17.11"})])
+    [e] = read(rules, back, knee).items
+    assert e.resource_id == "back" and e.matches == ()
+    assert {m.valueset.kind for m in e.reasons} == {"population"}  # the back pain, not the hypertension
+    assert e.label == "Office visit" and e.code_label == coded(rules, CPT, "99213")
+    assert dates(e) == ("2026-09-01", "2026-09-03")
+
+
+@pytest.mark.parametrize(("status", "read_it"), [
+    ("finished", True), ("in-progress", True), ("planned", False), ("arrived", False), ("cancelled", False),
+    ("entered-in-error", False),
+])
+def test_a_visit_counts_when_finished_or_under_way(rules: Rules, status: str, read_it: bool) -> None:
+    rec = read(rules, visit("v", status=status, serviceType=concept(PHYSIO)),
+               visit("b", status=status, reasonCode=[concept({"system": ICD, "code": "M54.50"})]))
+    assert [e.status for e in rec.items] == ([status, status] if read_it else [])
+
+
+# --- Observation (body temperature) -------------------------------------------------------------------
+
+def temperature(oid: str, value: Any, status: str = "final", text: str | None = "Temp", **extra: Any) -> dict[str, Any]:
+    res = {"resourceType": "Observation", "id": oid, "status": status, "subject": SUBJECT,
+           "code": concept({"system": LOINC, "code": "8310-5"}, text=text), "effectiveDateTime": "2026-11-01"}
+    if value is not None:
+        res["valueQuantity"] = value
+    return {**res, **extra}
+
+
+def test_a_temperature_in_either_scale_is_kept_in_celsius_to_a_tenth(rules: Rules) -> None:
+    rec = read(rules,
+               temperature("cel", {"value": 38.04, "code": "Cel"}),
+               temperature("ucum-f", {"value": 100.4, "system": "http://unitsofmeasure.org", "code": "[degF]"}),
+               temperature("unit-only", {"value": 101.3, "unit": "°F"}),
+               temperature("unit-c", {"value": 38.25, "unit": "degC"}),
+               temperature("int", {"value": 39, "code": "Cel"}))
+    assert {rid: e.value for rid, e in kept(rec).items()} == {
+        "cel": 38.0, "ucum-f": 38.0, "unit-only": 38.5, "unit-c": 38.2, "int": 39.0}
+    assert rec.temperatures_checked == 5 and rec.skipped == []
+
+
+@pytest.mark.parametrize("quantity", [
+    {"value": 38.5, "code": "mm[Hg]"}, {"value": 38.5}, {"value": "38.5", "code": "Cel"}, {"code": "Cel"},
+    None, "38.5 C", [38.5],
+])
+def test_a_temperature_without_a_number_in_a_known_unit_is_skipped_and_counted(
+        rules: Rules, quantity: Any) -> None:
+    rec = read(rules, temperature("t", quantity))
+    assert rec.items == [] and rec.temperatures_checked == 0
+    assert len(rec.skipped) == 1 and rec.skipped[0].startswith("Observation/t: Temp ")
+
+
+def test_a_temperature_is_dated_by_effective_time_period_instant_then_issue(rules: Rules) -> None:
+    value = {"value": 38.6, "code": "Cel"}
+    rec = read(rules,
+               temperature("instant", value),
+               temperature("period", value, effectiveDateTime=None,
+                           effectivePeriod={"start": "2026-10-30T22:00:00Z", "end": "2026-11-02"}),
+               temperature("stamp", value, effectiveDateTime=None, effectiveInstant="2026-10-29T08:00:00Z"),
+               temperature("issued", value, effectiveDateTime=None, issued="2026-10-28T08:00:00Z"),
+               temperature("unnamed", value, text=None))
+    found = kept(rec)
+    assert {rid: dates(e) for rid, e in found.items()} == {
+        "instant": ("2026-11-01", "2026-11-01"), "period": ("2026-10-30", "2026-10-30"),
+        "stamp": ("2026-10-29", "2026-10-29"), "issued": ("2026-10-28", "2026-10-28"),
+        "unnamed": ("2026-11-01", "2026-11-01")}
+    assert found["unnamed"].label == "Observation" and found["instant"].label == "Temp"
+    assert {e.code_label for e in found.values()} == {coded(rules, LOINC, "8310-5")}
+    assert {e.status for e in found.values()} == {"final"}
+
+
+@pytest.mark.parametrize(("status", "read_it"), [
+    ("final", True), ("amended", True), ("corrected", True), ("preliminary", True),
+    ("registered", False), ("cancelled", False), ("entered-in-error", False),
+])
+def test_a_temperature_counts_once_measured(rules: Rules, status: str, read_it: bool) -> None:
+    rec = read(rules, temperature("t", {"value": 38.6, "code": "Cel"}, status=status))
+    assert [e.status for e in rec.items] == ([status] if read_it else [])
+    assert rec.temperatures_checked == (1 if read_it else 0)
+
+
+def test_an_observation_of_another_code_is_not_read(rules: Rules) -> None:
+    pulse = {"resourceType": "Observation", "id": "hr", "status": "final", "subject": SUBJECT,
+             "code": concept({"system": LOINC, "code": "8867-4"}), "valueQuantity": {"value": 120, "code": "/min"}}
+    rec = read(rules, pulse)
+    assert rec.items == [] and rec.skipped == [] and rec.temperatures_checked == 0
+
+
+# --- Medication references and supply durations -------------------------------------------------------
+
+def nsaid_request(mid: str, **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "MedicationRequest", "id": mid, "status": "completed", "intent": "order",
+            "subject": SUBJECT, "authoredOn": "2026-10-01", **extra}
+
+
+NAPROXEN = concept({"system": RXNORM, "code": "7258"})
+CODEINE = concept({"system": RXNORM, "code": "2670"})
+
+
+def test_a_medication_reference_finds_the_medication_it_names_and_no_other(rules: Rules) -> None:
+    contained = [{"resourceType": "Medication", "id": "first", "code": CODEINE},
+                 {"resourceType": "Medication", "id": "m1", "code": NAPROXEN}]
+    rec = read_record({"history": bundle(
+        nsaid_request("contained", medicationReference={"reference": "#m1"}, contained=contained),
+        nsaid_request("wrong-contained", medicationReference={"reference": "#first"}, contained=contained),
+        nsaid_request("relative", medicationReference={"reference": "Medication/nap"}),
+        nsaid_request("versioned", medicationReference={"reference": "Medication/nap/_history/2"}),
+        nsaid_request("absolute", medicationReference={"reference": "https://ehr.example/fhir/r4/Medication/nap"}),
+        nsaid_request("missing", medicationReference={"reference": "Medication/absent"}),
+        # Junk among the contained resources: the request is unreadable (skipped and counted), never a crash.
+        nsaid_request("junk", medicationReference={"reference": "#m1"}, contained=["junk", *contained]),
+        {"resourceType": "Medication", "id": "nap", "code": NAPROXEN},
+    )}, "p1", rules)
+    assert {e.resource_id for e in rec.items if e.has("conservative-care", "nsaid")} == {
+        "contained", "relative", "absolute"}
+    assert [reason.split(":")[0] for reason in rec.skipped] == ["MedicationRequest/junk"]
+
+
+@pytest.mark.parametrize(("duration", "days"), [
+    ({"value": 10, "code": "d"}, 10), ({"value": 2, "unit": "weeks"}, 14),
+    ({"value": 2, "code": "wk", "unit": "x"}, 14),
+    ({"value": 1, "code": "mo"}, 30), ({"value": 1, "unit": "year"}, 365), ({"value": 1.5, "code": "wk"}, 10),
+    ({"value": 3, "code": "h"}, None), ({"value": 3}, None),
+])
+def test_a_supply_duration_in_any_unit_becomes_days(rules: Rules, duration: Any, days: int | None) -> None:
+    rec = read(rules, nsaid_request("rx", medicationCodeableConcept=NAPROXEN,
+                                    dispenseRequest={"expectedSupplyDuration": duration}))
+    [e] = rec.items
+    assert e.supply_days == days
+    # N days from the day it was written: the last day is N - 1 days later.
+    assert e.end == (None if days is None else date(2026, 10, 1) + timedelta(days=days - 1))
+
+
+def test_an_onset_age_is_counted_from_the_birth_date_even_on_29_february(rules: Rules) -> None:
+    def at_age(cid: str, years: Any, unit: str = "a") -> dict[str, Any]:
+        return {"resourceType": "Condition", "id": cid, "subject": SUBJECT,
+                "clinicalStatus": concept({"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                           "code": "active"}),
+                "code": concept({"system": ICD, "code": "M54.50"}), "onsetAge": {"value": years, "code": unit}}
+    rec = read(rules, at_age("leap", 41), at_age("yr", 42, "yr"), at_age("months", 40, "mo"),
+               born="1984-02-29")
+    assert {rid: iso(e.onset) for rid, e in kept(rec).items()} == {
+        "leap": "2025-02-28", "yr": "2026-02-28", "months": None}
+    on_a_leap_day = read(rules, at_age("leap", 40), born="1984-02-29")
+    assert iso(on_a_leap_day.items[0].onset) == "2024-02-29"
