@@ -4,6 +4,7 @@ orders by region and modality, referrals, age, contrast, and the profiles."""
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pytest
 
@@ -348,3 +349,14 @@ def test_a_referral_whose_stated_reason_is_the_charted_back_problem_is_judged() 
     for refs in ([back], [knee, back]):
         order = draft(*ORTHO_REFERRAL, reasonReference=[{"reference": f"Condition/{c['id']}"} for c in refs])
         assert verdict(back, knee, order=order) == [("referral-premature", ["pt_missing"])], refs
+
+
+def test_a_referral_whose_stated_reason_is_a_lumbar_study_is_judged_and_one_for_therapy_is_not() -> None:
+    # A lumbar MRI is lumbar by its code: a referral "for" it is for the back. A therapy session says no
+    # region (PT treats knees too), so a referral stating only that reason is not taken for a spine referral.
+    mri, session = procedure(MRI[0], 30, system=MRI[1]), procedure("97110", 20)
+
+    def referral_for(item: dict[str, Any]) -> dict[str, Any]:
+        return draft(*ORTHO_REFERRAL, reasonReference=[{"reference": f"Procedure/{item['id']}"}])
+    assert verdict(lbp(60), mri, session, order=referral_for(mri)) == [("referral-premature", ["pt_short"])]
+    assert verdict(lbp(60), mri, session, order=referral_for(session)) == []

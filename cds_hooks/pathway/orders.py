@@ -5,19 +5,22 @@ see record.read_draft_orders), for a patient with an active back-pain diagnosis 
 order whose reason is back pain. Spine surgery: a lumbar decompression or fusion code.
 Surgical referral (by `code` or `performerType`): when it states a reason or a body site,
 it is judged only if that points at the lumbar spine or a back diagnosis (an orthopaedic
-referral for a knee is not judged); without one, when the patient has an active back-pain
-diagnosis.
+referral for a knee is not judged; one for a referenced lumbar MRI is); without one, when the
+patient has an active back-pain diagnosis.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from cds_hooks.pathway.facts import DraftOrder, PatientRecord
+from cds_hooks.pathway.facts import REGIONAL_KINDS, DraftOrder, PatientRecord
 from cds_hooks.pathway.rules import LUMBAR_SITE
 
 OrderKind = Literal["imaging", "surgery", "referral"]
 _POINTS_AT_BACK = ("population", "red-flag")
+# A referenced record item also points at the back when it is lumbar imaging or a lumbar operation: the
+# reader keeps those only when their code or body site is lumbar (a stated reasonCode is not so checked).
+_RECORD_POINTS_AT_BACK = (*_POINTS_AT_BACK, *REGIONAL_KINDS)
 
 
 def order_kind(order: DraftOrder) -> OrderKind | None:
@@ -37,7 +40,7 @@ def _reason_points_at_back(order: DraftOrder, record: PatientRecord) -> bool:
         return True
     for ref in order.reason_refs:
         e = record.find(ref)
-        if e is not None and any(e.has(kind) for kind in _POINTS_AT_BACK):
+        if e is not None and any(e.has(kind) for kind in _RECORD_POINTS_AT_BACK):
             return True
     return False
 
