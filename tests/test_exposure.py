@@ -119,6 +119,12 @@ def test_resolve_link(link: str, resolved: str | None) -> None:
     assert resolve_link(link, "https://ehr.example.org/fhir") == resolved
 
 
+def test_a_link_with_its_scheme_in_capitals_is_absolute() -> None:
+    # Schemes are case-insensitive (RFC 3986 3.1): not a relative path to append to the base.
+    assert resolve_link("HTTPS://EHR.Example.org/fhir/Condition?_page=2", "https://ehr.example.org/fhir") == \
+        "https://ehr.example.org/fhir/Condition?_page=2"
+
+
 def test_same_server_is_scheme_host_port_and_path_prefix() -> None:
     base = "http://127.0.0.1:9/fhir"
     assert same_server("http://127.0.0.1:9/fhir/Condition?page=2", base)
