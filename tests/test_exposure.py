@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from cds_hooks.netpolicy.urls import (
+    check_allowlist_entry,
     fetchable_url,
     http_url_parts,
     normalise_url,
@@ -96,6 +97,19 @@ def test_normalise_url(url: str, normal: str | None) -> None:
 def test_what_is_not_a_url_string_is_refused_not_raised(junk: Any) -> None:
     # A fhirServer or paging link from messy JSON can be any JSON value: refused, never an exception.
     assert normalise_url(junk) is None and normalise_url(junk, query=True) is None
+
+
+@pytest.mark.parametrize(("entry", "named"), [
+    ("https://user@ehr.example.org/fhir", "credentials"), ("https://ehr.example.org/fhir?x=1", "query"),
+    ("https://ehr.example.org/fhir#top", "fragment"), ("https://ehr.example.org/fhir/../admin", "dot"),
+    ("https://ehr.example.org/fhir//r4", "empty"), ("https://ehr.example.org/fhir/%41", "escaped"),
+])
+def test_a_refused_allow_list_entry_is_named_with_what_an_entry_may_not_have(entry: str, named: str) -> None:
+    # The operator reads this at start-up: it must name the entry and the kind of thing that made it wrong.
+    problem = check_allowlist_entry(entry)
+    assert problem is not None and repr(entry) in problem and named in problem
+    assert check_allowlist_entry("http://ehr.example.org/fhir") is not None  # plain http off this machine
+    assert check_allowlist_entry("https://ehr.example.org/fhir") is None
 
 
 def test_a_query_only_where_the_caller_allows_one() -> None:

@@ -351,6 +351,14 @@ def test_a_referral_whose_stated_reason_is_the_charted_back_problem_is_judged() 
         assert verdict(back, knee, order=order) == [("referral-premature", ["pt_missing"])], refs
 
 
+def test_an_mri_whose_reason_is_a_charted_back_problem_is_judged_without_an_active_diagnosis() -> None:
+    # Back pain charted as resolved puts no one in the pathway, but an MRI ordered for it is for the back.
+    old = lbp(200, clinical="resolved", abated=100)
+    for_it = draft(*MRI, reasonReference=[{"reference": f"Condition/{old['id']}"}])
+    assert verdict(old, order=for_it) == [("imaging-premature", ["trial_missing_pt"])]
+    assert verdict(old, order=draft(*MRI)) == []
+
+
 def test_a_referral_whose_stated_reason_is_a_lumbar_study_is_judged_and_one_for_therapy_is_not() -> None:
     # A lumbar MRI is lumbar by its code: a referral "for" it is for the back. A therapy session says no
     # region (PT treats knees too), so a referral stating only that reason is not taken for a spine referral.

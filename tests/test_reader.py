@@ -300,6 +300,54 @@ def test_an_observation_of_another_code_is_not_read(rules: Rules) -> None:
 
 
 
+# --- Procedure ----------------------------------------------------------------------------------------
+
+def operation(pid: str, *codings: dict[str, Any], text: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Procedure", "id": pid, "status": "completed", "subject": SUBJECT,
+            "performedDateTime": "2024-03-01", "code": concept(*codings, text=text), **extra}
+
+
+LAMINOTOMY = {"system": CPT, "code": "63030"}  # lumbar by its code
+ADD_ON = {"system": CPT, "code": "63048"}  # names no region
+
+
+def test_a_procedure_is_named_by_its_text_and_the_code_that_matched(rules: Rules) -> None:
+    found = kept(read(rules, operation("named", UNLISTED, LAMINOTOMY, text="L4-5 laminotomy"),
+                      operation("bare", UNLISTED, LAMINOTOMY)))
+    assert {rid: e.label for rid, e in found.items()} == {"named": "L4-5 laminotomy", "bare": "Procedure"}
+    assert {e.code_label for e in found.values()} == {coded(rules, CPT, "63030")}
+
+
+def test_a_regionless_code_beside_a_lumbar_one_is_not_counted_as_skipped(rules: Rules) -> None:
+    # The operation is lumbar by its other code: nothing was left out for want of a body site.
+    rec = read(rules, operation("both", LAMINOTOMY, ADD_ON), operation("add-on", ADD_ON))
+    assert [e.resource_id for e in rec.items] == ["both"]
+    assert [r.split()[0] for r in rec.region_skipped] == ["Procedure/add-on"]
+
+
+# --- Evidence: the order cards list it in, and its categories --------------------------------------------
+
+def test_evidence_is_ordered_by_date_then_name_with_undated_items_first(rules: Rules) -> None:
+    rec = read(rules, operation("b-late", LAMINOTOMY, text="A", performedDateTime="2025-01-01"),
+               operation("0-early", LAMINOTOMY, text="Z", performedDateTime="2024-01-01"),
+               operation("undated", LAMINOTOMY, text="M", performedDateTime=None),
+               operation("same-day", LAMINOTOMY, text="B", performedDateTime="2024-01-01"))
+    anonymous = Evidence("Procedure", None, (), "Z", "uncoded", date(2024, 1, 1), None)
+    ordered = sorted([*rec.items, anonymous], key=Evidence.chrono)
+    # Ties go to the name, then the resource: one without an id first (its id sorts as empty).
+    assert [e.resource_id for e in ordered] == ["undated", "same-day", None, "0-early", "b-late"]
+
+
+def test_categories_are_those_of_the_kind_asked_for(rules: Rules) -> None:
+    # One Encounter that is a PT visit (conservative care) for back pain (its reason, another kind).
+    [e] = read(rules, visit("v", serviceType=concept(PHYSIO),
+                            reasonCode=[concept({"system": ICD, "code": "M54.50"})])).items
+    extra = rules.index.lookup(ICD, "M54.50")
+    both = Evidence("Encounter", "v", (*e.matches, *extra), "x", "x", None, None)
+    assert both.categories("conservative-care") == {"formal-pt"}
+    assert both.categories("population") == {m.valueset.category for m in extra if m.valueset.category}
+
+
 # --- Condition onset ----------------------------------------------------------------------------------
 
 def test_an_onset_age_is_counted_from_the_birth_date_even_on_29_february(rules: Rules) -> None:
