@@ -348,6 +348,51 @@ def test_categories_are_those_of_the_kind_asked_for(rules: Rules) -> None:
     assert both.categories("population") == {m.valueset.category for m in extra if m.valueset.category}
 
 
+# --- Condition ----------------------------------------------------------------------------------------
+
+CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+
+
+def diagnosis(cid: str | None, code: str = "M54.50", text: str | None = "Low back pain", clinical: str = "active",
+              **extra: Any) -> dict[str, Any]:
+    res = {"resourceType": "Condition", "id": cid, "subject": SUBJECT,
+           "clinicalStatus": concept({"system": CLINICAL, "code": clinical}),
+           "code": concept(UNLISTED, {"system": ICD, "code": code}, text=text), **extra}
+    return {k: v for k, v in res.items() if v is not None}
+
+
+def test_every_condition_checked_is_counted_once(rules: Rules) -> None:
+    # Counted whatever it is (the card says how many were looked at): each id once, each id-less one.
+    rec = read_record({"a": bundle(diagnosis("c1"), diagnosis("c2", code="I10"), diagnosis(None),
+                                   diagnosis(None, code="E11.9"), diagnosis(None, code="J45.909")),
+                       "b": bundle(diagnosis("c1"))}, "p1", rules)
+    assert rec.conditions_checked == 5
+
+
+def test_a_condition_is_named_by_its_text_and_the_code_that_matched(rules: Rules) -> None:
+    found = kept(read(rules, diagnosis("named", onsetDateTime="2026-09-01"),
+                      diagnosis("bare", text=None, onsetDateTime="2026-09-01")))
+    assert {rid: e.label for rid, e in found.items()} == {"named": "Low back pain", "bare": "Condition"}
+    assert {e.code_label for e in found.values()} == {coded(rules, ICD, "M54.50")}
+    assert {e.status for e in found.values()} == {"active"}
+
+
+def test_a_condition_abated_by_a_date_or_a_period(rules: Rules) -> None:
+    found = kept(read(rules,
+                      diagnosis("date", clinical="resolved", onsetDateTime="2026-01-05",
+                                abatementDateTime="2026-03-01T12:00:00Z"),
+                      diagnosis("period", clinical="resolved", onsetDateTime="2026-01-05",
+                                abatementPeriod={"start": "2026-02-01", "end": "2026-03-15"}),
+                      diagnosis("begun", clinical="resolved", onsetDateTime="2026-01-05",
+                                abatementPeriod={"start": "2026-02-01"}),
+                      diagnosis("open", onsetDateTime="2026-01-05")))
+    assert {rid: (iso(e.abated), iso(e.end)) for rid, e in found.items()} == {
+        "date": ("2026-03-01", "2026-03-01"), "period": ("2026-03-15", "2026-03-15"),
+        "begun": ("2026-02-01", "2026-02-01"), "open": (None, None)}
+    assert {rid: e.active for rid, e in found.items()} == {"date": False, "period": False, "begun": False,
+                                                             "open": True}
+
+
 # --- Condition onset ----------------------------------------------------------------------------------
 
 def test_an_onset_age_is_counted_from_the_birth_date_even_on_29_february(rules: Rules) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from cds_hooks.pathway.record import read_record
 from cds_hooks.pathway.rules import Rules
-from tests.test_reader import RXNORM, SCT, SUBJECT, bundle, concept, dates, iso, kept, read
+from tests.test_reader import RXNORM, SCT, SUBJECT, UNLISTED, bundle, coded, concept, dates, iso, kept, read
 
 # --- Medication references and supply durations -------------------------------------------------------
 
@@ -82,12 +82,13 @@ def test_a_medication_is_named_by_its_code_then_the_references_display(rules: Ru
     rec = read_record({"history": bundle(
         nsaid_request("by-display", medicationReference={"reference": "Medication/nap", "display": "Naproxen 500"}),
         nsaid_request("bare", medicationReference={"reference": "Medication/nap"}),
-        nsaid_request("by-code", medicationCodeableConcept=concept({"system": RXNORM, "code": "7258"},
+        nsaid_request("by-code", medicationCodeableConcept=concept(UNLISTED, {"system": RXNORM, "code": "7258"},
                                                                    text="Naprosyn")),
         {"resourceType": "Medication", "id": "nap", "code": NAPROXEN},
     )}, "p1", rules)
     assert {rid: e.label for rid, e in kept(rec).items()} == {
         "by-display": "Naproxen 500", "bare": "Medication", "by-code": "Naprosyn"}
+    assert {e.code_label for e in rec.items} == {coded(rules, RXNORM, "7258")}  # the code that matched
 
 
 def test_a_request_naming_its_drug_twice_is_unreadable(rules: Rules) -> None:
@@ -102,14 +103,16 @@ def test_a_statement_is_taken_from_its_effective_time_and_ongoing_when_still_tak
                statement("done", effectiveDateTime="2026-10-01"),
                statement("taking", status="active", effectiveDateTime="2026-10-01"),
                statement("course", effectivePeriod={"start": "2026-09-01", "end": "2026-09-20"}),
+               statement("planned", status="active", effectivePeriod={"start": "2026-09-01", "end": "2026-12-20"}),
                statement("asserted", status="active", dateAsserted="2026-10-10"))
     found = kept(rec)
     assert {rid: dates(e) for rid, e in found.items()} == {
         "done": ("2026-10-01", "2026-10-01"), "taking": ("2026-10-01", None),
-        "course": ("2026-09-01", "2026-09-20"), "asserted": ("2026-10-10", None)}
+        "course": ("2026-09-01", "2026-09-20"), "planned": ("2026-09-01", "2026-12-20"),
+        "asserted": ("2026-10-10", None)}
     assert {e.supply_days for e in found.values()} == {None}
     assert {rid: e.status for rid, e in found.items()} == {
-        "done": "completed", "taking": "active", "course": "completed", "asserted": "active"}
+        "done": "completed", "taking": "active", "course": "completed", "planned": "active", "asserted": "active"}
 
 
 def test_a_topical_route_in_either_dosage_element_is_not_systemic(rules: Rules) -> None:
