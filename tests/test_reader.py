@@ -292,6 +292,16 @@ def test_a_temperature_counts_once_measured(rules: Rules, status: str, read_it: 
     assert rec.temperatures_checked == (1 if read_it else 0)
 
 
+def test_only_temperatures_read_are_counted_as_checked(rules: Rules) -> None:
+    # The card says how many temperatures were looked at: each once, and only this patient's valid ones.
+    reading = temperature("t1", {"value": 38.6, "code": "Cel"})
+    other = {**temperature("t2", {"value": 38.6, "code": "Cel"}), "subject": {"reference": "Patient/p2"}}
+    broken = temperature("t3", {"value": 38.6, "code": "Cel"}, effectiveDateTime="yesterday")
+    rec = read_record({"vitals": bundle(reading, other, broken), "again": bundle(dict(reading))}, "p1", rules)
+    assert [e.resource_id for e in rec.items] == ["t1"] and rec.temperatures_checked == 1
+    assert sorted(r.split(":")[0] for r in rec.skipped) == ["Observation/t2", "Observation/t3"]
+
+
 def test_an_observation_of_another_code_is_not_read(rules: Rules) -> None:
     pulse = {"resourceType": "Observation", "id": "hr", "status": "final", "subject": SUBJECT,
              "code": concept({"system": LOINC, "code": "8867-4"}), "valueQuantity": {"value": 120, "code": "/min"}}
@@ -323,6 +333,26 @@ def test_a_regionless_code_beside_a_lumbar_one_is_not_counted_as_skipped(rules: 
     rec = read(rules, operation("both", LAMINOTOMY, ADD_ON), operation("add-on", ADD_ON))
     assert [e.resource_id for e in rec.items] == ["both"]
     assert [r.split()[0] for r in rec.region_skipped] == ["Procedure/add-on"]
+
+
+def test_two_identical_resources_without_an_id_are_both_read(rules: Rules) -> None:
+    # Nothing says they are one resource (an id would): neither is dropped as a repeat of the other.
+    session = {k: v for k, v in operation("x", LAMINOTOMY).items() if k != "id"}
+    rec = read_record({"a": bundle(session), "b": bundle(dict(session))}, "p1", rules)
+    assert len(rec.items) == 2
+
+
+def test_a_resource_naming_another_patient_in_the_dstu2_patient_element_is_skipped_as_theirs(rules: Rules) -> None:
+    old_style = {k: v for k, v in diagnosis("c1", onsetDateTime="2026-09-01").items() if k != "subject"}
+    rec = read(rules, {**old_style, "patient": {"reference": "Patient/p2"}})
+    assert rec.items == [] and rec.skipped == ["Condition/c1: belongs to another patient"]
+
+
+def test_a_body_site_coded_with_something_other_than_a_body_site_places_nothing(rules: Rules) -> None:
+    # A sender that puts a procedure code in bodySite: the regionless add-on is not made lumbar by it.
+    rec = read(rules, operation("odd-site", ADD_ON, bodySite=[concept(LAMINOTOMY)]),
+               operation("lumbar", ADD_ON, bodySite=[concept({"system": SCT, "code": "122496007"})]))
+    assert [e.resource_id for e in rec.items] == ["lumbar"]
 
 
 # --- Evidence: the order cards list it in, and its categories --------------------------------------------
