@@ -120,6 +120,12 @@ def test_a_study_is_named_by_its_procedure_then_its_description(rules: Rules) ->
     assert {e.status for e in found.values()} == {"available"}
 
 
+def test_a_description_that_is_not_text_names_nothing(rules: Rules) -> None:
+    # description is not an element the rules validate, so junk there must not become the study's name.
+    [e] = read(rules, study("s", text=None, description={"text": "MRI"})).items
+    assert e.label == "Imaging study"
+
+
 @pytest.mark.parametrize(("status", "read_it"), [
     ("available", True), ("inactive", True), ("registered", False), ("cancelled", False),
     ("entered-in-error", False),
@@ -340,6 +346,23 @@ def test_two_identical_resources_without_an_id_are_both_read(rules: Rules) -> No
     session = {k: v for k, v in operation("x", LAMINOTOMY).items() if k != "id"}
     rec = read_record({"a": bundle(session), "b": bundle(dict(session))}, "p1", rules)
     assert len(rec.items) == 2
+
+
+def test_a_subject_by_version_or_by_identifier_alone_is_this_patients(rules: Rules) -> None:
+    # The prefetch searched for this patient: a versioned reference names them, and a Reference with only an
+    # identifier or a display does not name anyone else.
+    rec = read(rules, diagnosis("versioned", subject={"reference": "Patient/p1/_history/3"}),
+               diagnosis("identified", subject={"identifier": {"system": "urn:mrn", "value": "123"}}),
+               diagnosis("displayed", subject={"display": "the patient"}),
+               diagnosis("other-version", subject={"reference": "Patient/p2/_history/3"}))
+    assert sorted(e.resource_id for e in rec.items) == ["displayed", "identified", "versioned"]
+    assert rec.skipped == ["Condition/other-version: belongs to another patient"]
+
+
+def test_a_resource_type_that_is_not_text_is_ignored(rules: Rules) -> None:
+    odd = [{"resourceType": ["Condition"], "id": "a"}, {"resourceType": {"x": 1}, "id": "b"}, {"resourceType": 5}]
+    rec = read(rules, *odd, diagnosis("c1"))
+    assert [e.resource_id for e in rec.items] == ["c1"] and rec.skipped == []
 
 
 def test_a_resource_naming_another_patient_in_the_dstu2_patient_element_is_skipped_as_theirs(rules: Rules) -> None:

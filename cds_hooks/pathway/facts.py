@@ -93,7 +93,6 @@ class Evidence:
 class PatientRecord:
     patient_id: str
     birth_date: date | None = None
-    gender: str | None = None
     items: list[Evidence] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     # prefetch key → why it could not be read (an UnavailableReason)

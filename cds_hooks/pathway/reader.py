@@ -375,7 +375,6 @@ def read_prefetch(prefetch: dict[str, Any], patient_id: str, rules: Rules) -> Pa
             rtype = res.get("resourceType")
             if rtype == "Patient":
                 reader.record.birth_date = parse_date(res.get("birthDate"))
-                reader.record.gender = _text(res.get("gender"))
             elif rtype == "Medication":
                 if isinstance(res.get("id"), str):
                     reader.medications[f"Medication/{res['id']}"] = res
