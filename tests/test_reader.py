@@ -219,7 +219,9 @@ def test_a_back_pain_visit_is_kept_by_its_reason_and_named_by_its_own_code(rules
                  period={"start": "2026-09-01", "end": "2026-09-03"},
                  reasonCode=[concept({"system": ICD, "code": "M54.50"}), concept({"system": ICD, "code": "I10"})])
     knee = visit("knee", reasonCode=[concept({"system": ICD, "code": "M17.11"})])
-    [e] = read(rules, back, knee).items
+    untyped = visit("untyped", reasonCode=[concept({"system": ICD, "code": "M54.50"})])
+    e, bare = read(rules, back, knee, untyped).items
+    assert bare.resource_id == "untyped" and bare.code_label == "uncoded"  # nothing to name it by
     assert e.resource_id == "back" and e.matches == ()
     assert {m.valueset.kind for m in e.reasons} == {"population"}  # the back pain, not the hypertension
     assert e.label == "Office visit" and e.code_label == coded(rules, CPT, "99213")
