@@ -11,6 +11,7 @@ from cds_hooks.netpolicy.urls import (
     check_allowlist_entry,
     fetchable_url,
     http_url_parts,
+    is_loopback_host,
     normalise_url,
     resolve_link,
     same_server,
@@ -165,3 +166,33 @@ def test_a_download_url_with_a_query_is_judged_by_the_same_rule() -> None:
     for refused in ("https://ehr.example.org/fhir/../files/1.ndjson?sig=x", "https://elsewhere.example/f?x=1",
                     "https://ehr.example.org/fhir/f?x=1#", "https://ehr.example.org/fhir-files/f?x=1"):
         assert not server_allowed(refused, listed, query=True), refused
+
+
+def test_a_host_name_may_have_253_characters_and_no_more() -> None:
+    # RFC 1035: 253 characters in the text form, each label at most 63.
+    longest = ".".join(("a" * 63, "b" * 63, "c" * 63, "d" * 61))
+    assert len(longest) == 253 and normalise_url(f"https://{longest}/fhir") == f"https://{longest}/fhir"
+    assert normalise_url(f"https://{longest}d/fhir") is None
+    assert normalise_url(f"https://{'e' * 64}.example.org/fhir") is None
+
+
+def test_a_segment_of_every_character_a_path_may_hold_is_kept() -> None:
+    # RFC 3986 pchar less ';', with a valid escape: together, not just one at a time.
+    segment = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,=:@%20"
+    assert normalise_url(f"https://ehr.example.org/fhir/{segment}") == f"https://ehr.example.org/fhir/{segment}"
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("localhost", True), ("LOCALHOST", True), ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True),
+    ("[::1]", True), (" [::1] ", True), ("X127.0.0.1", False), ("localhostX", False), ("10.0.0.1", False),
+    ("ehr.example.org", False),
+])
+def test_which_hosts_are_this_machine(host: str, loopback: bool) -> None:
+    assert is_loopback_host(host) is loopback
+
+
+def test_an_allow_list_entry_with_a_query_allows_nothing() -> None:
+    # Refused at start-up too; here the rule itself: an entry is a base URL, never a query.
+    listed = ("https://ehr.example.org/fhir?tenant=a",)
+    assert not server_allowed("https://ehr.example.org/fhir", listed)
+    assert not server_allowed("https://ehr.example.org/fhir?tenant=a", listed, query=True)

@@ -207,6 +207,12 @@ def test_a_pt_visit_by_its_type_service_type_or_class(rules: Rules) -> None:
     assert {e.status for e in found.values()} == {"finished"}
 
 
+def test_a_coded_type_after_a_text_only_one_is_read(rules: Rules) -> None:
+    # A list of CodeableConcepts: one with only text does not end the reading of the rest.
+    [e] = read(rules, visit("v", type=[{"text": "Follow-up"}, concept({"system": CPT, "code": "97110"})])).items
+    assert e.has("conservative-care", "formal-pt") and e.label == "Follow-up"
+
+
 def test_a_visit_is_named_by_its_type_then_its_service_type(rules: Rules) -> None:
     named = visit("named", serviceType=concept(PHYSIO, text="Physiotherapy"))
     found = kept(read(rules, named, visit("typed", type=[{"text": "Physio follow-up"}],
