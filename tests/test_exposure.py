@@ -196,3 +196,10 @@ def test_an_allow_list_entry_with_a_query_allows_nothing() -> None:
     listed = ("https://ehr.example.org/fhir?tenant=a",)
     assert not server_allowed("https://ehr.example.org/fhir", listed)
     assert not server_allowed("https://ehr.example.org/fhir?tenant=a", listed, query=True)
+
+
+@pytest.mark.parametrize(("escape", "kept"), [("%1F", False), ("%20", True), ("%7D", True), ("%7F", False),
+                                              ("%80", False)])
+def test_an_escaped_byte_is_kept_only_between_space_and_tilde(escape: str, kept: bool) -> None:
+    url = f"https://ehr.example.org/fhir/a{escape}b"
+    assert (normalise_url(url) == url) is kept
