@@ -162,6 +162,24 @@ def test_repeat_imaging_compares_modality() -> None:
         ("imaging-duplicate", ["prior_imaging"])]
 
 
+def test_a_repeat_is_a_study_done_up_to_today_never_an_order_for_one() -> None:
+    # An MRI ordered before (a ServiceRequest) may never have been done; an MRI done this morning has.
+    ordered = service_request(MRI[0], 60, system=MRI[1], status="completed")
+    assert verdict(lbp(300), pt_sessions(120, 60), ordered) == []
+    assert verdict(lbp(300), pt_sessions(120, 60), procedure(MRI[0], 0)) == [("imaging-duplicate", ["prior_imaging"])]
+
+
+def test_an_unknown_onset_is_the_first_thing_the_card_says_is_missing() -> None:
+    # No onset or recorded date anywhere: the symptom duration cannot be judged, and the card says so first.
+    [finding] = judge(lbp(None))
+    assert [r.key for r in finding.missing][:1] == ["missing_onset"] and len(finding.missing) > 1
+    [dated] = judge(lbp(20))
+    assert "missing_onset" not in [r.key for r in dated.missing]
+    # A profile with no week count (nice-ng59) has no onset to miss.
+    [nice] = judge(lbp(None), profile="nice-ng59")
+    assert "missing_onset" not in [r.key for r in nice.missing]
+
+
 def test_prior_lumbar_surgery_includes_fusion_status_but_not_a_cervical_laminectomy() -> None:
     assert verdict(lbp(14), condition("Z98.1", onset=900)) == []
     assert verdict(lbp(14), procedure("22612", 900)) == []
@@ -357,6 +375,14 @@ def test_an_mri_whose_reason_is_a_charted_back_problem_is_judged_without_an_acti
     for_it = draft(*MRI, reasonReference=[{"reference": f"Condition/{old['id']}"}])
     assert verdict(old, order=for_it) == [("imaging-premature", ["trial_missing_pt"])]
     assert verdict(old, order=draft(*MRI)) == []
+
+
+def test_a_referral_for_the_lumbar_spine_by_body_site_alone_is_judged() -> None:
+    # No back diagnosis charted and no reason given, but the referral names the lumbar spine.
+    knee = condition("M17.11", onset=300)
+    to_the_back = draft(*ORTHO_REFERRAL, bodySite=[LUMBAR_SITE])
+    assert verdict(knee, order=to_the_back) == [("referral-premature", ["pt_missing"])]
+    assert verdict(knee, order=draft(*ORTHO_REFERRAL, bodySite=[KNEE_SITE])) == []
 
 
 def test_a_referral_whose_stated_reason_is_a_lumbar_study_is_judged_and_one_for_therapy_is_not() -> None:

@@ -84,6 +84,7 @@ def test_a_report_is_dated_by_its_effective_time_then_its_issue(rules: Rules) ->
         "unnamed": "Report"}
     assert {e.code_label for e in found.values()} == {coded(rules, LOINC, "30679-5")}
     assert {e.status for e in found.values()} == {"final"}
+    assert {e.ref for e in found.values()} == {f"DiagnosticReport/{rid}" for rid in found}
     assert all(e.has("lumbar-imaging") for e in found.values())
 
 

@@ -35,12 +35,14 @@ def test_a_medication_reference_finds_the_medication_it_names_and_no_other(rules
         nsaid_request("versioned", medicationReference={"reference": "Medication/nap/_history/2"}),
         nsaid_request("absolute", medicationReference={"reference": "https://ehr.example/fhir/r4/Medication/nap"}),
         nsaid_request("missing", medicationReference={"reference": "Medication/absent"}),
+        nsaid_request("another-type", medicationReference={"reference": "Substance/nap"}),
+        nsaid_request("nested", medicationReference={"reference": "Medication/absent/_history/nap"}),
         # Junk among the contained resources: the request is unreadable (skipped and counted), never a crash.
         nsaid_request("junk", medicationReference={"reference": "#m1"}, contained=["junk", *contained]),
         {"resourceType": "Medication", "id": "nap", "code": NAPROXEN},
     )}, "p1", rules)
     assert {e.resource_id for e in rec.items if e.has("conservative-care", "nsaid")} == {
-        "contained", "relative", "absolute"}
+        "contained", "relative", "versioned", "absolute"}
     assert [reason.split(":")[0] for reason in rec.skipped] == ["MedicationRequest/junk"]
 
 
@@ -110,6 +112,7 @@ def test_a_statement_is_taken_from_its_effective_time_and_ongoing_when_still_tak
         "done": ("2026-10-01", "2026-10-01"), "taking": ("2026-10-01", None),
         "course": ("2026-09-01", "2026-09-20"), "planned": ("2026-09-01", "2026-12-20"),
         "asserted": ("2026-10-10", None)}
+    assert found["taking"].end is None and found["asserted"].end is None  # no end at all, not an empty one
     assert {e.supply_days for e in found.values()} == {None}
     assert {rid: e.status for rid, e in found.items()} == {
         "done": "completed", "taking": "active", "course": "completed", "planned": "active", "asserted": "active"}

@@ -186,15 +186,19 @@ def test_a_study_placed_in_the_lumbar_region_by_its_series_body_site(rules: Rule
     def study(sid: str, *sites: str) -> dict[str, Any]:
         return {"resourceType": "ImagingStudy", "id": sid, "status": "available", "started": "2026-09-01",
                 "subject": {"reference": "Patient/p1"},
-                "procedureCode": [{"coding": [{"system": "http://snomed.info/sct", "code": "241645008"}]}],
+                "procedureCode": [{"coding": [{"system": "http://snomed.info/sct", "code": "241645008"}],
+                                   "text": "MRI of spine"}],
                 "series": [{"uid": f"1.2.{i}", "modality": {"code": "MR"},
                             "bodySite": {"system": "http://snomed.info/sct", "code": site}}
                            for i, site in enumerate(sites)]}
-    rec = read(rules, imagingStudies=bundle(study("lumbar", "122494005", "122496007"), study("neck", "122494005"),
-                                            study("unplaced")))
+    unsited = {"uid": "1.2.9", "modality": {"code": "MR"}}  # a series need not say where it is
+    lumbar = study("lumbar", "122494005", "122496007")
+    lumbar["series"].insert(0, unsited)
+    rec = read(rules, imagingStudies=bundle(lumbar, study("neck", "122494005"), study("unplaced")))
     assert [i.resource_id for i in rec.items] == ["lumbar"]
     assert rec.items[0].has("lumbar-imaging")
-    assert sorted(r.split()[0] for r in rec.region_skipped) == ["ImagingStudy/neck", "ImagingStudy/unplaced"]
+    # Each left out is counted with its name, for the basis page's list of what was not judged.
+    assert sorted(rec.region_skipped) == ["ImagingStudy/neck MRI of spine", "ImagingStudy/unplaced MRI of spine"]
 
 
 def test_a_referral_is_named_by_its_code_then_its_performer_then_its_kind(rules: Rules) -> None:
@@ -229,14 +233,15 @@ def test_duplicates_across_prefetch_keys_count_once(rules: Rules) -> None:
 
 
 def test_draft_orders_bundle_without_type(rules: Rules) -> None:
-    drafts = bundle({
+    drafts = bundle({"resourceType": "MedicationRequest", "id": "rx-first"}, {"resourceType": "ServiceRequest"}, {
         "resourceType": "ServiceRequest", "id": "mri", "status": "draft", "intent": "plan",
         "code": {"coding": [{"system": CPT, "code": "72148"}]},
         "reasonCode": [{"coding": [{"system": ICD, "code": "M54.50"}]}],
     }, {"resourceType": "MedicationRequest", "id": "rx"})
-    [order] = read_draft_orders(drafts, rules)
+    [order] = read_draft_orders(drafts, rules)  # entries that are not ServiceRequests with an id are passed over
     assert order.ref == "ServiceRequest/mri"
     assert order.has("lumbar-imaging") and order.reason_has("population")
+    assert order.name == "Draft order" and order.code_label == f"{rules.system_name(CPT)} 72148"  # no text
 
 
 def test_a_draft_orders_reason_references_in_any_shape(rules: Rules) -> None:

@@ -268,9 +268,9 @@ class _Reader:
                 if isinstance(inner, dict) and inner.get("id") == target[1:]:
                     return inner.get("code")
             return None
-        med = self.medications.get(target) or self.medications.get(
-            "Medication/" + target.rsplit("/", 1)[-1]
-        )
+        # Relative, absolute (the server's full URL) or versioned (`.../_history/2`): the id after "Medication/".
+        _, found, rest = target.rpartition("Medication/")
+        med = self.medications.get("Medication/" + rest.split("/", 1)[0]) if found else None
         return med.get("code") if med else None
 
     def service_request(self, res: dict[str, Any]) -> None:
