@@ -31,6 +31,7 @@ from tests.chart import (
     procedure,
     pt_sessions,
     service_request,
+    supply,
     verdict,
 )
 
@@ -344,6 +345,30 @@ def test_the_care_scan_goes_on_past_a_medication_and_an_earlier_episode() -> Non
     nsaid, old_pt, pt = med_request("198014", 60), pt_sessions(1150, 1100), pt_sessions(49, 7)
     for history in ([nsaid, *pt], [*pt, nsaid], [*old_pt, *pt], [*pt, *old_pt]):
         assert verdict(lbp(90), history) == [], history
+
+
+def test_the_care_scan_goes_on_past_care_it_does_not_count() -> None:
+    # Whatever comes first in the record (a prescription dated tomorrow, one that ended before the episode,
+    # an undated session, a session booked for next week), the seven weeks of PT after it still count.
+    skipped = [med_request("198014", -1), med_request("198014", 400, status="completed", **supply(30)),
+               {k: v for k, v in procedure("97110", 10).items() if k != "performedDateTime"}, procedure("97110", -7)]
+    pt = pt_sessions(49, 7)
+    for first in skipped:
+        assert verdict(lbp(90), first, *pt) == [], first
+
+
+def test_a_pt_referral_counts_from_the_first_day_of_the_episode_and_only_a_pt_one() -> None:
+    assert verdict(lbp(70), service_request(PT_REFERRAL, 70)) == [("imaging-premature", ["trial_pt_ordered"])]
+    exercise = service_request("390864007", 10)  # a referral for exercise therapy: conservative care, not PT
+    assert verdict(lbp(70), exercise) == [("imaging-premature", ["trial_missing_pt"])]
+
+
+def test_pt_referrals_of_one_day_are_listed_by_name_whatever_order_the_server_sent() -> None:
+    named_z, named_a = service_request(PT_REFERRAL, 10, id="a"), service_request(PT_REFERRAL, 10, id="b")
+    named_z["code"]["text"], named_a["code"]["text"] = "Z physio", "A physio"
+    for history in ((named_z, named_a), (named_a, named_z)):
+        [finding] = judge(lbp(70), *history)
+        assert [e.label for e in finding.found if e.resource_type == "ServiceRequest"] == ["A physio", "Z physio"]
 
 
 def test_the_earliest_pt_referral_is_the_one_the_card_dates() -> None:

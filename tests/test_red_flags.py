@@ -268,3 +268,29 @@ def test_a_red_flag_the_order_states_counts_without_a_window() -> None:
     assert verdict(lbp(14), old_fracture, order=by_reference) == []
     assert verdict(lbp(14), old_fracture, order=draft(*MRI, reasonReference=[{"reference": "Condition/other"}])) \
         == PREMATURE
+
+
+def test_immunosuppression_counts_only_while_it_lasts() -> None:
+    # The one category that a resolved condition does not keep (pathway.yaml counts_when_inactive: false).
+    assert not rules_for().pathway.red_flags["immunosuppression"].counts_when_inactive
+    code, _ = _codes(rules_for(), "immunosuppression", SCT)[0]
+    assert _silenced(code, SCT, onset=400)
+    assert not _silenced(code, SCT, onset=400, clinical="resolved", abated=20)
+    # Cancer, which is kept, still counts once resolved.
+    cancer, _ = _codes(rules_for(), "cancer", ICD)[0]
+    assert _silenced(cancer, ICD, onset=400, clinical="resolved", abated=20)
+
+
+def test_a_red_flag_operation_counts_once_done_up_to_today_never_before() -> None:
+    kidney_transplant = "50360"
+    assert verdict(lbp(14), procedure(kidney_transplant, 0)) == []  # this morning
+    assert verdict(lbp(14), procedure(kidney_transplant, -10)) == PREMATURE  # booked for next week
+    assert verdict(lbp(14), procedure(kidney_transplant, -10, status="in-progress")) == PREMATURE
+
+
+def test_a_red_flag_the_order_states_is_kept_whatever_else_it_refers_to() -> None:
+    # A stated red-flag code beside a reference to the plain back pain: the red flag still silences.
+    back = lbp(14)
+    order = draft(*MRI, reasonCode=[concept(ICD, "S32.010A")],
+                  reasonReference=[{"reference": f"Condition/{back['id']}"}])
+    assert verdict(back, order=order) == []
