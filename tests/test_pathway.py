@@ -11,6 +11,7 @@ import pytest
 from cds_hooks.pathway.evaluate import duration, months_before
 from tests.chart import (
     CERVICAL_SITE,
+    CPT,
     CT,
     ICD,
     KNEE_SITE,
@@ -20,6 +21,7 @@ from tests.chart import (
     NUCC,
     ORTHO_REFERRAL,
     SCT,
+    TODAY,
     XRAY,
     concept,
     condition,
@@ -369,6 +371,21 @@ def test_pt_referrals_of_one_day_are_listed_by_name_whatever_order_the_server_se
     for history in ((named_z, named_a), (named_a, named_z)):
         [finding] = judge(lbp(70), *history)
         assert [e.label for e in finding.found if e.resource_type == "ServiceRequest"] == ["A physio", "Z physio"]
+
+
+def test_with_no_date_on_the_diagnosis_a_pt_session_today_starts_the_symptoms() -> None:
+    # The first PT session, even this morning's, is the earliest date the record gives for the symptoms.
+    [finding] = judge(lbp(None), procedure("97110", 0))
+    [short] = [r for r in finding.reasons if r.key == "symptoms_short"]
+    assert short.params["source"] == "pt" and short.params["onset"] == TODAY.isoformat()
+
+
+def test_a_visit_for_no_stated_reason_does_not_date_the_symptoms() -> None:
+    # A chiropractic visit says nothing of the back: with no other date, the onset stays unknown.
+    chiro = encounter(30, type=[concept(CPT, "98940")])
+    [finding] = judge(lbp(None), chiro)
+    assert "symptoms_short" not in [r.key for r in finding.reasons]
+    assert [r.key for r in finding.missing][:1] == ["missing_onset"]
 
 
 def test_the_earliest_pt_referral_is_the_one_the_card_dates() -> None:
