@@ -294,3 +294,11 @@ def test_a_red_flag_the_order_states_is_kept_whatever_else_it_refers_to() -> Non
     order = draft(*MRI, reasonCode=[concept(ICD, "S32.010A")],
                   reasonReference=[{"reference": f"Condition/{back['id']}"}])
     assert verdict(back, order=order) == []
+
+
+def test_a_charted_red_flag_stands_beside_medications_that_are_none() -> None:
+    # A five-day prednisone burst is no red flag; it must not hide the cancer charted beside it.
+    cancer, _ = _codes(rules_for(), "cancer", ICD)[0]
+    burst = med_request(PREDNISONE, 30, status="completed", **supply(5))
+    assert verdict(lbp(14), burst) == PREMATURE
+    assert verdict(lbp(14), condition(cancer, ICD, onset=400), burst) == []
