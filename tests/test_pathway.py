@@ -174,8 +174,10 @@ def test_a_repeat_is_a_study_done_up_to_today_never_an_order_for_one() -> None:
 
 def test_an_unknown_onset_is_the_first_thing_the_card_says_is_missing() -> None:
     # No onset or recorded date anywhere: the symptom duration cannot be judged, and the card says so first.
-    [finding] = judge(lbp(None))
+    undated = lbp(None)
+    [finding] = judge(undated)
     assert [r.key for r in finding.missing][:1] == ["missing_onset"] and len(finding.missing) > 1
+    assert [e.resource_id for e in finding.found] == [undated["id"]]  # the card still names the diagnosis
     [dated] = judge(lbp(20))
     assert "missing_onset" not in [r.key for r in dated.missing]
     # A profile with no week count (nice-ng59) has no onset to miss.
@@ -386,6 +388,32 @@ def test_a_visit_for_no_stated_reason_does_not_date_the_symptoms() -> None:
     [finding] = judge(lbp(None), chiro)
     assert "symptoms_short" not in [r.key for r in finding.reasons]
     assert [r.key for r in finding.missing][:1] == ["missing_onset"]
+
+
+def test_a_recorded_diagnosis_dates_the_symptoms_before_a_session_of_the_same_day() -> None:
+    recorded = lbp(None, recorded=20)
+    for history in ((recorded, procedure("97110", 20)), (procedure("97110", 20), recorded)):
+        [finding] = judge(*history)
+        [short] = [r for r in finding.reasons if r.key == "symptoms_short"]
+        assert short.params["source"] == "recorded", history
+
+
+def test_the_card_lists_the_episodes_diagnoses_and_nothing_else_as_one() -> None:
+    # An undated diagnosis is still the episode's; one resolved years ago is not; a visit typed with a
+    # back-pain code is no diagnosis (and alone puts no one in the pathway).
+    undated, old = lbp(None), lbp(1200, clinical="resolved", abated=1100)
+    typed = encounter(30, type=[concept(ICD, "M54.50")])
+    [finding] = judge(undated, old, typed, procedure("97110", 10))
+    assert [e.resource_id for e in finding.found if e.resource_type == "Condition"] == [undated["id"]]
+    assert "Encounter" not in {e.resource_type for e in finding.found}
+    assert verdict(typed) == []
+
+
+def test_an_order_for_an_operation_is_not_the_operation_and_one_done_today_is_prior_surgery() -> None:
+    decompression = "63047"
+    assert verdict(lbp(14), service_request(decompression, 100, system=CPT, status="completed")) == [
+        ("imaging-premature", ["symptoms_short", "trial_missing_pt"])]
+    assert verdict(lbp(14), procedure(decompression, 0)) == []
 
 
 def test_the_earliest_pt_referral_is_the_one_the_card_dates() -> None:
