@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 
-from cds_hooks.security.auth import MAX_EPOCH_SECONDS, AuthError, Verifier
+from cds_hooks.security.auth import MAX_EPOCH_SECONDS, AuthError, Verifier, bearer_token
 from cds_hooks.settings.config import Settings, TrustedIssuer
 from tests.conftest import migrated_store
 
@@ -168,3 +168,15 @@ def test_a_refusal_logs_neither_the_unverified_iss_and_jti_nor_an_unrouted_path(
         expired = _token(jti="verified-jti-77", iat=NOW - 1000, exp=NOW - 1000 + LIFETIME)
         assert client.get("/cds-services", headers={"Authorization": f"Bearer {expired}"}).status_code == 401
     assert f"reason=expired iss='{ISS}' jti='verified-jti-77'" in caplog.text
+
+
+@pytest.mark.parametrize(("header", "token"), [
+    ("Bearer abc.def.ghi", "abc.def.ghi"), ("bearer abc", "abc"), ("BEARER  abc ", "abc"), ("  Bearer\tabc", None),
+    ("Basic abc", None), ("Bearer", None), ("Bearer   ", None), ("", None), (None, None),
+])
+def test_the_bearer_token_is_read_after_the_scheme_and_spaces(header: str | None, token: str | None) -> None:
+    if token is None:
+        with pytest.raises(AuthError):
+            bearer_token(header)
+    else:
+        assert bearer_token(header) == token

@@ -387,6 +387,13 @@ def test_a_body_site_coded_with_something_other_than_a_body_site_places_nothing(
     assert [e.resource_id for e in rec.items] == ["lumbar"]
 
 
+def test_a_diagnosis_placed_in_another_region_is_counted_with_its_name(rules: Rules) -> None:
+    # Fusion status (Z98.1) names no region; charted for the neck, it is left out and listed by name.
+    neck = concept({"system": SCT, "code": "122494005"})
+    rec = read(rules, diagnosis("neck", code="Z98.1", text="Fusion status", bodySite=[neck]))
+    assert rec.items == [] and rec.region_skipped == ["Condition/neck Fusion status"]
+
+
 # --- Evidence: the order cards list it in, and its categories --------------------------------------------
 
 def test_evidence_is_ordered_by_date_then_name_with_undated_items_first(rules: Rules) -> None:
@@ -463,9 +470,11 @@ def test_an_onset_age_is_counted_from_the_birth_date_even_on_29_february(rules: 
                 "clinicalStatus": concept({"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
                                            "code": "active"}),
                 "code": concept({"system": ICD, "code": "M54.50"}), "onsetAge": {"value": years, "code": unit}}
-    rec = read(rules, at_age("leap", 41), at_age("yr", 42, "yr"), at_age("months", 40, "mo"),
+    by_unit = at_age("unit", 40)
+    by_unit["onsetAge"] = {"value": 40, "unit": "years"}  # no UCUM code, only the unit as written
+    rec = read(rules, at_age("leap", 41), at_age("yr", 42, "yr"), at_age("months", 40, "mo"), by_unit,
                born="1984-02-29")
     assert {rid: iso(e.onset) for rid, e in kept(rec).items()} == {
-        "leap": "2025-02-28", "yr": "2026-02-28", "months": None}
+        "leap": "2025-02-28", "yr": "2026-02-28", "months": None, "unit": "2024-02-29"}
     on_a_leap_day = read(rules, at_age("leap", 40), born="1984-02-29")
     assert iso(on_a_leap_day.items[0].onset) == "2024-02-29"

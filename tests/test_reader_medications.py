@@ -33,7 +33,8 @@ def test_a_medication_reference_finds_the_medication_it_names_and_no_other(rules
         nsaid_request("wrong-contained", medicationReference={"reference": "#first"}, contained=contained),
         nsaid_request("relative", medicationReference={"reference": "Medication/nap"}),
         nsaid_request("versioned", medicationReference={"reference": "Medication/nap/_history/2"}),
-        nsaid_request("absolute", medicationReference={"reference": "https://ehr.example/fhir/r4/Medication/nap"}),
+        nsaid_request("absolute", medicationReference={"reference": "https://ehr.example/Medication/r4/Medication/nap"}),
+        nsaid_request("bare-id", medicationReference={"reference": "nap"}),  # not a reference to a Medication
         nsaid_request("missing", medicationReference={"reference": "Medication/absent"}),
         nsaid_request("another-type", medicationReference={"reference": "Substance/nap"}),
         nsaid_request("nested", medicationReference={"reference": "Medication/absent/_history/nap"}),
