@@ -2,8 +2,8 @@
 
 The first path segment picks the fault, so one server serves them all:
 `/ok/fhir/...` answers empty Bundles, `/slow/...` answers after 3 s,
-`/error/...` 500, `/invalid-json/...` broken JSON, `/bad-bundle/...` and
-`/bad-next/...` JSON of an impossible shape, `/trickle/...` a body that never
+`/error/...` 500, `/invalid-json/...` broken JSON, `/no-entry/...` an empty search without `entry`,
+`/bad-bundle/...` and `/bad-next/...` JSON of an impossible shape, `/trickle/...` a body that never
 finishes, `/drop/...` closes the connection without answering, `/redirect/...` points at a second server on
 another loopback host, which counts any visit.
 
@@ -205,6 +205,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b'{"resourceType": "Bundle", "entry": [')
         elif fault == "bad-bundle":  # valid JSON, impossible FHIR shape
             self._json(200, {"resourceType": "Bundle", "type": "searchset", "entry": 5, "link": 7})
+        elif fault == "no-entry":  # an empty search as many servers send it: no entry element at all
+            self._json(200, {"resourceType": "Bundle", "type": "searchset", "total": 0})
         elif fault == "bad-next":
             self._json(200, {"resourceType": "Bundle", "type": "searchset", "entry": [],
                              "link": [{"relation": "next", "url": "http://[::1"}]})

@@ -50,10 +50,17 @@ def _closed_port() -> int:
     ("redirect", FetchFailure("bad-response", "HTTP 302 redirect, not followed")),
     ("error", FetchFailure("server-error", "HTTP 500")),
     ("status/503", FetchFailure("server-error", "HTTP 503")),
+    ("bad-bundle", FetchFailure("bad-response", "Bundle.entry is not an array")),
 ])
 def test_each_http_failure_has_its_reason_and_detail(server: FaultyServer, fault: str, failure: FetchFailure) -> None:
     fetched = _fetch(server.url(fault))
     assert fetched.failures == {"k0": failure} and not fetched.data
+
+
+def test_an_empty_search_without_entry_is_an_empty_answer_not_a_failure(server: FaultyServer) -> None:
+    fetched = _fetch(server.url("no-entry"))
+    assert fetched.failures == {} and fetched.truncated == {}
+    assert fetched.data["k0"]["resourceType"] == "Bundle" and not fetched.data["k0"].get("entry")
 
 
 def test_an_unreachable_server_names_only_the_kind_of_error() -> None:

@@ -87,6 +87,10 @@ def test_the_call_resource_cap_holds_across_concurrent_searches(server: FaultySe
     over = _fetch(server.url("pages/1/3"), keys=2, max_total_resources=5)
     assert sum(len(_ids(over, k)) for k in ("k0", "k1")) == 5
     assert len(over.truncated) == 1
+    # A budget one search uses up leaves nothing for the other: not even one more resource.
+    spent = _fetch(server.url("pages/1/3"), keys=2, max_total_resources=3)
+    assert sum(len(_ids(spent, k)) for k in ("k0", "k1")) == 3
+    assert len(spent.truncated) == 1
 
 
 # --------------------------------------------------------------------------- bytes and JSON values
