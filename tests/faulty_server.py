@@ -205,6 +205,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b'{"resourceType": "Bundle", "entry": [')
         elif fault == "bad-bundle":  # valid JSON, impossible FHIR shape
             self._json(200, {"resourceType": "Bundle", "type": "searchset", "entry": 5, "link": 7})
+        elif fault == "self-link":  # a page that names itself (and nothing next) with a link of another shape
+            self._json(200, {"resourceType": "Bundle", "type": "searchset", "entry": [],
+                             "link": ["next", {"relation": "self", "url": self.path}]})
         elif fault == "no-entry":  # an empty search as many servers send it: no entry element at all
             self._json(200, {"resourceType": "Bundle", "type": "searchset", "total": 0})
         elif fault == "bad-next":

@@ -126,6 +126,14 @@ def test_out_of_range_or_wrongly_typed_times_are_malformed(
     assert verify(_token(**claims)) == "malformed"
 
 
+@pytest.mark.parametrize("claims", [{"exp": MAX_EPOCH_SECONDS}, {"nbf": 0}])
+def test_times_at_the_edges_of_the_range_are_numbers_not_malformed(
+    verify: Callable[[str], str], claims: dict[str, Any]
+) -> None:
+    # Judged on what they say (a lifetime far too long, a start long past), not refused as unreadable.
+    assert verify(_token(**claims)) != "malformed"
+
+
 def test_a_huge_exp_through_the_app_is_401_and_leaves_the_jti_usable(
     make_app: Callable[..., Flask], issuer: TrustedIssuer
 ) -> None:

@@ -63,6 +63,12 @@ def test_an_empty_search_without_entry_is_an_empty_answer_not_a_failure(server: 
     assert fetched.data["k0"]["resourceType"] == "Bundle" and not fetched.data["k0"].get("entry")
 
 
+def test_only_a_next_link_is_followed(server: FaultyServer) -> None:
+    before = len(server.requests)
+    fetched = _fetch(server.url("self-link"))
+    assert fetched.failures == {} and fetched.truncated == {} and len(server.requests) == before + 1
+
+
 def test_an_unreachable_server_names_only_the_kind_of_error() -> None:
     fetched = _fetch(f"http://127.0.0.1:{_closed_port()}/fhir")
     assert fetched.failures == {"k0": FetchFailure("unreachable", "ConnectError")}
