@@ -122,6 +122,9 @@ def _with(issuer: TrustedIssuer, **more: object) -> Settings:
         (_with(TrustedIssuer("https://x.example", jwks="/no/such/jwks.json")), "does not exist"),
         (_with(TrustedIssuer("https://x.example", jwks=SANDBOX.jwks, tenants=("",))), "tenants"),
         (Settings(auth_max_token_lifetime_seconds=0), "auth_max_token_lifetime_seconds"),
+        (Settings(public_base_url="https://a.example/cds?x=1", auth_issuers=(SANDBOX,)), "LUMBAR_CDS_PUBLIC_BASE_URL"),
+        (Settings(public_base_url="https://a.example/cds#top", auth_issuers=(SANDBOX,)), "LUMBAR_CDS_PUBLIC_BASE_URL"),
+        (Settings(public_base_url="https:///cds", auth_issuers=(SANDBOX,)), "LUMBAR_CDS_PUBLIC_BASE_URL"),
         # With issuers, the FHIR servers must be named: by default any loopback port would be reachable.
         (_with(SANDBOX), "LUMBAR_CDS_FHIR_ALLOWLIST"),
         (_with(SANDBOX, fhir_allow_loopback=False), "LUMBAR_CDS_FHIR_ALLOW_LOOPBACK=1"),
@@ -148,3 +151,14 @@ def test_loopback_http_jwks_is_allowed_for_local_key_servers() -> None:
 def test_gunicorn_bind_strings() -> None:
     assert bind_hosts(["127.0.0.1:8000", "[::1]:8000", "localhost", "0.0.0.0:80", "unix:/run/x.sock", ":8080"]) == [
         "127.0.0.1", "::1", "localhost", "0.0.0.0", ""]
+
+
+def test_the_smallest_allowed_leeway_and_token_lifetime() -> None:
+    # No clock leeway at all, and tokens of one second, are strict but valid; one less is refused.
+    issuer = TrustedIssuer("https://x.example", jwks="http://127.0.0.1:8099/jwks.json")
+    base = {"public_base_url": "http://127.0.0.1:8080", "auth_issuers": (issuer,), "fhir_allow_loopback": True}
+    validate_auth_settings(Settings(**base, auth_leeway_seconds=0, auth_max_token_lifetime_seconds=1))  # type: ignore[arg-type]
+    with pytest.raises(SettingsError, match="negative"):
+        validate_auth_settings(Settings(**base, auth_leeway_seconds=-1))  # type: ignore[arg-type]
+    with pytest.raises(SettingsError, match="at least 1"):
+        validate_auth_settings(Settings(**base, auth_max_token_lifetime_seconds=0))  # type: ignore[arg-type]
