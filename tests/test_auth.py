@@ -420,6 +420,35 @@ def test_jku_is_fetched_only_from_the_allow_list(tmp_path: Path, jwks_server: Jw
     assert jwks_server.hits["/attacker.json"] == 0
 
 
+def test_where_keys_are_looked_for_with_and_without_a_jku(
+    tmp_path: Path, jwks_server: JwksServer, sandbox: Client
+) -> None:
+    other = Client(SANDBOX, ec.generate_private_key(ec.SECP384R1()), "es384-other", "ES384")
+    jwks_server.documents["/jwks.json"] = {"keys": [other.jwk()]}
+    jwks_server.documents["/extra.json"] = {"keys": [sandbox.jwk()]}
+    audience = BASE + "/cds-services"
+
+    def verify(issuer: TrustedIssuer, **headers: str) -> str:
+        try:
+            verifier = _verifier(tmp_path / str(len(list(tmp_path.iterdir()))), issuer, clock=[time.time()])
+            verifier.verify(sandbox.token(headers=headers), audience)
+            return "ok"
+        except AuthError as refused:
+            return refused.reason
+
+    both = TrustedIssuer(SANDBOX, jwks=jwks_server.url("/jwks.json"), jku=(jwks_server.url("/extra.json"),))
+    # The key is only in the allowed jku set the token names: looked for after the issuer's own set.
+    assert verify(both, jku=jwks_server.url("/extra.json")) == "ok"
+    assert verify(both) == "unknown-kid"  # no jku: only the issuer's own set
+    # An issuer known only by its jku sets: a token naming none is looked up in them.
+    assert verify(TrustedIssuer(SANDBOX, jku=(jwks_server.url("/extra.json"),))) == "ok"
+    # A jku equal to the issuer's own JWK Set URL is allowed; a jku equal to a JWK Set *file* is not a URL.
+    jwks_server.documents["/own.json"] = {"keys": [sandbox.jwk()]}
+    assert verify(TrustedIssuer(SANDBOX, jwks=jwks_server.url("/own.json")), jku=jwks_server.url("/own.json")) == "ok"
+    on_disk = _write_jwks(tmp_path / "own.json", sandbox.jwk())
+    assert verify(TrustedIssuer(SANDBOX, jwks=on_disk), jku=on_disk) == "jku-not-allowed"
+
+
 def test_jku_not_allowed_through_the_app(
     client: FlaskClient, jwks_server: JwksServer, sandbox: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
