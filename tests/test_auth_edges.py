@@ -6,6 +6,7 @@ fails. Tokens are signed with a real EC key; the replay store is a real SQLite d
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import uuid
@@ -189,3 +190,28 @@ def test_the_bearer_token_is_read_after_the_scheme_and_spaces(header: str | None
             bearer_token(header)
     else:
         assert bearer_token(header) == token
+
+
+def _part(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+
+PAYLOAD = {"iss": ISS, "aud": AUDIENCE, "iat": NOW, "exp": NOW + LIFETIME, "jti": "j-1"}
+
+
+@pytest.mark.parametrize(("header", "payload", "reason"), [
+    ({"alg": "ES384", "kid": KID, "crit": ["exp"]}, PAYLOAD, "malformed"),  # an extension we would have to honour
+    ({"alg": "ES384", "kid": KID, "b64": False}, PAYLOAD, "malformed"),  # an unencoded payload (RFC 7797)
+    (["alg", "ES384"], PAYLOAD, "malformed"), ({"alg": "ES384", "kid": KID}, ["not", "an", "object"], "malformed"),
+    ({"alg": "ES384", "kid": 5}, PAYLOAD, "missing-kid"), ({"alg": "ES384", "kid": ""}, PAYLOAD, "missing-kid"),
+])
+def test_a_token_the_service_cannot_read_safely_is_refused_before_any_key_is_sought(
+    verify: Callable[[str], str], header: Any, payload: Any, reason: str
+) -> None:
+    assert verify(f"{_part(header)}.{_part(payload)}.{_part('signature')}") == reason
+
+
+@pytest.mark.parametrize("parts", [2, 4])
+def test_a_token_of_other_than_three_parts_is_malformed(verify: Callable[[str], str], parts: int) -> None:
+    token = _token().split(".")
+    assert verify(".".join((token * 2)[:parts])) == "malformed"
