@@ -171,3 +171,17 @@ def test_the_corticosteroid_exclusion_reads_a_diagnosis_not_a_prescription(rules
     assert with_drug is not None and with_drug.status == "denominator"
     with_status = evaluate_measure(hedis, _evidence_record(rules, pathway, [lbp, status], "1980-05-05"), period)
     assert with_status is not None and with_status.status == "excluded" and "corticosteroids" in with_status.exclusions
+
+
+def test_the_audit_includes_the_medication_a_reference_names_as_the_live_reader_reads_it(rules: Rules) -> None:
+    # A Bulk export keeps Medications apart (the catalogue); the audit's prefetch must include the one each
+    # reference names, by id, full URL or version, or its record would differ from the live service's.
+    pathway = LivePathway(rules, audit_service(rules, None))
+    naproxen = {"resourceType": "Medication", "id": "nap",
+                "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "7258"}]}}
+    for reference in ("Medication/nap", "https://ehr.example/fhir/Medication/nap", "Medication/nap/_history/2"):
+        request = {"resourceType": "MedicationRequest", "id": "rx", "status": "completed", "intent": "order",
+                   "subject": {"reference": "Patient/p1"}, "authoredOn": "2025-03-01",
+                   "medicationReference": {"reference": reference}}
+        record = pathway.record("p1", [request], {"Medication/nap": naproxen})
+        assert [e.categories("conservative-care") for e in record.items] == [{"nsaid"}], reference

@@ -35,6 +35,7 @@ def test_a_medication_reference_finds_the_medication_it_names_and_no_other(rules
         nsaid_request("versioned", medicationReference={"reference": "Medication/nap/_history/2"}),
         nsaid_request("absolute", medicationReference={"reference": "https://ehr.example/Medication/r4/Medication/nap"}),
         nsaid_request("bare-id", medicationReference={"reference": "nap"}),  # not a reference to a Medication
+        nsaid_request("other-type", medicationReference={"reference": "https://ehr.example/SubstanceMedication/nap"}),
         nsaid_request("missing", medicationReference={"reference": "Medication/absent"}),
         nsaid_request("another-type", medicationReference={"reference": "Substance/nap"}),
         nsaid_request("nested", medicationReference={"reference": "Medication/absent/_history/nap"}),

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from cds_hooks.fhir.fetch import template_resource_type
-from cds_hooks.fhir.resources import codings, validate_resource
+from cds_hooks.fhir.resources import codings, referenced_id, validate_resource
 from cds_hooks.pathway.cards import IssuedCard, OrderingContext, build_cards
 from cds_hooks.pathway.evaluate import Finding, evaluate
 from cds_hooks.pathway.record import DraftOrder, PatientRecord, match_concepts, read_draft_orders, read_record
@@ -206,10 +206,11 @@ def _referenced_medications(requests: list[dict[str, Any]], own: dict[str, dict[
     out: dict[str, dict[str, Any]] = {}
     for request in requests:
         ref = request.get("medicationReference")
-        target = ref.get("reference") if isinstance(ref, dict) else None
-        if not isinstance(target, str) or target.startswith("#"):
+        # The same reading of the reference as the live reader's, so both find the same Medication.
+        rid = referenced_id(ref.get("reference") if isinstance(ref, dict) else None, "Medication")
+        if rid is None:
             continue
-        key = "Medication/" + target.rsplit("/", 1)[-1]
+        key = f"Medication/{rid}"
         medication = own.get(key) or catalogue.get(key)
         if medication is not None:
             out[key] = medication

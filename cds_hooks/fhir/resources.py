@@ -62,6 +62,17 @@ def concept_text(concept: Any) -> str | None:
     return None
 
 
+def referenced_id(reference: Any, resource_type: str) -> str | None:
+    """The id a Reference.reference names for `resource_type`: relative (`Medication/x`), absolute (the
+    server's full URL) or versioned (`.../_history/2`); None for a contained (`#x`) or other reference."""
+    if not isinstance(reference, str):
+        return None
+    head, found, rest = reference.rpartition(f"{resource_type}/")
+    if not found or (head and not head.endswith("/")):
+        return None
+    return rest.split("/", 1)[0] or None
+
+
 def status_code(concept: Any) -> str | None:
     """First code of a status CodeableConcept (clinicalStatus, verificationStatus)."""
     for coding in codings(concept):

@@ -11,7 +11,14 @@ from datetime import date, timedelta
 from typing import Any
 
 from cds_hooks.fhir.bundles import bundle_resources, is_operation_outcome
-from cds_hooks.fhir.resources import codings, concept_text, parse_date, status_code, validate_resource
+from cds_hooks.fhir.resources import (
+    codings,
+    concept_text,
+    parse_date,
+    referenced_id,
+    status_code,
+    validate_resource,
+)
 from cds_hooks.pathway.facts import (
     Evidence,
     PatientRecord,
@@ -268,9 +275,8 @@ class _Reader:
                 if isinstance(inner, dict) and inner.get("id") == target[1:]:
                     return inner.get("code")
             return None
-        # Relative, absolute (the server's full URL) or versioned (`.../_history/2`): the id after "Medication/".
-        _, found, rest = target.rpartition("Medication/")
-        med = self.medications.get("Medication/" + rest.split("/", 1)[0]) if found else None
+        rid = referenced_id(target, "Medication")
+        med = self.medications.get(f"Medication/{rid}") if rid else None
         return med.get("code") if med else None
 
     def service_request(self, res: dict[str, Any]) -> None:
