@@ -363,9 +363,12 @@ def test_a_subject_by_version_or_by_identifier_alone_is_this_patients(rules: Rul
     rec = read(rules, diagnosis("versioned", subject={"reference": "Patient/p1/_history/3"}),
                diagnosis("identified", subject={"identifier": {"system": "urn:mrn", "value": "123"}}),
                diagnosis("displayed", subject={"display": "the patient"}),
-               diagnosis("other-version", subject={"reference": "Patient/p2/_history/3"}))
-    assert sorted(e.resource_id for e in rec.items) == ["displayed", "identified", "versioned"]
-    assert rec.skipped == ["Condition/other-version: belongs to another patient"]
+               diagnosis("other-version", subject={"reference": "Patient/p2/_history/3"}),
+               diagnosis("absolute", subject={"reference": "https://ehr.example/fhir/Patient/p1"}),
+               diagnosis("other-absolute", subject={"reference": "https://ehr.example/fhir/Patient/p2"}))
+    assert sorted(e.resource_id for e in rec.items) == ["absolute", "displayed", "identified", "versioned"]
+    assert sorted(rec.skipped) == ["Condition/other-absolute: belongs to another patient",
+                                   "Condition/other-version: belongs to another patient"]
 
 
 def test_a_resource_type_that_is_not_text_is_ignored(rules: Rules) -> None:

@@ -126,10 +126,9 @@ class _Reader:
 
     def _same_patient(self, res: dict[str, Any]) -> bool:
         subject = res.get("subject") or res.get("patient")
-        ref = subject.get("reference") if isinstance(subject, dict) else None
-        if not isinstance(ref, str) or not ref.startswith("Patient/"):
-            return True  # contained or absent: validation decides
-        return ref.removeprefix("Patient/").split("/")[0] == self.record.patient_id
+        # Relative, absolute or versioned: another patient's id in any form is another patient's resource.
+        named = referenced_id(subject.get("reference") if isinstance(subject, dict) else None, "Patient")
+        return named is None or named == self.record.patient_id  # contained or absent: validation decides
 
     def _regional(self, res: dict[str, Any], matches: list[Any], label: str, *sites: Any) -> list[Any]:
         """The matches that hold for the resource's body site; a dropped region-agnostic code is counted."""
