@@ -269,7 +269,7 @@ class FhirFetcher:
         partial = self._add_page(body, entries, call)
         while partial is None and (link := _next_link(body)) is not None:
             if progress["pages"] >= self.limits.max_pages or len(entries) >= self.limits.max_resources:
-                partial = FetchFailure("truncated", str(len(entries)))
+                partial = FetchFailure("truncated")
                 break
             url = resolve_link(link, base)
             if url is None or not same_server(url, base):  # a next link must not lead elsewhere
@@ -277,7 +277,7 @@ class FhirFetcher:
             try:
                 body, progress["status"] = self._get(url, headers, call, read=False)
             except _OverBudget:  # keep the pages already read, and say the rest was not
-                partial = FetchFailure("truncated", str(len(entries)))
+                partial = FetchFailure("truncated")
                 break
             progress["pages"] += 1
             if body is None or body.get("resourceType") != "Bundle":
@@ -301,7 +301,7 @@ class FhirFetcher:
         if granted < len(page):
             cut, page = True, page[:granted]
         entries.extend(page)
-        return FetchFailure("truncated", str(len(entries))) if cut else None
+        return FetchFailure("truncated") if cut else None
 
     def _get(self, url: str, headers: dict[str, str], call: _Call, read: bool) -> tuple[Any, int]:
         """GET one URL; JSON or None (404 on a read); `_Failed` for anything else.
