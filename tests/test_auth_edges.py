@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 
-from cds_hooks.security.auth import MAX_EPOCH_SECONDS, AuthError, Verifier, bearer_token
+from cds_hooks.security.auth import MAX_EPOCH_SECONDS, MAX_TOKEN_CHARS, AuthError, Verifier, bearer_token
 from cds_hooks.settings.config import Settings, TrustedIssuer
 from tests.conftest import migrated_store
 
@@ -215,3 +215,38 @@ def test_a_token_the_service_cannot_read_safely_is_refused_before_any_key_is_sou
 def test_a_token_of_other_than_three_parts_is_malformed(verify: Callable[[str], str], parts: int) -> None:
     token = _token().split(".")
     assert verify(".".join((token * 2)[:parts])) == "malformed"
+
+
+def _token_of_length(length: int) -> str:
+    """A valid token exactly `length` characters long: a filler claim and a filler header field are grown
+    until it fits (base64url skips some lengths, so the two together reach every one)."""
+    def signed(payload_pad: int, header_pad: int) -> str:
+        payload = {"iss": ISS, "aud": AUDIENCE, "iat": NOW, "exp": NOW + LIFETIME, "jti": str(uuid.uuid4()),
+                   "filler": "f" * payload_pad}
+        return jwt.encode(payload, KEY, algorithm="ES384", headers={"kid": KID, "x": "h" * header_pad})
+
+    start = max(0, (length - len(signed(0, 0))) * 3 // 4 - 8)  # each 3 filler characters add 4 to the token
+    for payload_pad in range(start, start + 16):
+        for header_pad in range(4):
+            if len(token := signed(payload_pad, header_pad)) == length:
+                return token
+    raise AssertionError(f"no token of {length} characters")
+
+
+def test_a_token_of_exactly_the_size_cap_is_verified_and_one_character_more_is_not(
+    verify: Callable[[str], str]
+) -> None:
+    assert verify(_token_of_length(MAX_TOKEN_CHARS)) == "ok"
+    assert verify(_token_of_length(MAX_TOKEN_CHARS + 1)) == "malformed"
+
+
+@pytest.mark.parametrize(("base", "audience"), [
+    ("https://cds.example.org/lumbar-X/", "https://cds.example.org/lumbar-X/cds-services/a"),
+    ("https://cds.example.org", "https://cds.example.org/cds-services/a"),
+])
+def test_the_audience_is_the_public_base_url_with_its_path_and_no_doubled_slash(
+    issuer: TrustedIssuer, tmp_path: Path, base: str, audience: str
+) -> None:
+    settings = Settings(public_base_url=base, auth_issuers=(issuer,), fhir_allowlist=(ISS + "/fhir",))
+    verifier = Verifier(settings, migrated_store(tmp_path / "db.sqlite3"))
+    assert verifier.audience_for("/cds-services/a") == audience
