@@ -126,8 +126,9 @@ def _with(issuer: TrustedIssuer, **more: object) -> Settings:
         (Settings(public_base_url="https://a.example/cds#top", auth_issuers=(SANDBOX,)), "LUMBAR_CDS_PUBLIC_BASE_URL"),
         (Settings(public_base_url="https:///cds", auth_issuers=(SANDBOX,)), "LUMBAR_CDS_PUBLIC_BASE_URL"),
         # With issuers, the FHIR servers must be named: by default any loopback port would be reachable.
-        (_with(SANDBOX), "LUMBAR_CDS_FHIR_ALLOWLIST"),
-        (_with(SANDBOX, fhir_allow_loopback=False), "LUMBAR_CDS_FHIR_ALLOW_LOOPBACK=1"),
+        # The operator is told both ways to set it: the environment variable and the settings-file key.
+        (_with(SANDBOX), "LUMBAR_CDS_FHIR_ALLOWLIST (fhir_allowlist)"),
+        (_with(SANDBOX, fhir_allow_loopback=False), "LUMBAR_CDS_FHIR_ALLOW_LOOPBACK=1 (fhir_allow_loopback)"),
     ],
 )
 def test_unsafe_or_incomplete_auth_settings_are_refused(settings: Settings, message: str) -> None:
