@@ -320,6 +320,15 @@ def test_only_a_completed_lumbar_operation_dated_up_to_today_is_prior_surgery() 
     assert verdict(lbp(14), procedure("63047", -7)) == premature  # charted ahead of the day
 
 
+def test_a_surgery_status_code_charted_as_a_procedure_is_prior_surgery_when_completed_and_past() -> None:
+    # Arthrodesis status (Z98.1) sent as a Procedure rather than a Condition: the same statement of an operation.
+    premature = [("imaging-premature", ["symptoms_short", "trial_missing_pt"])]
+    assert verdict(lbp(14), procedure("Z98.1", 400, system=ICD)) == []
+    assert verdict(lbp(14), procedure("Z98.1", 400, system=ICD, status="in-progress")) == premature
+    assert verdict(lbp(14), procedure("Z98.1", -7, system=ICD)) == premature
+    assert verdict(lbp(14), procedure("Z98.1", 400, system=ICD, bodySite=[CERVICAL_SITE])) == premature
+
+
 def test_a_month_back_from_the_31st_is_the_last_day_of_a_shorter_month() -> None:
     assert months_before(date(2026, 5, 31), 1) == date(2026, 4, 30)
     assert months_before(date(2026, 3, 31), 1) == date(2026, 2, 28)

@@ -52,9 +52,11 @@ class Context:
 
 def build_context(record: PatientRecord, rules: Rules, today: date) -> Context:
     episode = current_episode(record, rules, today)
+    # A status code charted as a Procedure (arthrodesis status, history of laminectomy) says the same as the
+    # operation's own code; both count only when completed and dated up to today.
+    operations = record.select("lumbar-spine-surgery", "Procedure") + record.select("prior-lumbar-surgery", "Procedure")
     prior = record.select("prior-lumbar-surgery", "Condition") + [
-        e for e in record.select("lumbar-spine-surgery", "Procedure")
-        if e.status == "completed" and (e.start is None or e.start <= today)
+        e for e in operations if e.status == "completed" and (e.start is None or e.start <= today)
     ]
     return Context(
         record=record, rules=rules, today=today,
