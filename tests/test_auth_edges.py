@@ -7,6 +7,7 @@ fails. Tokens are signed with a real EC key; the replay store is a real SQLite d
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import uuid
@@ -95,6 +96,14 @@ def test_the_first_second_of_the_epoch_is_a_valid_time(verify: Callable[[str], s
     assert verify(_token(nbf=0)) == "ok"
 
 
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf", "jti"])
+def test_a_signed_nan_is_malformed(verify: Callable[[str], str], claim: str) -> None:
+    # json reads NaN; every comparison with it is False, so no bound may be written as "not above" a limit.
+    payload = {"iss": ISS, "aud": AUDIENCE, "iat": NOW, "exp": NOW + LIFETIME, "jti": "j", claim: float("nan")}
+    token = jwt.api_jws.encode(json.dumps(payload).encode(), KEY, algorithm="ES384", headers={"kid": KID})
+    assert verify(token) == "malformed"
+
+
 def test_a_non_string_issuer_is_refused_not_raised(verify: Callable[[str], str]) -> None:
     payload = {"iss": [ISS], "aud": AUDIENCE, "iat": NOW, "exp": NOW + LIFETIME, "jti": str(uuid.uuid4())}
     token = jwt.api_jws.encode(json.dumps(payload).encode(), KEY, algorithm="ES384", headers={"kid": KID})
@@ -112,6 +121,25 @@ def test_the_verified_token_carries_its_tenant_and_a_signed_refusal_its_issuer_a
     with pytest.raises(AuthError) as refused:
         verifier.verify(_token(exp="soon", jti="j" * 300), AUDIENCE)
     assert (refused.value.reason, refused.value.iss, refused.value.jti) == ("malformed", ISS, "j" * 200)
+
+
+@pytest.mark.parametrize(("claims", "reason"), [
+    ({"aud": None}, "missing-claim"), ({"aud": BASE + "/other"}, "wrong-audience"),
+    ({"iat": NOW + LEEWAY + 1, "exp": NOW + LEEWAY + 2}, "iat-in-future"), ({"nbf": NOW + LEEWAY + 1}, "not-yet-valid"),
+    ({"iat": NOW, "exp": NOW + LIFETIME + 1}, "lifetime-too-long"), ({"tenant": "south"}, "tenant-not-allowed"),
+    ({"exp": NOW - LEEWAY, "iat": NOW - LEEWAY - 1}, "expired"),
+])
+def test_every_refusal_of_a_validly_signed_token_names_its_issuer_and_jti_for_the_log(
+    issuer: TrustedIssuer, tmp_path: Path, claims: dict[str, Any], reason: str
+) -> None:
+    # The signature holds, so the log may say which issuer's token, and which one, was refused.
+    tenanted = dataclasses.replace(issuer, tenants=("north",))
+    settings = Settings(public_base_url=BASE, auth_issuers=(tenanted,), fhir_allowlist=(ISS + "/fhir",),
+                        auth_leeway_seconds=LEEWAY, auth_max_token_lifetime_seconds=LIFETIME)
+    verifier = Verifier(settings, migrated_store(tmp_path / "db.sqlite3"), clock=lambda: float(NOW))
+    with pytest.raises(AuthError) as refused:
+        verifier.verify(_token(**{"tenant": "north", "jti": "the-jti", **claims}), AUDIENCE)
+    assert (refused.value.reason, refused.value.iss, refused.value.jti) == (reason, ISS, "the-jti")
 
 
 # --------------------------------------------------------------------------- numbers out of range
@@ -250,3 +278,17 @@ def test_the_audience_is_the_public_base_url_with_its_path_and_no_doubled_slash(
     settings = Settings(public_base_url=base, auth_issuers=(issuer,), fhir_allowlist=(ISS + "/fhir",))
     verifier = Verifier(settings, migrated_store(tmp_path / "db.sqlite3"))
     assert verifier.audience_for("/cds-services/a") == audience
+
+
+def test_a_jti_is_remembered_for_as_long_as_its_token_is_accepted(issuer: TrustedIssuer, tmp_path: Path) -> None:
+    # Accepted until exp + leeway, so a replay at the last accepted second must still be caught.
+    settings = Settings(public_base_url=BASE, auth_issuers=(issuer,), fhir_allowlist=(ISS + "/fhir",),
+                        auth_leeway_seconds=LEEWAY, auth_max_token_lifetime_seconds=LIFETIME)
+    now = [float(NOW)]
+    verifier = Verifier(settings, migrated_store(tmp_path / "db.sqlite3"), clock=lambda: now[0])
+    token = _token()
+    verifier.verify(token, AUDIENCE)
+    now[0] = NOW + LIFETIME + LEEWAY - 1
+    with pytest.raises(AuthError) as refused:
+        verifier.verify(token, AUDIENCE)
+    assert refused.value.reason == "replayed-jti"

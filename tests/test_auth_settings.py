@@ -116,7 +116,7 @@ def _with(issuer: TrustedIssuer, **more: object) -> Settings:
         (Settings(auth_issuers=(SANDBOX,)), "public_base_url"),
         (Settings(public_base_url="cds.example.org", auth_issuers=(SANDBOX,)), "LUMBAR_CDS_PUBLIC_BASE_URL"),
         (Settings(public_base_url="https://a.example", auth_issuers=(SANDBOX, SANDBOX)), "listed once"),
-        (_with(TrustedIssuer("https://x.example")), "give its JWK Set"),
+        (_with(TrustedIssuer("https://x.example")), "trusted issuer 'https://x.example': give its JWK Set"),
         (_with(TrustedIssuer("https://x.example", jwks="http://x.example/jwks")), "must be https"),
         (_with(TrustedIssuer("https://x.example", jku=("http://x.example/jwks",))), "must be an https"),
         (_with(TrustedIssuer("https://x.example", jwks="/no/such/jwks.json")), "does not exist"),

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import httpx
 import jwt
 
 from cds_hooks.netpolicy.urls import fetchable_url
@@ -63,10 +62,10 @@ class ReplayStore(Protocol):
 
 @dataclass(frozen=True)
 class VerifiedToken:
+    """Who called: the issuer and, when the token names one, the tenant (override memory is kept per both)."""
+
     iss: str
-    jti: str
     tenant: str | None
-    claims: dict[str, Any]
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -147,10 +146,7 @@ def _loggable(value: Any) -> str | None:
 class Verifier:
     """Checks tokens against the trusted issuers. `clock` (epoch seconds) may be replaced in tests."""
 
-    def __init__(
-        self, settings: Settings, replay: ReplayStore, clock: Callable[[], float] = time.time,
-        http: httpx.Client | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, replay: ReplayStore, clock: Callable[[], float] = time.time) -> None:
         validate_auth_settings(settings)
         self.clock = clock
         self._issuers = {i.iss: i for i in settings.auth_issuers}
@@ -159,7 +155,7 @@ class Verifier:
         self._max_lifetime = settings.auth_max_token_lifetime_seconds
         self._base_url = (settings.public_base_url or "").rstrip("/")
         self._replay = replay
-        self._keys = JwksCache(settings.auth_jwks_cache_seconds, lambda: self.clock(), http)
+        self._keys = JwksCache(settings.auth_jwks_cache_seconds, lambda: self.clock())
 
     def audience_for(self, path: str) -> str:
         """The `aud` a call to `path` must carry: configured public base URL + path, never the Host header."""
@@ -205,7 +201,7 @@ class Verifier:
         if not self._replay.first_use_of_jti(issuer.iss, jti, expires_at, self.clock()):
             raise AuthError("replayed-jti", **ident)
         tenant = claims.get("tenant")
-        return VerifiedToken(issuer.iss, jti, tenant if isinstance(tenant, str) else None, claims)
+        return VerifiedToken(issuer.iss, tenant if isinstance(tenant, str) else None)
 
     def _key(self, issuer: TrustedIssuer, jku: Any, kid: str) -> PublicKey:
         allowed_jku = set(issuer.jku) | ({issuer.jwks} if issuer.jwks and is_url(issuer.jwks) else set())

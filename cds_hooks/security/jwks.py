@@ -108,13 +108,11 @@ class JwksCache:
     A failed reload keeps the keys already loaded.
     """
 
-    def __init__(self, ttl: float, clock: Callable[[], float], http: httpx.Client | None = None) -> None:
+    def __init__(self, ttl: float, clock: Callable[[], float]) -> None:
         self.ttl = ttl
         self._clock = clock
-        if http is None:
-            http = httpx.Client(timeout=JWKS_FETCH_TIMEOUT_SECONDS, follow_redirects=False)
-            weakref.finalize(self, http.close)  # a client of our own goes with the cache
-        self._http = http
+        self._http = httpx.Client(timeout=JWKS_FETCH_TIMEOUT_SECONDS, follow_redirects=False)
+        weakref.finalize(self, self._http.close)  # the client goes with the cache
         self._entries: dict[str, _Entry] = {}
         self._entries_lock = threading.Lock()
 
