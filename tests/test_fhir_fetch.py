@@ -53,6 +53,9 @@ def test_plain_http_allowlist_entries_are_refused_at_start_up() -> None:
     ("{{context.userId}}", {"context.userId": "Practitioner/.."}, None),  # so would its second part
     ("Patient/{{context.patientId}}", {"context.patientId": "X"}, "Patient/X"),  # one letter is an id
     ("Condition?patient={{context.patientId}}", {"context.patientId": "a&b=c"}, None),
+    # A trailing newline would pass a `^...$` check ($ matches before it) and reach the URL raw.
+    ("Condition?patient={{context.patientId}}", {"context.patientId": "p-1\n"}, None),
+    ("Condition?patient={{context.patientId}}", {"context.patientId": "p 1"}, None),
     ("{{context.userId}}", {"context.userId": "Practitioner/dr-1"}, "Practitioner/dr-1"),
     ("Condition?patient={{ context.patientId }}&_count=2", {"context.patientId": "x"},
      "Condition?patient=x&_count=2"),

@@ -40,7 +40,6 @@ from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import orjson
@@ -57,7 +56,7 @@ for _noisy in ("httpx", "httpcore"):
 
 _TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
 # Token values go into URL paths and queries: FHIR ids and references only.
-_SAFE_VALUE = re.compile(r"^[A-Za-z0-9\-.]{1,64}(/[A-Za-z0-9\-.]{1,64})?$")
+_SAFE_VALUE = re.compile(r"[A-Za-z0-9\-.]{1,64}(/[A-Za-z0-9\-.]{1,64})?")  # whole value: fullmatch
 FHIR_JSON = "application/fhir+json"
 
 
@@ -92,10 +91,10 @@ def render_template(template: str, tokens: Mapping[str, str | None]) -> str | No
     def value(match: re.Match[str]) -> str:
         nonlocal missing
         v = tokens.get(match.group(1))
-        if v is None or not _SAFE_VALUE.match(v) or any(part.strip(".") == "" for part in v.split("/")):
+        if v is None or not _SAFE_VALUE.fullmatch(v) or any(part.strip(".") == "" for part in v.split("/")):
             missing = True
             return ""
-        return quote(v, safe="/")
+        return v  # only letters, digits, '-', '.' and one '/': nothing to percent-encode
 
     rendered = _TOKEN.sub(value, template)
     return None if missing else rendered
