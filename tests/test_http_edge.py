@@ -16,6 +16,7 @@ from werkzeug.test import TestResponse
 from cds_hooks.app import create_app
 from cds_hooks.sandbox.fixtures import fixtures_dir, load_fixture
 from cds_hooks.settings.config import Settings
+from cds_hooks.telemetry.logs import safe_token
 from tests.conftest import REPO
 
 SELECT = "/cds-services/lumbar-pathway-order-select"
@@ -145,6 +146,13 @@ def test_request_id_is_echoed_only_when_it_is_a_plain_token(client: FlaskClient,
         assert got == sent
     else:
         assert got != sent and len(got) == 32 and int(got, 16) >= 0
+
+
+@pytest.mark.parametrize("value", ["abc\n", "abc\r\n", "\nabc", "ab\ncd"])
+def test_a_value_with_a_line_break_is_no_log_token(value: str) -> None:
+    # A final newline passes a `^...$` match in Python; a logged id must not end a log line early.
+    assert safe_token(value) is None
+    assert safe_token("abc") == "abc"
 
 
 def test_request_ids_are_minted_fresh(client: FlaskClient) -> None:

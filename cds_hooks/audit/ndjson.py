@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 import orjson
 
 SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
-_TYPE_NAME = re.compile(r"^[A-Z][A-Za-z]{2,63}$")
+_TYPE_NAME = re.compile(r"[A-Z][A-Za-z]{2,63}")  # fullmatch
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -59,7 +59,7 @@ def type_from_name(name: str) -> str | None:
             name = name[: -len(suffix)]
             break
     for part in re.split(r"[.\-_]", name):
-        if _TYPE_NAME.match(part):
+        if _TYPE_NAME.fullmatch(part):
             return part
     return None
 

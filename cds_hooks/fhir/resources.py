@@ -20,7 +20,7 @@ from cds_hooks.fhir.element_verdicts import ElementVerdicts, plain_json
 from cds_hooks.fhir.limits import MAX_DEPTH, deeper_than
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
-_NAIVE_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$")
+_NAIVE_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?")  # fullmatch
 
 
 def parse_date(value: Any) -> date | None:
@@ -114,7 +114,7 @@ def _fix_naive_datetimes(node: Any) -> Any:
         return {k: _fix_naive_datetimes(v) for k, v in node.items()}
     if isinstance(node, list):
         return [_fix_naive_datetimes(v) for v in node]
-    if isinstance(node, str) and _NAIVE_DATETIME.match(node):
+    if isinstance(node, str) and _NAIVE_DATETIME.fullmatch(node):
         return node + ("Z" if node.count(":") == 2 else ":00Z")
     return node
 

@@ -31,7 +31,7 @@ from cds_hooks.store.repository import Store
 log = logging.getLogger("cds_hooks.http.basis")
 bp = Blueprint("basis", __name__)
 ENDPOINT = "basis.page"
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # fullmatch
 
 STYLE = (
     "body{font:16px/1.5 system-ui,sans-serif;margin:0;color:#1b1b1b;background:#fff}"
@@ -128,7 +128,7 @@ def _store() -> Store:
 def page(token: str) -> Response:
     rules: Rules = current_app.extensions["lumbar_cds.rules"]
     try:
-        found = _store().basis_page(token) if _TOKEN.match(token) else None
+        found = _store().basis_page(token) if _TOKEN.fullmatch(token) else None
     except SQLAlchemyError as exc:
         log.error("basis page not read: %s", type(exc).__name__)
         body = render_template_string(GONE, style=STYLE, text=" ".join(rules.cards.basis.page_unavailable.split()))

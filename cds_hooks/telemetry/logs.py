@@ -25,13 +25,13 @@ from flask import Flask, Response, g, request
 REQUEST_LOGGER = "cds_hooks.request"
 # A request id or hookInstance is logged only when it is a plain token: no spaces,
 # quotes or newlines that could forge a log line, and too short to carry a document.
-_TOKEN = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_TOKEN = re.compile(r"[A-Za-z0-9._:\-]{1,128}")  # fullmatch: `$` would let a final newline by
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 
 def safe_token(value: Any) -> str | None:
-    return value if isinstance(value, str) and _TOKEN.match(value) else None
+    return value if isinstance(value, str) and _TOKEN.fullmatch(value) else None
 
 
 def _frames(exc_info: ExcInfo) -> str:
