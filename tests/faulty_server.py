@@ -4,7 +4,7 @@ The first path segment picks the fault, so one server serves them all:
 `/ok/fhir/...` answers empty Bundles, `/slow/...` answers after 3 s,
 `/error/...` 500, `/invalid-json/...` broken JSON, `/no-entry/...` an empty search without `entry`,
 `/bad-bundle/...` and `/bad-next/...` JSON of an impossible shape, `/trickle/...` a body that never
-finishes, `/drop/...` closes the connection without answering, `/redirect/...` points at a second server on
+finishes, `/drop/...` closes the connection without answering, `/bearer/...` answers 401 unless sent `BEARER_TOKEN`, `/redirect/...` points at a second server on
 another loopback host, which counts any visit.
 
 Faults with numbers, for the fetch limits at their edges (tests/test_fetch_limits.py):
@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 SLOW_SECONDS = 3.0
+BEARER_TOKEN = "access-token-from-the-ehr"
 
 
 class _Counting(ThreadingHTTPServer):
@@ -208,6 +209,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == "self-link":  # a page that names itself (and nothing next) with a link of another shape
             self._json(200, {"resourceType": "Bundle", "type": "searchset", "entry": [],
                              "link": ["next", {"relation": "self", "url": self.path}]})
+        elif fault == "bearer":  # a server that wants the EHR's access token: 401 without it
+            if self.headers.get("Authorization") == f"Bearer {BEARER_TOKEN}":
+                self._json(200, {"resourceType": "Bundle", "type": "searchset", "entry": []})
+            else:
+                self._json(401, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "login"}]})
         elif fault == "no-entry":  # an empty search as many servers send it: no entry element at all
             self._json(200, {"resourceType": "Bundle", "type": "searchset", "total": 0})
         elif fault == "bad-next":
