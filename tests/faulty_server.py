@@ -4,8 +4,8 @@ The first path segment picks the fault, so one server serves them all:
 `/ok/fhir/...` answers empty Bundles, `/slow/...` answers after 3 s,
 `/error/...` 500, `/invalid-json/...` broken JSON, `/no-entry/...` an empty search without `entry`,
 `/bad-bundle/...` and `/bad-next/...` JSON of an impossible shape, `/trickle/...` a body that never
-finishes, `/drop/...` closes the connection without answering, `/bearer/...` answers 401 unless sent `BEARER_TOKEN`, `/redirect/...` points at a second server on
-another loopback host, which counts any visit.
+finishes, `/drop/...` closes the connection without answering, `/bearer/...` answers 401 unless sent
+`BEARER_TOKEN`, `/redirect/...` points at a second server on another loopback host, which counts any visit.
 
 Faults with numbers, for the fetch limits at their edges (tests/test_fetch_limits.py):
 `/pages/N/PER/...` a search of N pages of PER entries linked by absolute `next` links (`page=K`);
