@@ -5,7 +5,8 @@ The first path segment picks the fault, so one server serves them all:
 `/error/...` 500, `/invalid-json/...` broken JSON, `/no-entry/...` an empty search without `entry`,
 `/bad-bundle/...` and `/bad-next/...` JSON of an impossible shape, `/trickle/...` a body that never
 finishes, `/drop/...` closes the connection without answering, `/bearer/...` answers 401 unless sent
-`BEARER_TOKEN`, `/redirect/...` points at a second server on another loopback host, which counts any visit.
+`BEARER_TOKEN`, `/not-a-resource/...` JSON without a resourceType, `/outcome-200/...` an OperationOutcome
+with status 200, `/redirect/...` points at a second server on another loopback host, which counts any visit.
 
 Faults with numbers, for the fetch limits at their edges (tests/test_fetch_limits.py):
 `/pages/N/PER/...` a search of N pages of PER entries linked by absolute `next` links (`page=K`);
@@ -43,6 +44,7 @@ class _Counting(ThreadingHTTPServer):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.requests: list[str] = []
+        self.authorizations: list[str | None] = []  # the Authorization header of each request (None: not sent)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         self.connections += 1
@@ -184,6 +186,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.requests.append(self.path)
+        self.server.authorizations.append(self.headers.get("Authorization"))
         parts = self.path.split("/")
         fault = parts[1]
         if len(parts) > 2 and parts[2].isdigit() and self._numbered(fault, int(parts[2]), parts):
@@ -214,6 +217,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, {"resourceType": "Bundle", "type": "searchset", "entry": []})
             else:
                 self._json(401, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "login"}]})
+        elif fault == "not-a-resource":  # JSON, but no resourceType
+            self._json(200, [{"resourceType": "Bundle"}])
+        elif fault == "outcome-200":  # an error reported as an OperationOutcome with status 200
+            self._json(200, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "x"}]})
         elif fault == "no-entry":  # an empty search as many servers send it: no entry element at all
             self._json(200, {"resourceType": "Bundle", "type": "searchset", "total": 0})
         elif fault == "bad-next":
@@ -261,6 +268,11 @@ class FaultyServer:
     def requests(self) -> list[str]:
         """Request targets the misbehaving server received, in order."""
         return self._server.requests
+
+    @property
+    def authorizations(self) -> list[str | None]:
+        """The Authorization header of each request the misbehaving server received (None: not sent)."""
+        return self._server.authorizations
 
     @property
     def elsewhere_hits(self) -> int:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import REGISTRY
 
-from cds_hooks.fhir.fetch import Fetched, FetchFailure, FhirFetcher, _Call
+from cds_hooks.fhir.fetch import Fetched, FetchFailure, FhirFetcher, _Call, _Failed
 from cds_hooks.settings.config import FetchLimits
 from tests.faulty_server import FaultyServer
 
@@ -51,10 +51,60 @@ def _closed_port() -> int:
     ("error", FetchFailure("server-error", "HTTP 500")),
     ("status/503", FetchFailure("server-error", "HTTP 503")),
     ("bad-bundle", FetchFailure("bad-response", "Bundle.entry is not an array")),
+    # Redirects are 300 to 399, each refused unfollowed; 400 and up are the server's errors.
+    ("status/300", FetchFailure("bad-response", "HTTP 300 redirect, not followed")),
+    ("status/399", FetchFailure("bad-response", "HTTP 399 redirect, not followed")),
+    ("status/400", FetchFailure("server-error", "HTTP 400")),
+    ("status/404", FetchFailure("server-error", "HTTP 404")),  # a search that is not found is an error
+    ("invalid-json", FetchFailure("bad-response", "not JSON")),
+    ("not-a-resource", FetchFailure("bad-response", "not a FHIR resource")),
+    ("outcome-200", FetchFailure("server-error", "OperationOutcome")),
 ])
 def test_each_http_failure_has_its_reason_and_detail(server: FaultyServer, fault: str, failure: FetchFailure) -> None:
     fetched = _fetch(server.url(fault))
     assert fetched.failures == {"k0": failure} and not fetched.data
+
+
+def test_a_read_that_finds_nothing_is_no_data_not_a_failure(server: FaultyServer) -> None:
+    # As a prefetch key of null: the patient has no such resource. A search answering 404 is an error (above).
+    fetched = _fetch(server.url("status/404"), query="Encounter/e-1")
+    assert fetched.data == {"k0": None} and not fetched.failures
+
+
+def test_the_access_token_is_sent_only_when_the_ehr_gave_one(server: FaultyServer) -> None:
+    fetcher = FhirFetcher(LIMITS)
+    try:
+        fetcher.fetch(server.url("ok"), {"k0": SEARCH}, "tok-1", time.monotonic() + 2.0)
+        fetcher.fetch(server.url("ok"), {"k0": SEARCH}, None, time.monotonic() + 2.0)
+        fetcher.fetch(server.url("ok"), {"k0": SEARCH}, "", time.monotonic() + 2.0)
+    finally:
+        fetcher.close()
+    assert server.authorizations[-3:] == ["Bearer tok-1", None, None]
+
+
+@pytest.mark.parametrize(("fault", "seconds"), [("slow", 0.3), ("trickle", 0.35)])
+def test_a_request_past_the_deadline_fails_as_a_timeout_in_its_own_thread(
+    server: FaultyServer, fault: str, seconds: float
+) -> None:
+    # The thread's own failure, not only the caller's: no answer yet (slow), or a body still arriving (trickle).
+    fetcher = FhirFetcher(LIMITS)
+    try:
+        with pytest.raises(_Failed) as failed:
+            fetcher._get(f"{server.url(fault)}/{SEARCH}", {}, _Call(LIMITS, time.monotonic() + seconds), read=False)
+    finally:
+        fetcher.close()
+    assert failed.value.failure == FetchFailure("timeout", "2 s")
+
+
+def test_a_server_off_the_allow_list_is_refused_unsent_even_if_the_caller_did_not_check(server: FaultyServer) -> None:
+    fetcher = FhirFetcher(LIMITS, allowlist=("https://ehr.example.org/fhir",), loopback=False)
+    before = len(server.requests)
+    try:
+        with pytest.raises(ValueError, match="allow-list"):
+            fetcher.fetch(server.url("ok"), {"k0": SEARCH}, None, time.monotonic() + 2.0)
+    finally:
+        fetcher.close()
+    assert len(server.requests) == before
 
 
 def test_an_empty_search_without_entry_is_an_empty_answer_not_a_failure(server: FaultyServer) -> None:
@@ -92,7 +142,7 @@ def test_a_deadline_already_reached_is_a_timeout_before_any_request(server: Faul
     fetcher = FhirFetcher(LIMITS)
     before = len(server.requests)
     try:
-        outcome = fetcher._run(server.url("ok"), "k0", SEARCH, {}, _Call(LIMITS, time.monotonic()))
+        outcome = fetcher._run(server.url("ok"), SEARCH, {}, _Call(LIMITS, time.monotonic()))
     finally:
         fetcher.close()
     assert outcome == (FetchFailure("timeout", "2 s"), None)

@@ -204,7 +204,7 @@ class FhirFetcher:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         call = _Call(self.limits, deadline)
         futures: dict[Future[tuple[Any, FetchFailure | None]], str] = {
-            self._pool.submit(self._run, base, key, query, headers, call): key for key, query in queries.items()
+            self._pool.submit(self._run, base, query, headers, call): key for key, query in queries.items()
         }
         result = Fetched()
         pending = set(futures)
@@ -229,9 +229,7 @@ class FhirFetcher:
             result.failures[futures[future]] = FetchFailure("timeout", f"{self.limits.timeout:g} s")
         return result
 
-    def _run(
-        self, base: str, key: str, query: str, headers: dict[str, str], call: _Call
-    ) -> tuple[Any, FetchFailure | None]:
+    def _run(self, base: str, query: str, headers: dict[str, str], call: _Call) -> tuple[Any, FetchFailure | None]:
         kind = resource_type_of(query)
         started = time.perf_counter()
         progress = {"pages": 0, "status": "-"}
