@@ -97,14 +97,19 @@ def test_a_request_past_the_deadline_fails_as_a_timeout_in_its_own_thread(
 
 
 def test_a_server_off_the_allow_list_is_refused_unsent_even_if_the_caller_did_not_check(server: FaultyServer) -> None:
-    fetcher = FhirFetcher(LIMITS, allowlist=("https://ehr.example.org/fhir",), loopback=False)
+    listed = ("https://ehr.example.org/fhir",)
+    fetcher = FhirFetcher(LIMITS, allowlist=listed, loopback=False)
+    loopback = FhirFetcher(LIMITS, allowlist=listed, loopback=True)
     before = len(server.requests)
     try:
         with pytest.raises(ValueError, match="allow-list"):
             fetcher.fetch(server.url("ok"), {"k0": SEARCH}, None, time.monotonic() + 2.0)
+        assert len(server.requests) == before
+        # Loopback allowed beside the list (a FHIR server on this machine): queried.
+        assert loopback.fetch(server.url("ok"), {"k0": SEARCH}, None, time.monotonic() + 2.0).data["k0"]
     finally:
         fetcher.close()
-    assert len(server.requests) == before
+        loopback.close()
 
 
 def test_an_empty_search_without_entry_is_an_empty_answer_not_a_failure(server: FaultyServer) -> None:
