@@ -1,12 +1,13 @@
 """A small local HTTP server that misbehaves on purpose (fault injection only).
 
 The first path segment picks the fault, so one server serves them all:
-`/ok/fhir/...` answers empty Bundles, `/slow/...` answers after 3 s,
+`/ok/fhir/...` answers empty Bundles (and 404 to a read), `/slow/...` answers after 3 s,
 `/error/...` 500, `/invalid-json/...` broken JSON, `/no-entry/...` an empty search without `entry`,
 `/bad-bundle/...` and `/bad-next/...` JSON of an impossible shape, `/trickle/...` a body that never
 finishes, `/drop/...` closes the connection without answering, `/bearer/...` answers 401 unless sent
-`BEARER_TOKEN`, `/not-a-resource/...` JSON without a resourceType, `/outcome-200/...` an OperationOutcome
-with status 200, `/redirect/...` points at a second server on another loopback host, which counts any visit.
+`BEARER_TOKEN`, `/patient/...` a Patient for any read, `/not-a-resource/...` JSON without a resourceType,
+`/outcome-200/...` an OperationOutcome with status 200, `/redirect/...` points at a second server on
+another loopback host, which counts any visit.
 
 Faults with numbers, for the fetch limits at their edges (tests/test_fetch_limits.py):
 `/pages/N/PER/...` a search of N pages of PER entries linked by absolute `next` links (`page=K`);
@@ -217,6 +218,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, {"resourceType": "Bundle", "type": "searchset", "entry": []})
             else:
                 self._json(401, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "login"}]})
+        elif fault == "patient":  # a read that finds its resource
+            self._json(200, {"resourceType": "Patient", "id": self.path.rsplit("/", 1)[-1]})
         elif fault == "not-a-resource":  # JSON, but no resourceType
             self._json(200, [{"resourceType": "Bundle"}])
         elif fault == "outcome-200":  # an error reported as an OperationOutcome with status 200

@@ -176,6 +176,18 @@ def test_the_log_line_and_metrics_of_a_search_that_worked(
     assert _queries("Condition") == before + 1
 
 
+@pytest.mark.parametrize(("fault", "status", "results"), [("patient", 200, 1), ("ok", 404, 0)])
+def test_the_log_line_of_a_read_that_found_its_resource_or_nothing(
+    server: FaultyServer, caplog: pytest.LogCaptureFixture, fault: str, status: int, results: int
+) -> None:
+    with caplog.at_level(logging.INFO, logger="cds_hooks.fhir.fetch"):
+        fetched = _fetch(server.url(fault), query="Patient/p-1")
+    assert (fetched.data["k0"] or {}).get("id", None) == ("p-1" if results else None) and not fetched.failures
+    [line] = [r.getMessage() for r in caplog.records if r.name == "cds_hooks.fhir.fetch"]
+    assert line.startswith(f"fhir query='Patient read' status={status} ms="), line
+    assert line.endswith(f" pages=1 results={results}"), line
+
+
 def test_the_log_line_and_metrics_of_a_refused_search(server: FaultyServer, caplog: pytest.LogCaptureFixture) -> None:
     before, failed = _queries("Condition"), _failures("Condition", "refused")
     with caplog.at_level(logging.INFO, logger="cds_hooks.fhir.fetch"):

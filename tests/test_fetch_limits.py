@@ -214,7 +214,7 @@ def test_the_answer_leaves_at_the_deadline_while_a_thread_is_still_reading(serve
                 time.sleep(0.01)
         finally:
             fetcher.close()
-        assert fetched.failures["k0"].reason == "timeout"
+        assert fetched.failures["k0"] == FetchFailure("timeout", f"{ROOMY.timeout:g} s")  # abandoned, so named here
     assert 0.5 <= min(times) < 0.7, times
 
 
