@@ -164,13 +164,22 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def _next(self, kind: str) -> None:
-        """/next/KIND/fhir/Type?...: page 1 links to KIND's target; page 2 (only `same` gets there) ends."""
+        """/next/KIND/fhir/Type?...: page 1 links to KIND's target; page 2 (only `same`, `gone` and `not-bundle`
+        get there) ends, is not found, or is a Patient."""
+        if "page=2" in self.path and kind == "gone":
+            self._json(404, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-found"}]})
+            return
+        if "page=2" in self.path and kind == "not-bundle":
+            self._json(200, {"resourceType": "Patient", "id": "p-1"})
+            return
         if "page=2" in self.path:
             self._json(200, {"resourceType": "Bundle", "type": "searchset", "entry": entries(1, 1)})
             return
         here, path = self._base(), self.path.partition("?")[0]
         target = {
             "same": f"{here}{path}?patient=x&page=2",
+            "gone": f"{here}{path}?patient=x&page=2",
+            "not-bundle": f"{here}{path}?patient=x&page=2",
             "other-host": f"{self.redirect_to}{path}?page=2",
             "other-port": f"{self.other_port_base}{path}?page=2",
             "other-prefix": f"{here}/next/other-prefix/admin/Condition?page=2",

@@ -136,10 +136,15 @@ def test_a_query_that_cannot_be_a_url_is_refused_unsent(server: FaultyServer) ->
     assert len(server.requests) == before
 
 
-def test_a_search_cut_at_the_page_cap_keeps_the_pages_read_and_says_it_was_cut(server: FaultyServer) -> None:
-    fetched = _fetch(server.url("pages/4/2"))
+def test_a_search_cut_at_the_page_cap_keeps_the_pages_read_and_says_it_was_cut(
+    server: FaultyServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="cds_hooks.fhir.fetch"):
+        fetched = _fetch(server.url("pages/4/2"))
     assert fetched.truncated == {"k0": FetchFailure("truncated")}
     assert len(fetched.data["k0"]["entry"]) == 6
+    [line] = [r.getMessage() for r in caplog.records if r.name == "cds_hooks.fhir.fetch"]
+    assert line.endswith(" pages=3 results=6 truncated"), line
 
 
 def test_a_deadline_already_reached_is_a_timeout_before_any_request(server: FaultyServer) -> None:
@@ -212,5 +217,6 @@ def test_an_unexpected_error_on_an_answer_is_that_servers_bad_response(
         fetched = _fetch(server.url("ok"))
     assert fetched.failures == {"k0": FetchFailure("bad-response", "TypeError")}
     [line] = [r.getMessage() for r in caplog.records if r.name == "cds_hooks.fhir.fetch"]
-    assert line.endswith(" failure=bad-response detail='TypeError'"), line
+    assert line.startswith("fhir query='Condition search' status=- ms="), line
+    assert line.endswith(" pages=0 results=0 failure=bad-response detail='TypeError'"), line
     assert _failures("Condition", "bad-response") == failed + 1

@@ -226,7 +226,7 @@ def test_the_answer_leaves_at_the_deadline_while_a_thread_is_still_reading(serve
 def test_a_next_link_off_the_server_or_its_path_is_refused_unvisited(server: FaultyServer, kind: str) -> None:
     hits = server.elsewhere_hits
     fetched = _fetch(server.url(f"next/{kind}"))
-    assert fetched.failures["k0"].reason == "bad-response"
+    assert fetched.failures["k0"] == FetchFailure("bad-response", "paging link to another server")
     assert [r for r in server.requests if r.startswith(f"/next/{kind}/")] == [f"/next/{kind}/fhir/{SEARCH}"]
     assert server.elsewhere_hits == hits
 
@@ -234,6 +234,28 @@ def test_a_next_link_off_the_server_or_its_path_is_refused_unvisited(server: Fau
 def test_a_next_link_on_the_same_server_is_followed(server: FaultyServer) -> None:
     fetched = _fetch(server.url("next/same"))
     assert _ids(fetched) == ["c0", "c1"] and not fetched.failures
+
+
+@pytest.mark.parametrize(("kind", "failure"), [
+    ("gone", FetchFailure("server-error", "HTTP 404")),  # a later page not found is an error, not "no data"
+    ("not-bundle", FetchFailure("bad-response", "a result page is not a Bundle")),
+])
+def test_a_later_page_that_is_not_a_page_fails_the_search(
+    server: FaultyServer, kind: str, failure: FetchFailure
+) -> None:
+    fetched = _fetch(server.url(f"next/{kind}"))
+    assert fetched.failures == {"k0": failure} and "k0" not in fetched.data
+
+
+def test_every_page_of_a_search_carries_the_access_token(server: FaultyServer) -> None:
+    before = len(server.authorizations)
+    fetcher = FhirFetcher(ROOMY)
+    try:
+        fetched = fetcher.fetch(server.url("pages/3/2"), {"k0": SEARCH}, "tok-2", time.monotonic() + 2.0)
+    finally:
+        fetcher.close()
+    assert len(_ids(fetched)) == 6
+    assert server.authorizations[before:] == ["Bearer tok-2"] * 3
 
 
 # --------------------------------------------------------------------------- the memory blow-up
@@ -278,10 +300,13 @@ def test_a_thread_waiting_for_an_answer_stops_at_the_deadline_not_when_the_serve
         fetcher = FhirFetcher(ROOMY)
         try:
             started = time.monotonic()
-            fetched = fetcher.fetch(server.url("delay/2000"), {"k0": SEARCH}, None, started + 0.3)
-            while fetcher.in_flight and time.monotonic() - started < 3:
+            # Two keys at once: the count of threads still working must come back to exactly 0.
+            fetched = fetcher.fetch(server.url("delay/2000"), {"k0": SEARCH, "k1": SEARCH}, None, started + 0.3)
+            while fetcher.in_flight != 0 and time.monotonic() - started < 3:
                 time.sleep(0.01)
             ended.append(time.monotonic() - started)
+            time.sleep(0.05)
+            assert fetcher.in_flight == 0  # and stays there (a count that went wrong can pass 0 on its way)
         finally:
             fetcher.close()
         assert fetched.failures["k0"].reason == "timeout"

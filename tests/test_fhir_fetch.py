@@ -67,3 +67,6 @@ def test_render_template(template: str, tokens: dict[str, str | None], expected:
 def test_logs_name_the_query_type_not_the_url() -> None:
     assert resource_type_of("Condition?patient={{context.patientId}}") == "Condition search"
     assert resource_type_of("Patient/{{context.patientId}}") == "Patient read"
+    # As rendered: a query holds a reference, so a '/' after the '?' does not make it a read.
+    assert resource_type_of("Condition?subject=Patient/p-1") == "Condition search"
+    assert resource_type_of("Patient") == "Patient search"
