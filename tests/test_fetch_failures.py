@@ -193,6 +193,16 @@ def test_the_log_line_of_a_read_that_found_its_resource_or_nothing(
     assert line.endswith(f" pages=1 results={results}"), line
 
 
+def test_the_log_line_says_how_long_the_query_took_in_milliseconds(
+    server: FaultyServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="cds_hooks.fhir.fetch"):
+        _fetch(server.url("delay/200"))
+    [line] = [r.getMessage() for r in caplog.records if r.name == "cds_hooks.fhir.fetch"]
+    ms = float(line.split(" ms=", 1)[1].split(" ", 1)[0])
+    assert 200 <= ms < 2000, line  # the server waits 200 ms; the deadline is 2 s
+
+
 def test_the_log_line_and_metrics_of_a_refused_search(server: FaultyServer, caplog: pytest.LogCaptureFixture) -> None:
     before, failed = _queries("Condition"), _failures("Condition", "refused")
     with caplog.at_level(logging.INFO, logger="cds_hooks.fhir.fetch"):
