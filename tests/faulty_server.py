@@ -46,6 +46,7 @@ class _Counting(ThreadingHTTPServer):
         super().__init__(*args)
         self.requests: list[str] = []
         self.authorizations: list[str | None] = []  # the Authorization header of each request (None: not sent)
+        self.accepts: list[tuple[str | None, str | None]] = []  # the Accept and Accept-Encoding of each request
 
     def process_request(self, request: Any, client_address: Any) -> None:
         self.connections += 1
@@ -197,6 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.requests.append(self.path)
         self.server.authorizations.append(self.headers.get("Authorization"))
+        self.server.accepts.append((self.headers.get("Accept"), self.headers.get("Accept-Encoding")))
         parts = self.path.split("/")
         fault = parts[1]
         if len(parts) > 2 and parts[2].isdigit() and self._numbered(fault, int(parts[2]), parts):
@@ -285,6 +287,11 @@ class FaultyServer:
     def authorizations(self) -> list[str | None]:
         """The Authorization header of each request the misbehaving server received (None: not sent)."""
         return self._server.authorizations
+
+    @property
+    def accepts(self) -> list[tuple[str | None, str | None]]:
+        """The Accept and Accept-Encoding headers of each request the misbehaving server received."""
+        return self._server.accepts
 
     @property
     def elsewhere_hits(self) -> int:

@@ -71,6 +71,12 @@ def test_a_read_that_finds_nothing_is_no_data_not_a_failure(server: FaultyServer
     assert fetched.data == {"k0": None} and not fetched.failures
 
 
+def test_fhir_json_is_asked_for_uncompressed(server: FaultyServer) -> None:
+    # Compressed answers are never decoded (a small gzip can hold a huge body), so none is asked for.
+    _fetch(server.url("ok"))
+    assert server.accepts[-1] == ("application/fhir+json", "identity")
+
+
 def test_the_access_token_is_sent_only_when_the_ehr_gave_one(server: FaultyServer) -> None:
     fetcher = FhirFetcher(LIMITS)
     try:
