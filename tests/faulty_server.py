@@ -4,10 +4,10 @@ The first path segment picks the fault, so one server serves them all:
 `/ok/fhir/...` answers empty Bundles (and 404 to a read), `/slow/...` answers after 3 s,
 `/error/...` 500, `/invalid-json/...` broken JSON, `/no-entry/...` an empty search without `entry`,
 `/bad-bundle/...` and `/bad-next/...` JSON of an impossible shape, `/trickle/...` a body that never
-finishes, `/drop/...` closes the connection without answering, `/bearer/...` answers 401 unless sent
-`BEARER_TOKEN`, `/patient/...` a Patient for any read, `/not-a-resource/...` JSON without a resourceType,
-`/outcome-200/...` an OperationOutcome with status 200, `/redirect/...` points at a second server on
-another loopback host, which counts any visit.
+finishes, `/drop/...` closes the connection without answering, `/patient/...` a Patient for any read,
+`/not-a-resource/...` JSON without a resourceType, `/outcome-200/...` an OperationOutcome with status 200,
+`/redirect/...` points at a second server on another loopback host, which counts any visit. The `next`
+kinds `gone` and `not-bundle` link to a second page that is not found or is a Patient.
 
 Faults with numbers, for the fetch limits at their edges (tests/test_fetch_limits.py):
 `/pages/N/PER/...` a search of N pages of PER entries linked by absolute `next` links (`page=K`);
@@ -35,7 +35,6 @@ from typing import Any
 import orjson
 
 SLOW_SECONDS = 3.0
-BEARER_TOKEN = "access-token-from-the-ehr"
 
 
 class _Counting(ThreadingHTTPServer):
@@ -224,11 +223,6 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == "self-link":  # a page that names itself (and nothing next) with a link of another shape
             self._json(200, {"resourceType": "Bundle", "type": "searchset", "entry": [],
                              "link": ["next", {"relation": "self", "url": self.path}]})
-        elif fault == "bearer":  # a server that wants the EHR's access token: 401 without it
-            if self.headers.get("Authorization") == f"Bearer {BEARER_TOKEN}":
-                self._json(200, {"resourceType": "Bundle", "type": "searchset", "entry": []})
-            else:
-                self._json(401, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "login"}]})
         elif fault == "patient":  # a read that finds its resource
             self._json(200, {"resourceType": "Patient", "id": self.path.rsplit("/", 1)[-1]})
         elif fault == "not-a-resource":  # JSON, but no resourceType

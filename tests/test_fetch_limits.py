@@ -17,7 +17,7 @@ import pytest
 
 from cds_hooks.fhir.fetch import Fetched, FetchFailure, FhirFetcher
 from cds_hooks.settings.config import FetchLimits
-from tests.faulty_server import BEARER_TOKEN, FaultyServer
+from tests.faulty_server import FaultyServer
 
 SEARCH = "Condition?patient=x"
 ROOMY = FetchLimits(timeout=2.0, max_pages=50, max_resources=1000, max_bytes=1 << 20, max_page_resources=1000,
@@ -276,18 +276,6 @@ def test_a_bundle_of_30_mib_of_empty_objects_is_refused_early_and_small(server: 
     assert fetched.failures["k0"].reason == "bad-response"
     assert elapsed < 2.0
     assert peak < 8 << 20, peak  # refused after ~0.8 MB, never parsed: nowhere near 4 x 32 MiB
-
-
-def test_the_ehrs_access_token_is_sent_to_its_fhir_server(server: FaultyServer) -> None:
-    fetcher = FhirFetcher(ROOMY)
-    try:
-        deadline = time.monotonic() + 2.0
-        sent = fetcher.fetch(server.url("bearer"), {"k0": SEARCH}, BEARER_TOKEN, deadline)
-        unsent = fetcher.fetch(server.url("bearer"), {"k0": SEARCH}, None, deadline)
-    finally:
-        fetcher.close()
-    assert sent.data["k0"]["entry"] == [] and not sent.failures
-    assert unsent.failures["k0"].reason == "refused"
 
 
 def test_a_thread_waiting_for_an_answer_stops_at_the_deadline_not_when_the_server_answers(
