@@ -12,9 +12,10 @@ import pytest
 from cds_hooks.audit import asof, suppress
 from cds_hooks.audit.adapter import LivePathway
 from cds_hooks.audit.audit_rules import load_measures
+from cds_hooks.audit.judge import _dimensions
 from cds_hooks.audit.measure import evaluate_measure
 from cds_hooks.audit.ndjson import chunks, line_range, type_from_name
-from cds_hooks.audit.orders import find_orders
+from cds_hooks.audit.orders import AuditedOrder, find_orders
 from cds_hooks.audit.partition import route
 from cds_hooks.audit.run import audit_service
 from cds_hooks.pathway.rules import Rules
@@ -62,7 +63,8 @@ def test_orders_their_results_and_studies_without_an_order(rules: Rules) -> None
     study = {"resourceType": "ImagingStudy", "id": "s1", "status": "available", "procedureCode": [mri]}
     result = {**study, "started": "2025-03-31"}  # 30 days after the order: its result
     orphan = {**study, "id": "s2", "started": "2025-04-01"}  # 31 days after: audited in its own right
-    based = {**study, "id": "s3", "started": "2025-09-01", "basedOn": [{"reference": "ServiceRequest/o1"}]}
+    # Its result by reference, months later: a versioned reference names the same order.
+    based = {**study, "id": "s3", "started": "2025-09-01", "basedOn": [{"reference": "ServiceRequest/o1/_history/2"}]}
     by_type = {"ServiceRequest": [sr, draft, chest], "ImagingStudy": [result, orphan, based]}
     orders = find_orders(pathway, by_type, (date(2025, 1, 1), date(2025, 12, 31)), 30)
     assert [(o.ref, o.day, o.category) for o in orders] == [
@@ -70,6 +72,20 @@ def test_orders_their_results_and_studies_without_an_order(rules: Rules) -> None
     assert [r["id"] for r in orders[0].footprint] == ["s1", "s3"]
     assert orders[1].draft["code"]["coding"] == mri["coding"] and orders[1].draft["status"] == "draft"
     assert find_orders(pathway, by_type, (date(2025, 3, 2), date(2025, 3, 31)), 30) == []
+
+
+def test_who_ordered_where_is_read_through_versioned_and_absolute_references() -> None:
+    order = AuditedOrder("ServiceRequest/o1", date(2025, 3, 1), "ServiceRequest", "MRI", {}, {
+        "requester": {"reference": "https://ehr.example.org/fhir/PractitionerRole/r1/_history/2"},
+        "encounter": {"reference": "Encounter/e1/_history/4"}})
+    catalogue = {"PractitionerRole/r1": {"practitioner": {"reference": "Practitioner/d1/_history/1"},
+                                         "organization": {"reference": "Organization/h1"}},
+                 "Practitioner/d1": {"name": [{"text": "Ada Quill"}]}, "Organization/h1": {"name": "North Clinic"},
+                 "Location/l1": {"name": "Spine Unit"}}
+    encounters = {"Encounter/e1": {"location": [{"location": {"reference": "Location/l1/_history/3"}}]}}
+    assert _dimensions(order, encounters, catalogue) == {
+        "month": "2025-03", "category": "MRI", "source": "ServiceRequest",
+        "practitioner": "Ada Quill", "organization": "North Clinic", "location": "Spine Unit"}
 
 
 def test_lines_go_to_their_patient_parsed_only_when_it_is_unclear() -> None:

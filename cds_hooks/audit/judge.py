@@ -22,13 +22,16 @@ from cds_hooks.audit.adapter import RED_FLAG, LivePathway, rules_by_order
 from cds_hooks.audit.audit_rules import Measure
 from cds_hooks.audit.measure import evaluate_measure
 from cds_hooks.audit.orders import AuditedOrder, by_day, find_orders
+from cds_hooks.audit.partition import CATALOGUE_TYPES
 from cds_hooks.audit.tally import Tally
+from cds_hooks.fhir.resources import referenced_id
 from cds_hooks.pathway.cards import OrderingContext
 
 if TYPE_CHECKING:
     from cds_hooks.pathway.record import PatientRecord
 
 NOT_RECORDED = "not recorded"
+NAMED_TYPES = tuple(sorted(CATALOGUE_TYPES - {"Medication"}))  # who ordered, and where: named in the report
 
 
 @dataclass(frozen=True)
@@ -203,10 +206,18 @@ def _reference(value: Any) -> str | None:
     return ref if isinstance(ref, str) else None
 
 
+def _catalogue_key(ref: str | None, *types: str) -> str | None:
+    """`Type/id` of a reference to one of `types` (relative, absolute or versioned), as the catalogue keys it."""
+    for rtype in types:
+        if (rid := referenced_id(ref, rtype)) is not None:
+            return f"{rtype}/{rid}"
+    return None
+
+
 def _name(ref: str | None, catalogue: dict[str, dict[str, Any]]) -> str:
     if ref is None:
         return NOT_RECORDED
-    key = "/".join(ref.rstrip("/").split("/")[-2:])
+    key = _catalogue_key(ref, *NAMED_TYPES) or "/".join(ref.rstrip("/").split("/")[-2:])
     res = catalogue.get(key)
     if res is None:
         return key
@@ -229,11 +240,11 @@ def _dimensions(order: AuditedOrder, encounters: dict[str, dict[str, Any]],
     practitioner = next(filter(None, (_reference(res.get(k)) for k in
                                       ("requester", "referrer", "recorder", "asserter", "performer"))), None)
     organization = location = None
-    if practitioner and practitioner.split("/")[-2:-1] == ["PractitionerRole"]:
-        role = catalogue.get("/".join(practitioner.split("/")[-2:]), {})
+    if role_key := _catalogue_key(practitioner, "PractitionerRole"):
+        role = catalogue.get(role_key, {})
         practitioner = _reference(role.get("practitioner")) or practitioner
         organization, location = _reference(role.get("organization")), _reference(role.get("location"))
-    encounter = encounters.get("Encounter/" + str(_reference(res.get("encounter")) or "").rsplit("/", 1)[-1])
+    encounter = encounters.get(_catalogue_key(_reference(res.get("encounter")), "Encounter") or "")
     if encounter is not None:
         organization = organization or _reference(encounter.get("serviceProvider"))
         location = location or _reference(encounter.get("location"))

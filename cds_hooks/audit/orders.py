@@ -14,6 +14,7 @@ from typing import Any
 
 from cds_hooks.audit.adapter import ORDER_KINDS, LivePathway
 from cds_hooks.audit.asof import event_date
+from cds_hooks.fhir.resources import referenced_id
 
 NOT_PLACED = frozenset({"draft", "entered-in-error"})  # FHIR request status: never signed, or a mistake
 NOT_DONE = frozenset({"entered-in-error", "not-done", "cancelled", "preparation", "registered"})
@@ -100,9 +101,9 @@ def find_orders(pathway: LivePathway, by_type: dict[str, list[dict[str, Any]]],
 def _explaining_order(orders: dict[str, AuditedOrder], resource: dict[str, Any], category: str, day: date,
                       match_days: int) -> AuditedOrder | None:
     for ref in _based_on(resource):
-        key = "ServiceRequest/" + ref.rsplit("/", 1)[-1]
-        if key in orders:
-            return orders[key]
+        rid = referenced_id(ref, "ServiceRequest")  # relative, absolute or versioned
+        if rid is not None and f"ServiceRequest/{rid}" in orders:
+            return orders[f"ServiceRequest/{rid}"]
     earliest = day - timedelta(days=match_days)
     candidates = [o for o in orders.values() if o.category == category and earliest <= o.day <= day]
     return max(candidates, key=lambda o: (o.day, o.ref)) if candidates else None

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from cds_hooks.audit.ndjson import InputFile, read_piece
+from cds_hooks.fhir.resources import referenced_id
 
 # A JSON string that is a Patient reference, relative or absolute, optionally versioned.
 _PATIENT_REF = re.compile(rb'"(?:[^"\\]*/)?Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^"\\]*)?"')
@@ -51,20 +52,15 @@ def partition_of(patient_id: str, partitions: int) -> int:
     return zlib.crc32(patient_id.encode()) % partitions
 
 
-def _reference_id(value: Any) -> str | None:
-    ref = value.get("reference") if isinstance(value, dict) else value
-    if isinstance(ref, str) and "Patient/" in ref:
-        return ref.split("Patient/", 1)[1].split("/", 1)[0] or None
-    return None
-
-
 def owner(resource: dict[str, Any]) -> str | None:
     """The patient a parsed resource belongs to, or None."""
     if resource.get("resourceType") == "Patient":
         rid = resource.get("id")
         return rid if isinstance(rid, str) and rid else None
     for key in ("subject", "patient", "beneficiary"):
-        pid = _reference_id(resource.get(key))
+        value = resource.get(key)
+        # The live reader's reading of a Patient reference (relative, absolute or versioned).
+        pid = referenced_id(value.get("reference") if isinstance(value, dict) else value, "Patient")
         if pid:
             return pid
     return None
