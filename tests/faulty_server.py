@@ -44,8 +44,7 @@ class _Counting(ThreadingHTTPServer):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.requests: list[str] = []
-        self.authorizations: list[str | None] = []  # the Authorization header of each request (None: not sent)
-        self.accepts: list[tuple[str | None, str | None]] = []  # the Accept and Accept-Encoding of each request
+        self.headers: list[dict[str, str]] = []  # the headers of each request, by lower-case name
 
     def process_request(self, request: Any, client_address: Any) -> None:
         self.connections += 1
@@ -196,8 +195,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.requests.append(self.path)
-        self.server.authorizations.append(self.headers.get("Authorization"))
-        self.server.accepts.append((self.headers.get("Accept"), self.headers.get("Accept-Encoding")))
+        self.server.headers.append({name.lower(): value for name, value in self.headers.items()})
         parts = self.path.split("/")
         fault = parts[1]
         if len(parts) > 2 and parts[2].isdigit() and self._numbered(fault, int(parts[2]), parts):
@@ -278,14 +276,9 @@ class FaultyServer:
         return self._server.requests
 
     @property
-    def authorizations(self) -> list[str | None]:
-        """The Authorization header of each request the misbehaving server received (None: not sent)."""
-        return self._server.authorizations
-
-    @property
-    def accepts(self) -> list[tuple[str | None, str | None]]:
-        """The Accept and Accept-Encoding headers of each request the misbehaving server received."""
-        return self._server.accepts
+    def headers(self) -> list[dict[str, str]]:
+        """The headers of each request the misbehaving server received, by lower-case name, in order."""
+        return self._server.headers
 
     @property
     def elsewhere_hits(self) -> int:

@@ -248,14 +248,14 @@ def test_a_later_page_that_is_not_a_page_fails_the_search(
 
 
 def test_every_page_of_a_search_carries_the_access_token(server: FaultyServer) -> None:
-    before = len(server.authorizations)
+    before = len(server.headers)
     fetcher = FhirFetcher(ROOMY)
     try:
         fetched = fetcher.fetch(server.url("pages/3/2"), {"k0": SEARCH}, "tok-2", time.monotonic() + 2.0)
     finally:
         fetcher.close()
     assert len(_ids(fetched)) == 6
-    assert server.authorizations[before:] == ["Bearer tok-2"] * 3
+    assert [sent.get("authorization") for sent in server.headers[before:]] == ["Bearer tok-2"] * 3
 
 
 # --------------------------------------------------------------------------- the memory blow-up
