@@ -22,7 +22,7 @@ from cds_hooks.audit.ndjson import discover, read_piece
 from cds_hooks.audit.partition import _PATIENT_REF, patient_refs
 from cds_hooks.audit.run import audit_service
 from cds_hooks.audit.synth import generate
-from cds_hooks.fhir import resources
+from cds_hooks.fhir import element_verdicts, resources
 from cds_hooks.fhir.element_verdicts import ElementVerdicts, covered
 from cds_hooks.fhir.limits import deeper_than
 from cds_hooks.pathway.facts import READ_ELEMENTS, read_part
@@ -103,6 +103,14 @@ def test_learned_verdicts_never_pass_a_resource_its_model_refuses(
         return taken[-1]
 
     monkeypatch.setattr(ElementVerdicts, "known_valid", spied)
+    alone: Counter[bool] = Counter()  # values new to the learned verdicts, validated alone: passed or not
+    real_alone = element_verdicts._valid_alone
+
+    def spied_alone(model: Any, key: str, value: Any) -> bool:
+        alone[verdict := real_alone(model, key, value)] += 1
+        return verdict
+
+    monkeypatch.setattr(element_verdicts, "_valid_alone", spied_alone)
     outcomes: Counter[tuple[bool, bool, bool]] = Counter()  # (new combination, shortcut taken, valid)
     for candidate in originals + _mutants(parts, rnd, 2500):
         resources._VERDICTS.clear()  # the whole-resource cache would answer repeats before the shortcut
@@ -115,6 +123,7 @@ def test_learned_verdicts_never_pass_a_resource_its_model_refuses(
         outcomes[(orjson.dumps(candidate) not in seen, any(taken), fast is None)] += 1
     assert outcomes[(True, True, True)] > 200, outcomes  # new combinations passed by the shortcut
     assert outcomes[(True, False, False)] > 200, outcomes  # and broken ones left to the model
+    assert alone[True] > 200 and alone[False] > 100, alone  # new values learned alone, junk refused alone
 
 
 _TEMPERATURE = {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]}
@@ -177,7 +186,47 @@ def test_the_learned_verdicts_stay_within_their_cap_whatever_the_input() -> None
         verdicts.learn(resource, base, base.model_validate(resource))
         assert len(verdicts.elements) <= 1024 and len(verdicts.shapes) <= 1024 // 32
         assert verdicts.known_valid(resource, base)  # what was just learned is still known
-    assert not verdicts.known_valid(first, base)  # and the oldest was forgotten
+    assert not set(verdicts._parts(first, base)[1]) <= verdicts.elements  # and the oldest was forgotten
+
+
+def _extension(levels: int) -> dict[str, Any]:
+    """A valid extension nested `levels` deep."""
+    value: dict[str, Any] = {"url": "http://x", "valueCode": "a"}
+    for _ in range(levels - 1):
+        value = {"url": "http://x", "extension": [value]}
+    return value
+
+
+def test_a_value_new_to_a_known_key_set_is_validated_alone_within_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    resources.clear_validation_cache()
+    base = {"resourceType": "Observation", "status": "final", "code": _TEMPERATURE,
+            "subject": {"reference": "Patient/a"}, "effectiveDateTime": "2024-03-17", "valueQuantity": _UNIT}
+    assert resources.validate_resource(base) is None  # its key set and values, learned
+    models: list[str] = []
+    real_validate = resources._validate
+    monkeypatch.setattr(resources, "_validate", lambda r: models.append(r["resourceType"]) or real_validate(r))
+
+    def fresh(n: int, **changes: Any) -> dict[str, Any]:
+        resources._VERDICTS.clear()
+        models.clear()
+        news = {"subject": {"reference": f"Patient/b{n}"}, "effectiveDateTime": f"2024-03-{n:02d}",
+                "valueQuantity": {**_UNIT, "value": 36 + n / 10}, "status": "amended"}
+        return {**base, **dict(list(news.items())[:n]), **changes}
+
+    # Up to ALONE_MAX new values are validated alone, never by the model; one more, by the model at once.
+    assert element_verdicts.ALONE_MAX == 3
+    assert resources.validate_resource(fresh(3)) is None and models == []
+    alone: list[str] = []
+    real_alone = element_verdicts._valid_alone
+    monkeypatch.setattr(element_verdicts, "_valid_alone", lambda m, k, v: alone.append(k) or real_alone(m, k, v))
+    assert resources.validate_resource(fresh(3)) is None and alone == []  # learned: not validated alone again
+    assert resources.validate_resource(fresh(4)) is None and models == ["Observation"]
+    # A new value the field refuses, and a valid one nested past the depth limit, go to the model too.
+    assert resources.validate_resource(fresh(1, effectiveDateTime="2024-02-30")) is not None and models
+    deep = fresh(1, code={**_TEMPERATURE, "extension": [_extension(resources.MAX_DEPTH)]})
+    assert (resources.validate_resource(deep) or "").startswith("nesting")
+    shallow = fresh(1, code={**_TEMPERATURE, "extension": [_extension(8)]})
+    assert resources.validate_resource(shallow) is None and models == []
 
 
 def test_the_shortcut_covers_the_models_the_reader_validates_and_no_other_kind() -> None:
@@ -194,6 +243,11 @@ def test_the_shortcut_covers_the_models_the_reader_validates_and_no_other_kind()
             return self
 
     assert not covered(Stricter)
+
+    class Stripping(base):  # type: ignore[misc, valid-type]
+        model_config = {**base.model_config, "str_strip_whitespace": True}  # changes how a value validates
+
+    assert not covered(Stripping)
     verdicts = ElementVerdicts()
     valid = {"resourceType": "Observation", "status": "final", "code": {"text": "t"}}
     verdicts.learn(valid, Stricter, base.model_validate(valid))
