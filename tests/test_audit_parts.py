@@ -107,14 +107,17 @@ def test_lines_go_to_their_patient_parsed_only_when_it_is_unclear() -> None:
 def test_file_pieces_read_every_line_exactly_once(tmp_path: Any) -> None:
     path = tmp_path / "Condition.000.ndjson"
     lines = [orjson.dumps({"n": i, "pad": "x" * (i % 7)}) for i in range(500)]
-    path.write_bytes(b"\n".join(lines) + b"\n")
+    # Windows line ends, blank lines and a last line without its newline are all read as lines.
+    ends = [b"\r\n" if i % 5 == 0 else b"\n\n" if i % 7 == 0 else b"\n" for i in range(len(lines))]
+    path.write_bytes(b"".join(line + end for line, end in zip(lines, ends))[:-1])
     size = path.stat().st_size
     for target in (1, 17, 100, size // 3, size):
         from cds_hooks.audit.ndjson import InputFile
 
         pieces = chunks([InputFile(path, None, size)], target)
-        got = [line for _, start, end in pieces for line in line_range(path, start, end)]
-        assert got == lines, target
+        for block in (1, 2, 7, 64, 1 << 20):  # blocks that end anywhere in a line, piece or file
+            got = [line for _, start, end in pieces for line in line_range(path, start, end, block)]
+            assert got == lines, (target, block)
     assert type_from_name("1.Observation.003.ndjson.gz") == "Observation" and type_from_name("x.ndjson") is None
 
 

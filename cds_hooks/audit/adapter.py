@@ -47,9 +47,13 @@ class LivePathway:
         # prefetch key → (resource type, is a search, its `code` filter): what the EHR would have sent.
         self.keys = {key: (template_resource_type(t), "?" in t, code_filter(t)) for key, t in service.prefetch.items()}
         self.read_types = frozenset(t for t, _, _ in self.keys.values()) | {"Patient", "Medication"}
-        self.filters: dict[str, list[TokenSearch | None]] = {"Patient": [None], "Medication": [None]}
+        filters: dict[str, list[TokenSearch | None]] = {"Patient": [None], "Medication": [None]}
         for rtype, _, codes in self.keys.values():
-            self.filters.setdefault(rtype, []).append(codes)
+            filters.setdefault(rtype, []).append(codes)
+        # A type some key reads whole is always held (None); the others only through their token searches.
+        self.filters: dict[str, list[TokenSearch] | None] = {
+            rtype: None if None in searches else [s for s in searches if s is not None]
+            for rtype, searches in filters.items()}
 
     # ---- inputs as the service gets them --------------------------------------------------------
 
@@ -78,8 +82,11 @@ class LivePathway:
 
     def in_prefetch(self, resource: dict[str, Any]) -> bool:
         """Whether some prefetch key would hold this resource (the rest can be left out of every record)."""
-        filters = self.filters.get(resource.get("resourceType"), ())  # type: ignore[arg-type]
-        return any(codes is None or codes.matches(resource.get("code")) for codes in filters)
+        rtype = resource.get("resourceType")
+        if rtype not in self.filters:
+            return False
+        searches = self.filters[rtype]  # type: ignore[index]
+        return searches is None or any(codes.matches(resource.get("code")) for codes in searches)
 
     def record(self, patient_id: str, resources: Iterable[dict[str, Any]],
                catalogue: dict[str, dict[str, Any]]) -> PatientRecord:

@@ -9,7 +9,6 @@ and adds it all to a `Tally`. Nothing it adds names the patient.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -44,16 +43,23 @@ class AuditOptions:
 
 class _Patient:
     """One patient's resources as the prefetch would hold them, their known dates, and the record as it
-    stands today, read at most once."""
+    stands today, each worked out at most once and only when asked for (most patients in a measure have
+    no order to judge, so no day to rebuild the record for)."""
 
     def __init__(self, patient_id: str, resources: list[dict[str, Any]], catalogue: dict[str, dict[str, Any]],
                  encounters: Iterable[dict[str, Any]]) -> None:
         self.id = patient_id
         self.resources = resources
         self.catalogue = catalogue
-        self.timeline = asof.Timeline(resources)
         self.encounters = {f"Encounter/{e.get('id')}": e for e in encounters}
+        self._timeline: asof.Timeline | None = None
         self._full: PatientRecord | None = None
+
+    @property
+    def timeline(self) -> asof.Timeline:
+        if self._timeline is None:
+            self._timeline = asof.Timeline(self.resources)
+        return self._timeline
 
     def full(self, pathway: LivePathway) -> PatientRecord:
         if self._full is None:
@@ -97,7 +103,7 @@ class PatientJudge:
     def _parse(self, lines: list[bytes], tally: Tally) -> list[dict[str, Any]]:
         out = []
         wanted = self.pathway.read_types
-        types: Counter[str] = Counter()
+        types: dict[str, int] = {}
         unreadable = 0
         for line in lines:
             try:
@@ -109,7 +115,7 @@ class PatientJudge:
             if not isinstance(rtype, str):
                 unreadable += 1
                 continue
-            types[rtype] += 1
+            types[rtype] = types.get(rtype, 0) + 1
             if rtype in wanted:
                 out.append(res)
         for rtype, n in types.items():

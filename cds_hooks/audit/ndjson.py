@@ -145,18 +145,27 @@ def lines(path: Path) -> Iterator[bytes]:
                 yield line
 
 
-def line_range(path: Path, start: int, end: int) -> Iterator[bytes]:
-    """The lines of a plain file that start in [start, end): chunks of one file split at any byte
-    offsets read every line exactly once."""
+def line_range(path: Path, start: int, end: int, block: int = 1 << 20) -> Iterator[bytes]:
+    """The non-blank lines of a plain file that start in [start, end), stripped: chunks of one file
+    split at any byte offsets read every line exactly once. Read in blocks (a line at a time costs
+    a seek position per line), so memory holds one block and one line."""
     with path.open("rb") as handle:
         if start > 0:
             handle.seek(start - 1)
             handle.readline()  # finish the line under way at start-1 (it belongs to the chunk before)
-        while handle.tell() < end:
-            line = handle.readline()
-            if not line:
+        at, tail = handle.tell(), b""
+        while at < end:
+            data = handle.read(min(block, end - at))
+            if not data:
                 break
-            line = line.strip()
+            at += len(data)
+            *whole, tail = (tail + data).split(b"\n")
+            for line in whole:
+                line = line.strip()
+                if line:
+                    yield line
+        if tail:  # the last line started before `end` and runs on past it
+            line = (tail + handle.readline()).strip()
             if line:
                 yield line
 

@@ -48,8 +48,8 @@ class ScanStats:
         self.catalogue.update(other.catalogue)
 
 
-def partition_of(patient_id: str, partitions: int) -> int:
-    return zlib.crc32(patient_id.encode()) % partitions
+def partition_of(patient_id: bytes, partitions: int) -> int:
+    return zlib.crc32(patient_id) % partitions
 
 
 def owner(resource: dict[str, Any]) -> str | None:
@@ -73,15 +73,15 @@ def patient_refs(line: bytes) -> set[bytes]:
     if line.count(b"Patient/") != 1:
         return set(_PATIENT_REF.findall(line))
     at = line.find(b"Patient/")
-    # The expression's string opens at the last quote before `Patient/`, with neither a quote nor a
-    # backslash in between, and `Patient/` follows it or a slash.
-    start = max(line.rfind(b'"', 0, at), line.rfind(b"\\", 0, at))
-    if start < 0 or line[start] != _QUOTE or not (start == at - 1 or line[at - 1] == _SLASH):
+    # The expression's string opens at the last quote before `Patient/`, with no backslash in between,
+    # and `Patient/` follows it or a slash.
+    start = line.rfind(b'"', 0, at)
+    if start < 0 or not (start == at - 1 or line[at - 1] == _SLASH) or line.find(b"\\", start, at) >= 0:
         return set()
     # It closes at the first quote after the id (and an optional `/_history/...`), again with no
     # backslash before it.
-    quote, backslash = line.find(b'"', at + 8), line.find(b"\\", at + 8)
-    if quote < 0 or 0 <= backslash < quote:
+    quote = line.find(b'"', at + 8)
+    if quote < 0 or line.find(b"\\", at + 8, quote) >= 0:
         return set()
     end = _ID_RUN.match(line, at + 8, quote).end()  # type: ignore[union-attr]
     if not 1 <= end - at - 8 <= 64 or not (end == quote or line.startswith(b"/_history/", end)):
@@ -92,10 +92,15 @@ def patient_refs(line: bytes) -> set[bytes]:
 def route(line: bytes, resource_type: str | None) -> tuple[str | None, dict[str, Any] | None]:
     """(patient id or None, the parsed resource if it had to be parsed). Raises ValueError for a
     line that is not a JSON object."""
+    pid, resource = _route(line, resource_type)
+    return (None if pid is None else pid.decode()), resource
+
+
+def _route(line: bytes, resource_type: str | None) -> tuple[bytes | None, dict[str, Any] | None]:
     if resource_type not in ("Patient", None) or b'"Patient"' not in line:
         refs = patient_refs(line)
         if len(refs) == 1:
-            return refs.pop().decode(), None
+            return refs.pop(), None
         if not refs and resource_type in CATALOGUE_TYPES:
             pass  # parsed below, for the catalogue
         elif not refs and resource_type is not None:
@@ -106,7 +111,8 @@ def route(line: bytes, resource_type: str | None) -> tuple[str | None, dict[str,
         raise ValueError("not JSON") from None
     if not isinstance(resource, dict):
         raise ValueError("not a JSON object")
-    return owner(resource), resource
+    pid = owner(resource)
+    return (None if pid is None else pid.encode()), resource
 
 
 def scan_piece(
@@ -116,11 +122,12 @@ def scan_piece(
     f, start, end = piece
     stats = ScanStats()
     buffers: dict[int, list[bytes]] = {}
+    lines = size = 0
     for line in read_piece(f, start, end):
-        stats.lines += 1
-        stats.bytes += len(line) + 1
+        lines += 1
+        size += len(line)
         try:
-            pid, resource = route(line, f.resource_type)
+            pid, resource = _route(line, f.resource_type)
         except ValueError:
             stats.unreadable += 1
             continue
@@ -135,10 +142,11 @@ def scan_piece(
             continue
         if f.resource_type == "Patient" or (resource is not None and resource.get("resourceType") == "Patient"):
             stats.patients += 1
-        buffers.setdefault(partition_of(pid, partitions), []).append(pid.encode() + SEPARATOR + line + b"\n")
-        if stats.lines % 20000 == 0:
+        buffers.setdefault(partition_of(pid, partitions), []).append(pid + SEPARATOR + line + b"\n")
+        if lines % 20000 == 0:
             _flush(buffers, out_dir, tag)
     _flush(buffers, out_dir, tag)
+    stats.lines, stats.bytes = lines, size + lines  # each line with its newline
     return stats
 
 
@@ -166,13 +174,13 @@ def partition_files(out_dir: Path, partition: int) -> list[Path]:
 
 def read_partition(paths: Iterable[Path]) -> dict[str, list[bytes]]:
     """Patient id → the raw lines of that patient, from one partition's files."""
-    patients: dict[str, list[bytes]] = {}
+    patients: dict[bytes, list[bytes]] = {}
     for path in paths:
         with path.open("rb") as handle:
             for line in handle:
                 pid, _, body = line.rstrip(b"\n").partition(SEPARATOR)
-                patients.setdefault(pid.decode(), []).append(body)
-    return patients
+                patients.setdefault(pid, []).append(body)
+    return {pid.decode(): lines for pid, lines in patients.items()}
 
 
 def type_counts(resources: Iterable[dict[str, Any]]) -> Counter[str]:
