@@ -5,8 +5,8 @@ several) and routes each piece's lines into on-disk partitions by patient (`part
 largest piece first. Phase 2 judges the partitions in parallel, one patient at a time: a worker holds one
 partition's raw lines (sized to about 32 MB, so more patients means more partitions, not bigger ones)
 plus one patient's parsed resources. Workers are processes (the judge is Python: threads would share one
-core), forked after the rules are loaded and frozen out of the garbage collector's sight, so they share
-them; each returns a `Tally` the parent adds up.
+core), forked after the rules and the R4B models are loaded and frozen out of the garbage collector's
+sight, so they share them; each returns a `Tally` the parent adds up.
 """
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ def run_local(bulk: BulkInput, judge: PatientJudge, workers: int | None = None, 
     # acyclic and freed by reference counting when the next patient starts, so a young collection
     # every 700 new objects (the default) only walks it in vain: the workers collect 100 times less often.
     thresholds = gc.get_threshold()
+    judge.pathway.load_models()
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG, *thresholds[1:])
