@@ -109,7 +109,7 @@ def test_file_pieces_read_every_line_exactly_once(tmp_path: Any) -> None:
     lines = [orjson.dumps({"n": i, "pad": "x" * (i % 7)}) for i in range(500)]
     # Windows line ends, blank lines and a last line without its newline are all read as lines.
     ends = [b"\r\n" if i % 5 == 0 else b"\n\n" if i % 7 == 0 else b"\n" for i in range(len(lines))]
-    path.write_bytes(b"".join(line + end for line, end in zip(lines, ends))[:-1])
+    path.write_bytes(b"".join(line + end for line, end in zip(lines, ends, strict=True))[:-1])
     size = path.stat().st_size
     for target in (1, 17, 100, size // 3, size):
         from cds_hooks.audit.ndjson import InputFile

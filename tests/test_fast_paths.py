@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
-from pydantic import model_validator
+from pydantic import ConfigDict, model_validator
 
 from cds_hooks.audit import engine_local
 from cds_hooks.audit.adapter import LivePathway, code_filter
@@ -245,7 +245,7 @@ def test_the_shortcut_covers_the_models_the_reader_validates_and_no_other_kind()
     assert not covered(Stricter)
 
     class Stripping(base):  # type: ignore[misc, valid-type]
-        model_config = {**base.model_config, "str_strip_whitespace": True}  # changes how a value validates
+        model_config = ConfigDict(**base.model_config, str_strip_whitespace=True)  # changes how a value validates
 
     assert not covered(Stripping)
     verdicts = ElementVerdicts()
