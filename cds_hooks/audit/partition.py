@@ -27,7 +27,7 @@ _PATIENT_REF = re.compile(rb'"(?:[^"\\]*/)?Patient/([A-Za-z0-9\-.]{1,64})(?:/_hi
 CATALOGUE_TYPES = frozenset({"Medication", "Practitioner", "PractitionerRole", "Organization", "Location"})
 SEPARATOR = b"\t"  # FHIR ids never hold a tab
 _ID_RUN = re.compile(rb"[A-Za-z0-9\-.]*")
-_QUOTE, _SLASH = ord('"'), ord("/")
+_SLASH = ord("/")
 
 
 @dataclass
