@@ -187,6 +187,40 @@ def test_the_learned_verdicts_stay_within_their_cap_whatever_the_input() -> None
         assert len(verdicts.elements) <= 1024 and len(verdicts.shapes) <= 1024 // 32
         assert verdicts.known_valid(resource, base)  # what was just learned is still known
     assert not set(verdicts._parts(first, base)[1]) <= verdicts.elements  # and the oldest was forgotten
+    assert {len(digest) for digest in verdicts.elements} == {16}  # 16-byte digests, as the cap's size assumes
+
+
+def test_the_caps_are_reached_exactly_and_never_passed() -> None:
+    base = resources._model("Observation")
+    limit = 97  # 97 // 32 = 3 key sets (not 97 / 32, nor 97 // 33)
+    verdicts = ElementVerdicts(limit=limit)
+
+    def learn(resource: dict[str, Any]) -> None:
+        verdicts.learn(resource, base, base.model_validate(resource))
+
+    sizes = []
+    for n in range(150):  # one key set; each resource adds one new value beside its known status
+        learn({"resourceType": "Observation", "status": "final", "code": {"text": str(n)}})
+        sizes.append(len(verdicts.elements))
+    # Each learning counts both its digests against the cap, so the set fills to limit - 1, then starts again.
+    assert max(sizes) == limit - 1 and sizes.count(2) == 2
+    verdicts.clear()
+    key_sets = [{"issued": "2024-01-01T00:00:00Z"}, {"language": "en"}, {"method": {"text": "m"}},
+                {"note": [{"text": "n"}]}]
+    shapes = []
+    for extra in key_sets:
+        learn({"resourceType": "Observation", "status": "final", "code": {"text": "t"}, **extra})
+        shapes.append(len(verdicts.shapes))
+    assert shapes == [1, 2, 3, 1]  # three key sets kept, the fourth makes room by forgetting
+
+
+def test_a_resource_past_the_depth_limit_is_never_learned_from() -> None:
+    base = resources._model("Observation")
+    deep = {"resourceType": "Observation", "status": "final",
+            "code": {**_TEMPERATURE, "extension": [_extension(resources.MAX_DEPTH)]}}
+    verdicts = ElementVerdicts()
+    verdicts.learn(deep, base, base.model_validate(deep))  # valid for its model, but deeper than the limit
+    assert verdicts.shapes == set() and not verdicts.known_valid(deep, base)
 
 
 def _extension(levels: int) -> dict[str, Any]:
