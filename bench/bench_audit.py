@@ -14,7 +14,7 @@ reported with its floor, and the median ratio of the pairs (on a shared machine 
 other jobs too, and the machine's speed drifts between minutes). Prints every run, the figures and a
 JSON line; nothing here asserts a time (docs/performance.md has the results).
 
-    python bench/bench_audit.py [--sizes 1000,10000] [--spark-sizes 1000] [--years 4]
+    python bench/bench_audit.py [--sizes 1000,10000] [--spark-sizes 1000] [--years 4] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -117,8 +117,8 @@ def main() -> None:
     parser.add_argument("--spark-sizes", default="", help="sizes to run with the Spark engine too")
     parser.add_argument("--years", type=int, default=4, help="years of history per patient (4: about 200 resources)")
     parser.add_argument("--repeat", type=int, default=3,
-                        help="runs of the floor and of each engine; the fastest of each is reported (on a shared "
-                             "machine the others measure other jobs too)")
+                        help="runs of the local engine, each after a floor of its own; the fastest is reported "
+                             "with its floor, beside the median ratio")
     parser.add_argument("--one", nargs=2, metavar=("SOURCE", "ENGINE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
