@@ -4,6 +4,7 @@ every patient in this process."""
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 from datetime import date
@@ -103,7 +104,9 @@ def test_sample_cards_are_deidentified_and_dated_relative_to_the_order(report_di
 
 
 def test_the_engine_adds_up_to_judging_each_patient_here(population: Path, rules: Rules, tmp_path: Path) -> None:
+    thresholds = gc.get_threshold()
     report = _run(population, tmp_path, min_cell=1)
+    assert gc.get_threshold() == thresholds  # the workers' rarer collections are not left to the caller
     judge = tracing_judge(rules, PERIOD[1])
     judge.options = type(judge.options)(period=PERIOD)
     lines = [line for path in sorted(population.glob("*.ndjson")) for line in path.read_bytes().splitlines()]

@@ -19,7 +19,14 @@ from cds_hooks.fhir.fetch import template_resource_type
 from cds_hooks.fhir.resources import codings, load_models, referenced_id, validate_resource
 from cds_hooks.pathway.cards import IssuedCard, OrderingContext, build_cards
 from cds_hooks.pathway.evaluate import Finding, evaluate
-from cds_hooks.pathway.record import DraftOrder, PatientRecord, match_concepts, read_draft_orders, read_record
+from cds_hooks.pathway.record import (
+    READ_ELEMENTS,
+    DraftOrder,
+    PatientRecord,
+    match_concepts,
+    read_draft_orders,
+    read_record,
+)
 from cds_hooks.pathway.rules import Match, Rules, ServiceDef
 
 # Value-set kinds that make an order one the pathway judges (imaging, spine-surgery referral by
@@ -56,9 +63,9 @@ class LivePathway:
             for rtype, searches in filters.items()}
 
     def load_models(self) -> None:
-        """Import the R4B models of the types read now (about 0.1 s each): forked workers then share
-        them instead of each importing them again, as the service's workers do."""
-        load_models(self.read_types)
+        """Import the R4B models the reader validates with now (about 0.1 s each), the set the service's
+        workers load: forked workers then share them instead of each importing them again."""
+        load_models(READ_ELEMENTS)
 
     # ---- inputs as the service gets them --------------------------------------------------------
 
