@@ -69,9 +69,13 @@ def test_unrelated_resources_are_not_validated_or_counted(rules: Rules) -> None:
 
 def test_null_is_no_data_and_operation_outcome_is_unavailable(rules: Rules) -> None:
     outcome = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]}
-    rec = read(rules, conditions=None, procedures=outcome, encounters=bundle(outcome))
-    assert rec.items == []
-    assert rec.unavailable == {"procedures": "ehr-error", "encounters": "ehr-error"}
+    rec = read(rules, conditions=None, procedures=outcome, encounters=bundle(outcome),
+               # Junk entries are ignored here as everywhere: the service's own check agrees (hook.py).
+               medications={"resourceType": "Bundle", "entry": ["junk", {"resource": outcome}]},
+               # One resource among the outcomes is data: the key was answered.
+               observations=bundle(outcome, condition("c"), outcome), imaging={"resourceType": "Bundle"})
+    assert [i.resource_id for i in rec.items] == ["c"]
+    assert rec.unavailable == {"procedures": "ehr-error", "encounters": "ehr-error", "medications": "ehr-error"}
 
 
 def test_condition_statuses(rules: Rules) -> None:

@@ -48,10 +48,14 @@ def is_operation_outcome(value: Any) -> bool:
         return False
     if value.get("resourceType") == "OperationOutcome":
         return True
-    if value.get("resourceType") == "Bundle":
-        entries = _entries(value)
-        return bool(entries) and all(
-            isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") == "OperationOutcome"
-            for e in entries
-        )
-    return False
+    if value.get("resourceType") != "Bundle" or not isinstance(value.get("entry"), list):
+        return False
+    found = False
+    for entry in value["entry"]:  # stops at the first entry that is data: a Bundle of data is not walked
+        if not isinstance(entry, dict):
+            continue  # junk entries are ignored
+        resource = entry.get("resource")
+        if not isinstance(resource, dict) or resource.get("resourceType") != "OperationOutcome":
+            return False
+        found = True
+    return found
