@@ -1,6 +1,7 @@
 """Every shortcut the audit takes for speed gives the answer of the slow way it replaces: validation
-verdicts learned element by element, the prefetch's code filter, routing a line by its one Patient
-reference, and the split of the input across cores."""
+verdicts learned element by element, the prefetch's code filter, the reader's memo of one patient's
+resources (test_read_memo.py has its own), routing a line by its one Patient reference, and the split
+of the input across cores."""
 
 from __future__ import annotations
 
@@ -302,6 +303,7 @@ def test_a_population_is_judged_the_same_without_the_shortcuts(
     monkeypatch.setattr(ElementVerdicts, "known_valid", lambda *_: False)
     monkeypatch.setattr(LivePathway, "in_prefetch", lambda *_: True)
     monkeypatch.setattr("cds_hooks.audit.adapter.code_filter", lambda _: None)
+    monkeypatch.setattr("cds_hooks.audit.judge.ReadMemo", lambda: None)  # every day's record read afresh
     slow = judged()
     assert fast == slow
     assert fast[0][("orders", "all", "all", "red-flag")] > 0 and fast[0][("orders", "all", "all", "warned")] > 0

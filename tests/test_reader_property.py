@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cds_hooks.fhir.bundles import bundle_resources
-from cds_hooks.pathway.record import READ_ELEMENTS, PatientRecord, read_draft_orders, read_record
+from cds_hooks.pathway.record import READ_ELEMENTS, PatientRecord, ReadMemo, read_draft_orders, read_record
 from cds_hooks.pathway.rules import Rules, load_rules
 from cds_hooks.protocol.errors import ServiceError
 from cds_hooks.protocol.wire import CardsResponse
@@ -146,6 +146,48 @@ def test_read_record_never_raises(prefetch: dict[str, Any]) -> None:
         assert evidence.resource_type in READ_ELEMENTS
         assert isinstance(evidence.label, str) and isinstance(evidence.code_label, str)
         assert evidence.resource_id is None or isinstance(evidence.resource_id, str)
+
+
+NSAID = next(c for vs in RULES.valuesets.values() if vs.category == "nsaid" for c in vs.codes)
+MEDICATIONS = [{"resourceType": "Medication", "id": "med", "code": {"coding": [{"system": s, "code": c}]}}
+               for s, c in [(NSAID.system, NSAID.code), *CODES[:: max(1, len(CODES) // 4)]]]
+# What a memo must not carry from one read to the next: an onset from an age (the birth date may differ)
+# and a drug found through Medication/med (another Medication may stand there).
+SUBJECT = {"reference": f"Patient/{PATIENT}"}
+SENSITIVE = [
+    {"resourceType": "Condition", "id": "aged", "subject": SUBJECT, "onsetAge": {"value": 40, "code": "a"},
+     "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M54.50"}]}},
+    {"resourceType": "MedicationRequest", "id": "by-ref", "status": "active", "intent": "order",
+     "subject": SUBJECT, "authoredOn": "2026-10-01", "medicationReference": {"reference": "Medication/med"}},
+]
+
+
+@st.composite
+def rereads(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A pool of resource objects and several prefetches made of them, each with its own subset and order
+    of the pool, birth date and Medication/med (as the audit rebuilds one patient's record for each day)."""
+    pool = [*draw(st.lists(resources, max_size=8)), *SENSITIVE]
+    reads = []
+    for _ in range(draw(st.integers(2, 4))):
+        chosen = draw(st.lists(st.integers(0, len(pool) - 1), max_size=12))
+        people = [{"resourceType": "Patient", "id": PATIENT, "birthDate": draw(when)}] if draw(st.booleans()) else []
+        meds = [draw(st.sampled_from(MEDICATIONS))] if draw(st.booleans()) else []
+        reads.append({"patient": bundle_of(people), "history": bundle_of([pool[i] for i in chosen] + meds),
+                      "again": bundle_of([pool[i] for i in chosen[::2]])})
+    return pool, reads
+
+
+def bundle_of(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in items]}
+
+
+@BOUNDED
+@given(case=rereads())
+def test_a_memo_never_changes_a_record(case: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+    _, reads = case
+    memo = ReadMemo()
+    for prefetch in [*reads, *reads]:
+        assert read_record(prefetch, PATIENT, RULES, memo) == read_record(prefetch, PATIENT, RULES)
 
 
 @BOUNDED

@@ -23,6 +23,7 @@ from cds_hooks.pathway.record import (
     READ_ELEMENTS,
     DraftOrder,
     PatientRecord,
+    ReadMemo,
     match_concepts,
     read_draft_orders,
     read_record,
@@ -101,8 +102,10 @@ class LivePathway:
         return searches is None or any(codes.matches(resource.get("code")) for codes in searches)
 
     def record(self, patient_id: str, resources: Iterable[dict[str, Any]],
-               catalogue: dict[str, dict[str, Any]]) -> PatientRecord:
-        return read_record(self.prefetch(resources, catalogue), patient_id, self.rules)
+               catalogue: dict[str, dict[str, Any]], memo: ReadMemo | None = None) -> PatientRecord:
+        """The record the service would read from this prefetch; `memo` (one per patient) spares reading
+        again a resource object an earlier day's record read."""
+        return read_record(self.prefetch(resources, catalogue), patient_id, self.rules, memo)
 
     def drafts(self, orders: list[dict[str, Any]]) -> list[DraftOrder]:
         return read_draft_orders({"resourceType": "Bundle", "type": "collection",

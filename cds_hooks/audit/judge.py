@@ -25,6 +25,7 @@ from cds_hooks.audit.partition import CATALOGUE_TYPES
 from cds_hooks.audit.tally import Tally
 from cds_hooks.fhir.resources import referenced_id
 from cds_hooks.pathway.cards import OrderingContext
+from cds_hooks.pathway.record import ReadMemo
 
 if TYPE_CHECKING:
     from cds_hooks.pathway.record import PatientRecord
@@ -54,6 +55,7 @@ class _Patient:
         self.encounters = {f"Encounter/{e.get('id')}": e for e in encounters}
         self._timeline: asof.Timeline | None = None
         self._full: PatientRecord | None = None
+        self.memo = ReadMemo()  # most resources are read again for each day: read once
 
     @property
     def timeline(self) -> asof.Timeline:
@@ -63,7 +65,7 @@ class _Patient:
 
     def full(self, pathway: LivePathway) -> PatientRecord:
         if self._full is None:
-            self._full = pathway.record(self.id, self.resources, self.catalogue)
+            self._full = pathway.record(self.id, self.resources, self.catalogue, self.memo)
         return self._full
 
 
@@ -127,7 +129,7 @@ class PatientJudge:
     def _judge_day(self, patient: _Patient, day: date, group: list[AuditedOrder], tally: Tally) -> None:
         hidden = {id(r) for o in group for r in (o.resource, *o.footprint)}
         history = patient.timeline.history(day, hidden)
-        record = self.pathway.record(patient.id, history, patient.catalogue)
+        record = self.pathway.record(patient.id, history, patient.catalogue, patient.memo)
         drafts = self.pathway.drafts([o.draft for o in group])
         findings = self.pathway.judge(record, drafts, day)
         fired = rules_by_order(findings)

@@ -2,12 +2,17 @@
 
 Liberal in: timezone-less dates, vendor elements, a medication behind a reference,
 temperatures in Fahrenheit. A resource is validated with R4B only when the rules use it.
+
+A handler returns what its resource adds to the record (`Found`) rather than adding it, so that a
+caller reading the same resources again (the audit rebuilds one patient's record for every day an
+order was placed) can pass a `ReadMemo` and have a resource read before added again as it was found.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import date, timedelta
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from cds_hooks.fhir.bundles import bundle_resources, is_operation_outcome
@@ -19,6 +24,7 @@ from cds_hooks.fhir.resources import (
     status_code,
     validate_resource,
 )
+from cds_hooks.pathway.element_values import add_years, celsius, period, request_end
 from cds_hooks.pathway.facts import (
     Evidence,
     PatientRecord,
@@ -30,12 +36,7 @@ from cds_hooks.pathway.facts import (
 )
 from cds_hooks.pathway.rules import NON_SYSTEMIC_ROUTE, Rules
 
-# UCUM and the spellings EHRs use for the two temperature scales.
-_CELSIUS = {"Cel", "C", "°C", "degC", "cel", "celsius", "Celsius"}
-_FAHRENHEIT = {"[degF]", "F", "°F", "degF", "[degf]", "fahrenheit", "Fahrenheit"}
-# Units of a Duration (expectedSupplyDuration, boundsDuration), in days.
-_DAYS = {"d": 1, "day": 1, "days": 1, "wk": 7, "week": 7, "weeks": 7, "mo": 30, "month": 30, "months": 30,
-         "a": 365, "year": 365, "years": 365}
+__all__ = ["Found", "ReadMemo", "celsius", "read_prefetch"]
 
 
 def _id(res: dict[str, Any]) -> str | None:
@@ -46,64 +47,91 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _period(res: dict[str, Any], instant_key: str | None, period_key: str) -> tuple[date | None, date | None]:
-    if instant_key and res.get(instant_key) is not None:
-        when = parse_date(res.get(instant_key))
-        return when, when
-    period = res.get(period_key)
-    if isinstance(period, dict):
-        return parse_date(period.get("start")), parse_date(period.get("end"))
-    return None, None
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What one resource adds to the record. `evidence` is kept only if it passes `accept` (not a
+    duplicate, the same patient, valid R4); `checked` is the (set, key) it is counted in."""
+
+    evidence: Evidence | None = None
+    temperature: bool = False  # accepted evidence is a checked body temperature
+    checked: tuple[str, Hashable] | None = None  # ("conditions" | "medications", key)
+    skipped: str | None = None  # a resource the rules would use, left out: why
+    region_skipped: str | None = None  # matched only a region-agnostic code outside the lumbar region
 
 
-def _add_years(born: date, years: int) -> date:
-    try:
-        return born.replace(year=born.year + years)
-    except ValueError:  # 29 February
-        return born.replace(year=born.year + years, day=28)
+_UNCHECKED = object()
 
 
-def _days(duration: Any) -> int | None:
-    if not isinstance(duration, dict) or not isinstance(duration.get("value"), int | float):
-        return None
-    factor = _DAYS.get(str(duration.get("code") or duration.get("unit") or "").strip())
-    return round(duration["value"] * factor) if factor else None
+class ReadMemo:
+    """What each resource was found to add, for reading the same resource objects again.
 
+    An entry is kept per object, which the memo holds, so its id is not reused while it is a key; and
+    only while the birth date stays the same (a Condition's onsetAge is read against it). A result that
+    came from a referenced Medication is never kept: another read may hold a different one. The R4B
+    verdict of a resource is kept with its entry. Whether a resource is the patient's own is decided on
+    every read, so one memo may serve several patients, though the audit keeps one per patient. The
+    resources must not change between reads."""
 
-def celsius(quantity: Any) -> float | None:
-    """A temperature valueQuantity in degrees Celsius, or None if its unit is not a temperature unit."""
-    if not isinstance(quantity, dict) or not isinstance(quantity.get("value"), int | float):
-        return None
-    units = {str(u) for u in (quantity.get("code"), quantity.get("unit")) if u}
-    if units & _CELSIUS:
-        return float(quantity["value"])
-    if units & _FAHRENHEIT:
-        return (float(quantity["value"]) - 32) * 5 / 9
-    return None
+    def __init__(self) -> None:
+        self.birth_date: date | None = None
+        self.entries: dict[int, list[Any]] = {}  # id → [resource, Found | None, verdict or _UNCHECKED]
+
+    def bind(self, birth_date: date | None) -> None:
+        if birth_date != self.birth_date:
+            self.entries.clear()
+            self.birth_date = birth_date
 
 
 class _Reader:
-    def __init__(self, rules: Rules, patient_id: str) -> None:
+    def __init__(self, rules: Rules, patient_id: str, memo: ReadMemo | None = None) -> None:
         self.rules = rules
         self.statuses = rules.pathway.record_statuses
         self.record = PatientRecord(patient_id=patient_id)
         self.medications: dict[str, dict[str, Any]] = {}
         self.seen: dict[tuple[str, str], list[dict[str, Any]]] = {}
         # What was checked, each resource once (two prefetch searches may return it twice).
-        self.conditions: set[Any] = set()
-        self.medications_seen: set[Any] = set()
+        self.checked: dict[str, set[Hashable]] = {"conditions": set(), "medications": set()}
         self.vital_codes = rules.vital_sign_codes
+        self.memo = memo
+        self.consulted = False  # the handler looked up a referenced Medication
 
     def add_resources(self, resources: Iterable[dict[str, Any]]) -> None:
         """Dispatch each resource to its handler (Medications must already be in `self.medications`)."""
         handlers = _HANDLERS
+        memo = self.memo.entries if self.memo is not None else None
         for res in resources:
             rtype = res.get("resourceType")
             handler = handlers.get(rtype) if isinstance(rtype, str) else None
-            if handler is not None:
-                handler(self, res)
+            if handler is None:
+                continue
+            if memo is None:
+                found = handler(self, res)
+                if found is not None:
+                    self._add(res, found, None)
+                continue
+            entry = memo.get(id(res))
+            if entry is None or entry[0] is not res:
+                self.consulted = False
+                found = handler(self, res)
+                if self.consulted:
+                    if found is not None:
+                        self._add(res, found, None)
+                    continue
+                entry = memo[id(res)] = [res, found, _UNCHECKED]
+            if entry[1] is not None:
+                self._add(res, entry[1], entry)
 
-    def accept(self, res: dict[str, Any], evidence: Evidence) -> bool:
+    def _add(self, res: dict[str, Any], found: Found, entry: list[Any] | None) -> None:
+        if found.checked is not None:
+            self.checked[found.checked[0]].add(found.checked[1])
+        if found.region_skipped is not None:
+            self.record.region_skipped.append(found.region_skipped)
+        if found.skipped is not None:
+            self.record.skipped.append(found.skipped)
+        if found.evidence is not None and self.accept(res, found.evidence, entry) and found.temperature:
+            self.record.temperatures_checked += 1
+
+    def accept(self, res: dict[str, Any], evidence: Evidence, entry: list[Any] | None = None) -> bool:
         """Validate a resource the rules will use, then keep its evidence."""
         # The same resource can come back from two prefetch searches: count it once.
         # Two different resources under one id (an EHR defect) are both read, so
@@ -115,7 +143,12 @@ class _Reader:
         if not self._same_patient(res):
             self.record.skipped.append(f"{evidence.ref}: belongs to another patient")
             return False
-        problem = validate_resource(read_part(res))
+        if entry is None:
+            problem = validate_resource(read_part(res))
+        elif entry[2] is _UNCHECKED:
+            problem = entry[2] = validate_resource(read_part(res))
+        else:
+            problem = entry[2]
         if problem:
             # Clinicians see which element was unreadable, not the validator's prose.
             element = problem.split(":", 1)[0]
@@ -130,34 +163,36 @@ class _Reader:
         named = referenced_id(subject.get("reference") if isinstance(subject, dict) else None, "Patient")
         return named is None or named == self.record.patient_id  # contained or absent: validation decides
 
-    def _regional(self, res: dict[str, Any], matches: list[Any], label: str, *sites: Any) -> list[Any]:
-        """The matches that hold for the resource's body site; a dropped region-agnostic code is counted."""
+    def _regional(self, res: dict[str, Any], matches: list[Any], label: str,
+                  *sites: Any) -> tuple[list[Any], str | None]:
+        """The matches that hold for the resource's body site, and a note when a region-agnostic code
+        was all it had."""
         kept, dropped = by_region(matches, body_region(self.rules, *sites))
         if dropped and not kept:
-            self.record.region_skipped.append(f"{res.get('resourceType')}/{_id(res)} {label}")
-        return kept
+            return kept, f"{res.get('resourceType')}/{_id(res)} {label}"
+        return kept, None
 
-    def condition(self, res: dict[str, Any]) -> None:
-        self.conditions.add(_id(res) or id(res))
+    def condition(self, res: dict[str, Any]) -> Found:
+        checked = ("conditions", _id(res) or id(res))
         matches, coding = match_concepts(self.rules, res.get("code"))
         if not matches:
-            return
+            return Found(checked=checked)
         if status_code(res.get("verificationStatus")) in self.statuses.condition_verification_excluded:
-            return
+            return Found(checked=checked)
         label = concept_text(res.get("code")) or "Condition"
-        matches = self._regional(res, matches, label, res.get("bodySite"))
+        matches, region_note = self._regional(res, matches, label, res.get("bodySite"))
         if not matches:
-            return
+            return Found(checked=checked, region_skipped=region_note)
         active = status_code(res.get("clinicalStatus")) not in self.statuses.condition_clinical_excluded
         onset, recorded = self._onset(res), parse_date(res.get("recordedDate"))
         abated = parse_date(res.get("abatementDateTime"))
         if abated is None and isinstance(res.get("abatementPeriod"), dict):
             abated = parse_date(res["abatementPeriod"].get("end") or res["abatementPeriod"].get("start"))
-        self.accept(res, Evidence(
+        return Found(Evidence(
             "Condition", _id(res), tuple(matches), label, code_label(self.rules, coding), onset or recorded, abated,
             active=active, status=status_code(res.get("clinicalStatus")), onset=onset, recorded=recorded,
             abated=abated,
-        ))
+        ), checked=checked)
 
     def _onset(self, res: dict[str, Any]) -> date | None:
         onset = parse_date(res.get("onsetDateTime"))
@@ -167,24 +202,24 @@ class _Reader:
         if onset is None and isinstance(age, dict) and self.record.birth_date:
             value = age.get("value")
             if isinstance(value, int | float) and age.get("code", age.get("unit")) in ("a", "yr", "years"):
-                onset = _add_years(self.record.birth_date, int(value))
+                onset = add_years(self.record.birth_date, int(value))
         return onset
 
-    def procedure(self, res: dict[str, Any]) -> None:
+    def procedure(self, res: dict[str, Any]) -> Found | None:
         matches, coding = match_concepts(self.rules, res.get("code"))
         if not matches or res.get("status") not in self.statuses.procedure_counted:
-            return
+            return None
         label = concept_text(res.get("code")) or "Procedure"
-        matches = self._regional(res, matches, label, res.get("bodySite"))
+        matches, region_note = self._regional(res, matches, label, res.get("bodySite"))
         if not matches:
-            return
-        start, end = _period(res, "performedDateTime", "performedPeriod")
-        self.accept(res, Evidence(
+            return Found(region_skipped=region_note)
+        start, end = period(res, "performedDateTime", "performedPeriod")
+        return Found(Evidence(
             "Procedure", _id(res), tuple(matches), label, code_label(self.rules, coding), start, end,
             status=res.get("status"),
         ))
 
-    def encounter(self, res: dict[str, Any]) -> None:
+    def encounter(self, res: dict[str, Any]) -> Found | None:
         matches, coding = match_concepts(self.rules, res.get("type"), res.get("serviceType"))
         klass = res.get("class")  # R4: a Coding, not a CodeableConcept
         if isinstance(klass, dict) and (by_class := self.rules.index.lookup(klass.get("system"), klass.get("code"))):
@@ -193,18 +228,18 @@ class _Reader:
         reasons, _ = match_concepts(self.rules, res.get("reasonCode")) if res.get("reasonCode") else ([], None)
         reasons = [m for m in reasons if m.valueset.kind == "population"]  # a back-pain visit
         if not (matches or reasons) or res.get("status") not in self.statuses.encounter_counted:
-            return
-        start, end = _period(res, None, "period")
+            return None
+        start, end = period(res, None, "period")
         label = concept_text(res.get("type")) or concept_text(res.get("serviceType")) or "Encounter"
-        self.accept(res, Evidence(
+        return Found(Evidence(
             "Encounter", _id(res), tuple(matches), label, code_label(self.rules, coding, res.get("type")),
             start, end, status=res.get("status"), reasons=tuple(reasons),
         ))
 
-    def medication(self, res: dict[str, Any]) -> None:
-        self.medications_seen.add((res.get("resourceType"), _id(res) or id(res)))
+    def medication(self, res: dict[str, Any]) -> Found:
+        checked = ("medications", (res.get("resourceType"), _id(res) or id(res)))
         if res.get("status") in self.statuses.medication_excluded:
-            return
+            return Found(checked=checked)
         concept = res.get("medicationCodeableConcept")
         ref = res.get("medicationReference")
         if concept is None and isinstance(ref, dict):
@@ -212,21 +247,21 @@ class _Reader:
         # Codes only: a name in the text never makes a drug count (an NSAID gel, codeine syrup).
         matches, coding = match_concepts(self.rules, concept)
         if not matches or self._not_systemic(res):
-            return
+            return Found(checked=checked)
         text = concept_text(concept) or (ref.get("display") if isinstance(ref, dict) else None)
         supply = None
         if res.get("resourceType") == "MedicationRequest":
             start, end = parse_date(res.get("authoredOn")), None
-            end, supply = self._request_end(res, start)
+            end, supply = request_end(res, start)
         else:
-            start, end = _period(res, "effectiveDateTime", "effectivePeriod")
+            start, end = period(res, "effectiveDateTime", "effectivePeriod")
             if res.get("effectiveDateTime") is not None and res.get("status") in self.statuses.medication_ongoing:
                 end = None  # "taking it since": an instant is the start of an ongoing use
             start = start or parse_date(res.get("dateAsserted"))
-        self.accept(res, Evidence(
+        return Found(Evidence(
             res["resourceType"], _id(res), tuple(matches), text or "Medication",
             code_label(self.rules, coding, concept), start, end, status=res.get("status"), supply_days=supply,
-        ))
+        ), checked=checked)
 
     def _not_systemic(self, res: dict[str, Any]) -> bool:
         dosages = res.get("dosageInstruction") or res.get("dosage") or ()
@@ -238,32 +273,6 @@ class _Reader:
                     return True
         return False
 
-    @staticmethod
-    def _request_end(res: dict[str, Any], start: date | None) -> tuple[date | None, int | None]:
-        """The last day of a prescription's supply, from what it states: bounds, supply and refills, validity.
-
-        A stated end is its last day (a FHIR Period's end is inclusive); a duration of N days from the start
-        ends N - 1 days later (a 30-day supply from the 1st lasts to the 30th, not the 31st)."""
-        dispense = res.get("dispenseRequest") if isinstance(res.get("dispenseRequest"), dict) else {}
-        for dosage in res.get("dosageInstruction") or ():
-            repeat = ((dosage.get("timing") or {}).get("repeat") or {}) if isinstance(dosage, dict) else {}
-            if isinstance(repeat, dict):
-                bounds = repeat.get("boundsPeriod")
-                if isinstance(bounds, dict) and parse_date(bounds.get("end")):
-                    return parse_date(bounds.get("end")), None
-                days = _days(repeat.get("boundsDuration"))
-                if days and start:
-                    return start + timedelta(days=days - 1), days
-        days = _days(dispense.get("expectedSupplyDuration"))
-        if days:
-            refills = dispense.get("numberOfRepeatsAllowed")
-            days *= 1 + (refills if isinstance(refills, int) and refills > 0 else 0)
-            return (start + timedelta(days=days - 1) if start else None), days
-        validity = dispense.get("validityPeriod")
-        if isinstance(validity, dict) and parse_date(validity.get("end")):
-            return parse_date(validity.get("end")), None
-        return None, None
-
     def _referenced_medication(self, res: dict[str, Any], ref: dict[str, Any]) -> Any:
         target = ref.get("reference")
         if not isinstance(target, str):
@@ -274,49 +283,50 @@ class _Reader:
                 if isinstance(inner, dict) and inner.get("id") == target[1:]:
                     return inner.get("code")
             return None
+        self.consulted = True
         rid = referenced_id(target, "Medication")
         med = self.medications.get(f"Medication/{rid}") if rid else None
         return med.get("code") if med else None
 
-    def service_request(self, res: dict[str, Any]) -> None:
+    def service_request(self, res: dict[str, Any]) -> Found | None:
         matches, coding = match_concepts(self.rules, res.get("code"), res.get("performerType"))
         if not matches or res.get("status") not in self.statuses.service_request_counted:
-            return
-        start, end = _period(res, "occurrenceDateTime", "occurrencePeriod")
+            return None
+        start, end = period(res, "occurrenceDateTime", "occurrencePeriod")
         start = parse_date(res.get("authoredOn")) or start
-        self.accept(res, Evidence(
+        return Found(Evidence(
             "ServiceRequest", _id(res), tuple(matches),
             concept_text(res.get("code")) or concept_text(res.get("performerType")) or "ServiceRequest",
             code_label(self.rules, coding), start, end, status=res.get("status"),
         ))
 
-    def imaging_study(self, res: dict[str, Any]) -> None:
+    def imaging_study(self, res: dict[str, Any]) -> Found | None:
         matches, coding = match_concepts(self.rules, res.get("procedureCode"))
         if not matches or res.get("status") in self.statuses.imaging_excluded:
-            return
+            return None
         label = concept_text(res.get("procedureCode")) or _text(res.get("description")) or "Imaging study"
         series = res.get("series") if isinstance(res.get("series"), list) else []
         sites = [{"coding": [s["bodySite"]]} for s in series
                  if isinstance(s, dict) and isinstance(s.get("bodySite"), dict)]  # series.bodySite is a Coding
-        matches = self._regional(res, matches, label, sites)
+        matches, region_note = self._regional(res, matches, label, sites)
         if not matches:
-            return
-        self.accept(res, Evidence(
+            return Found(region_skipped=region_note)
+        return Found(Evidence(
             "ImagingStudy", _id(res), tuple(matches), label, code_label(self.rules, coding),
             parse_date(res.get("started")), None, status=res.get("status"),
         ))
 
-    def diagnostic_report(self, res: dict[str, Any]) -> None:
+    def diagnostic_report(self, res: dict[str, Any]) -> Found | None:
         matches, coding = match_concepts(self.rules, res.get("code"))
         if not matches or res.get("status") in self.statuses.imaging_excluded:
-            return
-        start, end = _period(res, "effectiveDateTime", "effectivePeriod")
-        self.accept(res, Evidence(
+            return None
+        start, end = period(res, "effectiveDateTime", "effectivePeriod")
+        return Found(Evidence(
             "DiagnosticReport", _id(res), tuple(matches), concept_text(res.get("code")) or "Report",
             code_label(self.rules, coding), start or parse_date(res.get("issued")), end, status=res.get("status"),
         ))
 
-    def observation(self, res: dict[str, Any]) -> None:
+    def observation(self, res: dict[str, Any]) -> Found | None:
         # Most Observations are other vital signs and labs: a set probe on the few codes read, first.
         # A messy coding (a list or object for a code) is not hashable: it matches nothing, never raises.
         if not any(
@@ -324,21 +334,19 @@ class _Reader:
             and (c["system"], c["code"]) in self.vital_codes
             for c in codings(res.get("code"))
         ):
-            return
+            return None
         matches, coding = match_concepts(self.rules, res.get("code"))
         matches = [m for m in matches if m.valueset.kind == "vital-sign"]
         if not matches or res.get("status") not in self.statuses.observation_counted:
-            return
+            return None
         value = celsius(res.get("valueQuantity"))
         label = concept_text(res.get("code")) or "Observation"
         if value is None:
-            self.record.skipped.append(f"Observation/{_id(res)}: {label} without a temperature value or unit")
-            return
-        when, _ = _period(res, "effectiveDateTime", "effectivePeriod")
+            return Found(skipped=f"Observation/{_id(res)}: {label} without a temperature value or unit")
+        when, _ = period(res, "effectiveDateTime", "effectivePeriod")
         when = when or parse_date(res.get("effectiveInstant")) or parse_date(res.get("issued"))
-        if self.accept(res, Evidence("Observation", _id(res), tuple(matches), label, code_label(self.rules, coding),
-                                     when, when, status=res.get("status"), value=round(value, 1))):
-            self.record.temperatures_checked += 1
+        return Found(Evidence("Observation", _id(res), tuple(matches), label, code_label(self.rules, coding),
+                              when, when, status=res.get("status"), value=round(value, 1)), temperature=True)
 
 
 _HANDLERS = {
@@ -354,26 +362,16 @@ _HANDLERS = {
 }
 
 
-def _reported_failure(value: dict[str, Any]) -> bool:
-    """An OperationOutcome in place of data; the full check only when the first entry looks like one
-    (a Bundle of 1,000 resources is not walked twice for it)."""
-    if value.get("resourceType") == "OperationOutcome":
-        return True
-    entries = value.get("entry") if value.get("resourceType") == "Bundle" else None
-    first = entries[0] if isinstance(entries, list) and entries else None
-    resource = first.get("resource") if isinstance(first, dict) else None
-    return isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome" \
-        and is_operation_outcome(value)
-
-
-def read_prefetch(prefetch: dict[str, Any], patient_id: str, rules: Rules) -> PatientRecord:
-    """Normalise the prefetch data into a PatientRecord (see record.read_record)."""
-    reader = _Reader(rules, patient_id)
+def read_prefetch(prefetch: dict[str, Any], patient_id: str, rules: Rules,
+                  memo: ReadMemo | None = None) -> PatientRecord:
+    """Normalise the prefetch data into a PatientRecord (see record.read_record). With a `memo`, a
+    resource object read before with it is added again as it was found."""
+    reader = _Reader(rules, patient_id, memo)
     everything: list[dict[str, Any]] = []
     for key, value in prefetch.items():
         if not isinstance(value, dict):
             continue
-        if _reported_failure(value):
+        if is_operation_outcome(value):
             reader.record.unavailable[key] = "ehr-error"
             continue
         for res in bundle_resources(value):
@@ -385,7 +383,9 @@ def read_prefetch(prefetch: dict[str, Any], patient_id: str, rules: Rules) -> Pa
                     reader.medications[f"Medication/{res['id']}"] = res
             else:
                 everything.append(res)
+    if memo is not None:
+        memo.bind(reader.record.birth_date)
     reader.add_resources(everything)
-    reader.record.conditions_checked = len(reader.conditions)
-    reader.record.medications_checked = len(reader.medications_seen)
+    reader.record.conditions_checked = len(reader.checked["conditions"])
+    reader.record.medications_checked = len(reader.checked["medications"])
     return reader.record

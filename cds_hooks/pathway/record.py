@@ -25,22 +25,24 @@ from cds_hooks.pathway.facts import (
     match_concepts,
     read_part,
 )
-from cds_hooks.pathway.reader import read_prefetch
+from cds_hooks.pathway.reader import ReadMemo, read_prefetch
 from cds_hooks.pathway.rules import Rules
 
 __all__ = [
-    "READ_ELEMENTS", "DraftOrder", "Evidence", "PatientRecord", "code_label", "match_concepts", "read_draft_orders",
-    "read_part", "read_record",
+    "READ_ELEMENTS", "DraftOrder", "Evidence", "PatientRecord", "ReadMemo", "code_label", "match_concepts",
+    "read_draft_orders", "read_part", "read_record",
 ]
 
 
-def read_record(prefetch: dict[str, Any], patient_id: str, rules: Rules) -> PatientRecord:
+def read_record(prefetch: dict[str, Any], patient_id: str, rules: Rules,
+                memo: ReadMemo | None = None) -> PatientRecord:
     """Normalise the prefetch data into a PatientRecord.
 
     `prefetch` maps keys to a Bundle, a resource, None (no data) or an
     OperationOutcome (unavailable). Keys absent are the caller's concern.
+    A caller reading the same resource objects again may pass one `memo` to every read.
     """
-    return read_prefetch(prefetch, patient_id, rules)
+    return read_prefetch(prefetch, patient_id, rules, memo)
 
 
 def read_draft_orders(draft_orders: Any, rules: Rules) -> list[DraftOrder]:
