@@ -36,7 +36,7 @@ from cds_hooks.pathway.facts import (
 )
 from cds_hooks.pathway.rules import NON_SYSTEMIC_ROUTE, Rules
 
-__all__ = ["Found", "ReadMemo", "celsius", "read_prefetch"]
+__all__ = ["Found", "ReadMemo", "read_prefetch"]
 
 
 def _id(res: dict[str, Any]) -> str | None:
