@@ -19,8 +19,9 @@ from pydantic import ConfigDict, model_validator
 from cds_hooks.audit import engine_local
 from cds_hooks.audit.adapter import LivePathway, code_filter
 from cds_hooks.audit.engine_local import pieces_for
+from cds_hooks.audit.measure import _by_meaning
 from cds_hooks.audit.ndjson import discover, read_piece
-from cds_hooks.audit.partition import _PATIENT_REF, patient_refs
+from cds_hooks.audit.partition import _PATIENT_REF, owner, patient_refs
 from cds_hooks.audit.run import audit_service
 from cds_hooks.audit.synth import generate
 from cds_hooks.fhir import element_verdicts, resources
@@ -367,6 +368,26 @@ def test_the_prefetch_holds_only_the_observations_its_template_asks_for(rules: R
             for e in v["entry"]]
     assert wanted in held and other not in held
     assert pathway.in_prefetch(wanted) and not pathway.in_prefetch(other)
+
+
+# ---- the measure's index of the record by meaning ------------------------------------------------------------
+
+def test_the_measure_finds_by_meaning_what_evidence_has_finds(population: Path, rules: Rules) -> None:
+    pathway = LivePathway(rules, audit_service(rules, None))
+    patients: dict[str, list[dict[str, Any]]] = {}
+    for res in _resources(population):
+        patients.setdefault(str(owner(res)), []).append(res)
+    meanings = {(vs.kind, c) for vs in rules.valuesets.values() for c in (None, vs.category)}
+    asked: Counter[bool] = Counter()
+    for pid, own in patients.items():
+        record = pathway.record(pid, own, {})
+        index = _by_meaning(record)
+        for kind, category in meanings:
+            expected = [e for e in record.items if e.has(kind, category)]
+            assert index.get((kind, category), []) == expected, (kind, category)
+            asked[category is None] += bool(expected)
+        assert set(index) <= meanings
+    assert asked[True] > 100 and asked[False] > 100, asked  # both forms, on records that have them
 
 
 # ---- routing a line to its patient ------------------------------------------------------------------------

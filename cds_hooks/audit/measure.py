@@ -39,12 +39,27 @@ def _within(e: Evidence, start: date | None, end: date) -> bool:
     return (start is None or start <= e.start) and e.start <= end
 
 
+def _by_meaning(record: PatientRecord) -> dict[tuple[str, str | None], list[Evidence]]:
+    """The record's items under (kind, category) and (kind, None), in record order: those for which
+    `Evidence.has(kind, category)` and `Evidence.has(kind)` hold (a measure asks about 20 meanings)."""
+    out: dict[tuple[str, str | None], list[Evidence]] = {}
+    for e in record.items:
+        for match in e.matches:
+            kind = match.valueset.kind
+            for key in ((kind, None), (kind, match.valueset.category)):
+                items = out.setdefault(key, [])
+                if not items or items[-1] is not e:
+                    items.append(e)
+    return out
+
+
 def evaluate_measure(m: Measure, record: PatientRecord, period: tuple[date, date]) -> MeasureResult | None:
     """The patient's place in the measure, or None when no index diagnosis falls in the intake period."""
     first, last = period
     intake_end = last - timedelta(days=m.intake_ends_days_before_period_end)
-    diagnoses = sorted(e.start for e in record.items
-                       if e.resource_type == "Condition" and e.has(m.diagnosis_kind) and e.start)
+    meaning = _by_meaning(record)
+    diagnoses = sorted(e.start for e in meaning.get((m.diagnosis_kind, None), ())
+                       if e.resource_type == "Condition" and e.start)
     index = next((d for d in diagnoses if first <= d <= intake_end), None)
     if index is None:
         return None
@@ -63,12 +78,12 @@ def evaluate_measure(m: Measure, record: PatientRecord, period: tuple[date, date
         start = None if ex.days_before is None else index - timedelta(days=ex.days_before)
         end = index + timedelta(days=ex.days_after)
         types = ex.resource_types
-        if ex.id not in excluded and any(e.has(ex.kind, ex.category) and _within(e, start, end)
-                                         and (types is None or e.resource_type in types) for e in record.items):
+        if ex.id not in excluded and any(_within(e, start, end) and (types is None or e.resource_type in types)
+                                         for e in meaning.get((ex.kind, ex.category), ())):
             excluded.append(ex.id)
     if excluded:
         return MeasureResult(m.id, month, stratum, "excluded", tuple(excluded))
     until = index + timedelta(days=m.imaging_within_days)
-    imaged = any(e.resource_type in m.imaging_types and e.has(m.imaging_kind) and e.start
-                 and index <= e.start <= until for e in record.items)
+    imaged = any(e.resource_type in m.imaging_types and e.start and index <= e.start <= until
+                 for e in meaning.get((m.imaging_kind, None), ()))
     return MeasureResult(m.id, month, stratum, "denominator", imaged=imaged)
