@@ -41,7 +41,7 @@ def _within(e: Evidence, start: date | None, end: date) -> bool:
 
 def _by_meaning(record: PatientRecord) -> dict[tuple[str, str | None], list[Evidence]]:
     """The record's items under (kind, category) and (kind, None), in record order: those for which
-    `Evidence.has(kind, category)` and `Evidence.has(kind)` hold (a measure asks about 20 meanings)."""
+    `Evidence.has(kind, category)` and `Evidence.has(kind)` hold (a measure asks about 11 to 16)."""
     out: dict[tuple[str, str | None], list[Evidence]] = {}
     for e in record.items:
         for match in e.matches:
