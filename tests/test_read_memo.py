@@ -57,6 +57,15 @@ def test_every_subset_read_again_is_the_record_a_fresh_read_gives(rules: Rules) 
     assert sum(1 for note in full.skipped if "another patient" in note) == 1
 
 
+def test_the_r4_verdict_of_each_resource_read_is_kept(rules: Rules) -> None:
+    chart = _chart()
+    memo = ReadMemo()
+    _read(rules, chart, memo)
+    verdicts = {entry[0]["id"]: entry[2] for entry in memo.entries.values() if entry[0].get("id")}
+    assert verdicts["lbp"] is None and verdicts["t1"] is None
+    assert str(verdicts["bad-date"]).startswith("recordedDate")
+
+
 def test_a_resource_read_before_is_added_as_it_was_found(rules: Rules) -> None:
     """What makes the memo worth having: the second read does not look at the resource again (so the
     audit never changes a resource between reads; `asof` makes a new one when a day changes it)."""

@@ -423,6 +423,7 @@ def test_categories_are_those_of_the_kind_asked_for(rules: Rules) -> None:
 # --- Condition ----------------------------------------------------------------------------------------
 
 CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 
 
 def diagnosis(cid: str | None, code: str = "M54.50", text: str | None = "Low back pain", clinical: str = "active",
@@ -435,10 +436,11 @@ def diagnosis(cid: str | None, code: str = "M54.50", text: str | None = "Low bac
 
 def test_every_condition_checked_is_counted_once(rules: Rules) -> None:
     # Counted whatever it is (the card says how many were looked at): each id once, each id-less one.
+    refuted = diagnosis("refuted", verificationStatus=concept({"system": VERIFICATION, "code": "refuted"}))
     rec = read_record({"a": bundle(diagnosis("c1"), diagnosis("c2", code="I10"), diagnosis(None),
-                                   diagnosis(None, code="E11.9"), diagnosis(None, code="J45.909")),
+                                   diagnosis(None, code="E11.9"), diagnosis(None, code="J45.909"), refuted),
                        "b": bundle(diagnosis("c1"))}, "p1", rules)
-    assert rec.conditions_checked == 5
+    assert rec.conditions_checked == 6 and [e.resource_id for e in rec.items] == ["c1", None]
 
 
 def test_a_condition_is_named_by_its_text_and_the_code_that_matched(rules: Rules) -> None:

@@ -39,9 +39,11 @@ def test_a_medication_reference_finds_the_medication_it_names_and_no_other(rules
         nsaid_request("missing", medicationReference={"reference": "Medication/absent"}),
         nsaid_request("another-type", medicationReference={"reference": "Substance/nap"}),
         nsaid_request("nested", medicationReference={"reference": "Medication/absent/_history/nap"}),
+        nsaid_request("no-id", medicationReference={"reference": "Medication/"}),  # names no Medication, not "None"
         # Junk among the contained resources: the request is unreadable (skipped and counted), never a crash.
         nsaid_request("junk", medicationReference={"reference": "#m1"}, contained=["junk", *contained]),
         {"resourceType": "Medication", "id": "nap", "code": NAPROXEN},
+        {"resourceType": "Medication", "id": "None", "code": DICLOFENAC},
     )}, "p1", rules)
     assert {e.resource_id for e in rec.items if e.has("conservative-care", "nsaid")} == {
         "contained", "relative", "versioned", "absolute"}
@@ -89,6 +91,7 @@ def test_a_medication_is_named_by_its_code_then_the_references_display(rules: Ru
         nsaid_request("by-code", medicationCodeableConcept=concept(UNLISTED, {"system": RXNORM, "code": "7258"},
                                                                    text="Naprosyn")),
         {"resourceType": "Medication", "id": "nap", "code": NAPROXEN},
+        {"resourceType": "Medication", "id": "None", "code": DICLOFENAC},
     )}, "p1", rules)
     assert {rid: e.label for rid, e in kept(rec).items()} == {
         "by-display": "Naproxen 500", "bare": "Medication", "by-code": "Naprosyn"}

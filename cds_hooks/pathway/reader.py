@@ -165,12 +165,10 @@ class _Reader:
 
     def _regional(self, res: dict[str, Any], matches: list[Any], label: str,
                   *sites: Any) -> tuple[list[Any], str | None]:
-        """The matches that hold for the resource's body site, and a note when a region-agnostic code
-        was all it had."""
+        """The matches that hold for the resource's body site, and a note naming the resource when one
+        was dropped (counted only when none is kept)."""
         kept, dropped = by_region(matches, body_region(self.rules, *sites))
-        if dropped and not kept:
-            return kept, f"{res.get('resourceType')}/{_id(res)} {label}"
-        return kept, None
+        return kept, (f"{res.get('resourceType')}/{_id(res)} {label}" if dropped else None)
 
     def condition(self, res: dict[str, Any]) -> Found:
         checked = ("conditions", _id(res) or id(res))
