@@ -47,6 +47,10 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _named(res: dict[str, Any], label: str) -> str:
+    return f"{res.get('resourceType')}/{_id(res)} {label}"
+
+
 @dataclass(frozen=True, slots=True)
 class Found:
     """What one resource adds to the record. `evidence` is kept only if it passes `accept` (not a
@@ -163,12 +167,10 @@ class _Reader:
         named = referenced_id(subject.get("reference") if isinstance(subject, dict) else None, "Patient")
         return named is None or named == self.record.patient_id  # contained or absent: validation decides
 
-    def _regional(self, res: dict[str, Any], matches: list[Any], label: str,
-                  *sites: Any) -> tuple[list[Any], str | None]:
-        """The matches that hold for the resource's body site, and a note naming the resource when one
-        was dropped (counted only when none is kept)."""
-        kept, dropped = by_region(matches, body_region(self.rules, *sites))
-        return kept, (f"{res.get('resourceType')}/{_id(res)} {label}" if dropped else None)
+    def _regional(self, matches: list[Any], *sites: Any) -> list[Any]:
+        """The matches that hold for the resource's body site. None left (the callers have some): every
+        one needed a region the body site does not give, and the resource is counted by name."""
+        return by_region(matches, body_region(self.rules, *sites))[0]
 
     def condition(self, res: dict[str, Any]) -> Found:
         checked = ("conditions", _id(res) or id(res))
@@ -178,9 +180,9 @@ class _Reader:
         if status_code(res.get("verificationStatus")) in self.statuses.condition_verification_excluded:
             return Found(checked=checked)
         label = concept_text(res.get("code")) or "Condition"
-        matches, region_note = self._regional(res, matches, label, res.get("bodySite"))
+        matches = self._regional(matches, res.get("bodySite"))
         if not matches:
-            return Found(checked=checked, region_skipped=region_note)
+            return Found(checked=checked, region_skipped=_named(res, label))
         active = status_code(res.get("clinicalStatus")) not in self.statuses.condition_clinical_excluded
         onset, recorded = self._onset(res), parse_date(res.get("recordedDate"))
         abated = parse_date(res.get("abatementDateTime"))
@@ -208,9 +210,9 @@ class _Reader:
         if not matches or res.get("status") not in self.statuses.procedure_counted:
             return None
         label = concept_text(res.get("code")) or "Procedure"
-        matches, region_note = self._regional(res, matches, label, res.get("bodySite"))
+        matches = self._regional(matches, res.get("bodySite"))
         if not matches:
-            return Found(region_skipped=region_note)
+            return Found(region_skipped=_named(res, label))
         start, end = period(res, "performedDateTime", "performedPeriod")
         return Found(Evidence(
             "Procedure", _id(res), tuple(matches), label, code_label(self.rules, coding), start, end,
@@ -306,9 +308,9 @@ class _Reader:
         series = res.get("series") if isinstance(res.get("series"), list) else []
         sites = [{"coding": [s["bodySite"]]} for s in series
                  if isinstance(s, dict) and isinstance(s.get("bodySite"), dict)]  # series.bodySite is a Coding
-        matches, region_note = self._regional(res, matches, label, sites)
+        matches = self._regional(matches, sites)
         if not matches:
-            return Found(region_skipped=region_note)
+            return Found(region_skipped=_named(res, label))
         return Found(Evidence(
             "ImagingStudy", _id(res), tuple(matches), label, code_label(self.rules, coding),
             parse_date(res.get("started")), None, status=res.get("status"),
