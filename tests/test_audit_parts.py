@@ -19,6 +19,7 @@ from cds_hooks.audit.orders import AuditedOrder, find_orders
 from cds_hooks.audit.partition import route
 from cds_hooks.audit.run import audit_service
 from cds_hooks.pathway.rules import Rules
+from tests.audit_data import judge_lines, tracing_judge
 
 DAY = date(2025, 6, 15)
 
@@ -72,6 +73,22 @@ def test_orders_their_results_and_studies_without_an_order(rules: Rules) -> None
     assert [r["id"] for r in orders[0].footprint] == ["s1", "s3"]
     assert orders[1].draft["code"]["coding"] == mri["coding"] and orders[1].draft["status"] == "draft"
     assert find_orders(pathway, by_type, (date(2025, 3, 2), date(2025, 3, 31)), 30) == []
+
+
+def test_studies_at_the_ends_of_the_calendar_are_matched_without_overflow(rules: Rules) -> None:
+    """FHIR allows any year from 1 to 9999: a study on 1 January of year 1 once crashed the whole audit
+    (30 days before it is not a date)."""
+    pathway = LivePathway(rules, audit_service(rules, None))
+    mri = _code(rules, "lumbar-imaging", modality="MRI", contrast=False)
+    early = {"resourceType": "ImagingStudy", "id": "early", "status": "available", "procedureCode": [mri],
+             "started": "0001-01-01"}
+    late = {**early, "id": "late", "started": "9999-12-31"}
+    order = {"resourceType": "ServiceRequest", "id": "o1", "status": "active", "intent": "order", "code": mri,
+             "authoredOn": "0001-01-01"}
+    by_type = {"ServiceRequest": [order], "ImagingStudy": [early, late]}
+    orders = find_orders(pathway, by_type, (date.min, date.max), 30)
+    assert [(o.ref, [r["id"] for r in o.footprint]) for o in orders] == [
+        ("ServiceRequest/o1", ["early"]), ("ImagingStudy/late", ["late"])]
 
 
 def test_who_ordered_where_is_read_through_versioned_and_absolute_references() -> None:
@@ -165,6 +182,30 @@ def test_the_measure_windows(rules: Rules, imaged_after: int, trauma_before: int
     assert old is not None and old.status == "outside-age"
     # A diagnosis after the intake period (Dec 3) is no index.
     assert evaluate_measure(hedis, record, (date(2024, 3, 30), date(2025, 3, 28))) is None
+
+
+def test_the_measure_windows_reach_the_end_of_the_calendar(rules: Rules) -> None:
+    """An audit period may end on 9999-12-31, the last day FHIR allows: a window past it ends there."""
+    pathway = LivePathway(rules, audit_service(rules, None))
+    index = date(9999, 12, 3)  # the last day of the intake period: the imaging window ends on the last day
+    items = [{"resourceType": "Condition", "id": "lbp", "code": _code(rules, "population"),
+              "subject": {"reference": "Patient/p"}, "onsetDateTime": index.isoformat()},
+             {"resourceType": "ImagingStudy", "id": "img", "status": "available", "subject": {"reference": "Patient/p"},
+              "procedureCode": [_code(rules, "lumbar-imaging", modality="MRI", contrast=False)],
+              "started": "9999-12-31"}]
+    record = _evidence_record(rules, pathway, items, "9960-05-05")
+    for measure in load_measures(rules):
+        result = evaluate_measure(measure, record, (date(9999, 1, 1), date.max))
+        assert result is not None and (result.status, result.imaged) == ("denominator", True), measure.id
+    # An order warned about on the last day: the follow-up window for a late red flag ends there too.
+    mri = {"resourceType": "ServiceRequest", "id": "o1", "status": "active", "intent": "order",
+           "subject": {"reference": "Patient/p"}, "authoredOn": "9999-12-31",
+           "code": _code(rules, "lumbar-imaging", modality="MRI", contrast=False)}
+    lines = [orjson.dumps(r) for r in [{"resourceType": "Patient", "id": "p", "birthDate": "9960-05-05"},
+                                       items[0], mri]]
+    judge = tracing_judge(rules, date.max)
+    judge_lines(judge, lines)
+    assert judge.trace == [("p", "ServiceRequest/o1", frozenset({"imaging-premature"}), "warned")]
 
 
 def test_the_corticosteroid_exclusion_reads_a_diagnosis_not_a_prescription(rules: Rules) -> None:

@@ -483,3 +483,9 @@ def test_an_onset_age_is_counted_from_the_birth_date_even_on_29_february(rules: 
         "leap": "2025-02-28", "yr": "2026-02-28", "months": None, "unit": "2024-02-29"}
     on_a_leap_day = read(rules, at_age("leap", 40), born="1984-02-29")
     assert iso(on_a_leap_day.items[0].onset) == "2024-02-29"
+    # An age that would fall outside the calendar (FHIR years run from 1 to 9999) gives no onset.
+    past_the_end = read(rules, at_age("late", 40), at_age("huge", 1e300), born="9999-01-01")
+    assert {rid: e.onset for rid, e in kept(past_the_end).items()} == {"late": None, "huge": None}
+    assert [e.onset for e in read(rules, at_age("before", -1), born="0001-06-01").items] == [None]
+    assert iso(read(rules, at_age("first", -1), born="0002-03-01").items[0].onset) == "0001-03-01"
+    assert iso(read(rules, at_age("last", 9998), born="0001-03-01").items[0].onset) == "9999-03-01"

@@ -50,6 +50,22 @@ def test_a_medication_reference_finds_the_medication_it_names_and_no_other(rules
     assert [reason.split(":")[0] for reason in rec.skipped] == ["MedicationRequest/junk"]
 
 
+def test_a_supply_past_the_end_of_the_calendar_ends_on_its_last_day(rules: Rules) -> None:
+    """A prescription may state any supply from any day up to 9999-12-31: its end is held at the calendar's
+    last day instead of overflowing (which once made the service answer 500)."""
+    rec = read(rules,
+               nsaid_request("late", authoredOn="9999-12-20", medicationCodeableConcept=NAPROXEN,
+                             dispenseRequest={"expectedSupplyDuration": {"value": 30, "code": "d"}}),
+               nsaid_request("long", medicationCodeableConcept=NAPROXEN,
+                             dispenseRequest={"expectedSupplyDuration": {"value": 1e12, "code": "a"}}),
+               nsaid_request("bounded", authoredOn="9999-12-30", medicationCodeableConcept=NAPROXEN,
+                             dosageInstruction=[{"timing": {"repeat": {"boundsDuration": {"value": 9, "code": "d"}}}}]),
+               nsaid_request("endless", medicationCodeableConcept=NAPROXEN,  # 1e307 years: no float holds the days
+                             dispenseRequest={"expectedSupplyDuration": {"value": 1e307, "code": "a"}}))
+    assert {e.resource_id: iso(e.end) for e in rec.items} == {
+        "late": "9999-12-31", "long": "9999-12-31", "bounded": "9999-12-31", "endless": "9999-12-31"}
+
+
 @pytest.mark.parametrize(("duration", "days"), [
     ({"value": 10, "code": "d"}, 10), ({"value": 2, "unit": "weeks"}, 14),
     ({"value": 2, "code": "wk", "unit": "x"}, 14),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -23,7 +23,7 @@ from cds_hooks.audit.measure import evaluate_measure
 from cds_hooks.audit.orders import AuditedOrder, by_day, find_orders
 from cds_hooks.audit.partition import CATALOGUE_TYPES
 from cds_hooks.audit.tally import Tally
-from cds_hooks.fhir.resources import referenced_id
+from cds_hooks.fhir.resources import add_days, referenced_id
 from cds_hooks.pathway.cards import OrderingContext
 from cds_hooks.pathway.record import ReadMemo
 
@@ -199,7 +199,7 @@ class PatientJudge:
 
 
 def _red_flag_after(record: Any, day: date, days: int) -> bool:
-    until = day + timedelta(days=days)
+    until = add_days(day, days)
     return any(e.has(RED_FLAG) and e.start and day < e.start <= until for e in record.items)
 
 

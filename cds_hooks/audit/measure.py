@@ -10,10 +10,11 @@ excluded; in the numerator when imaged on the index date or within the window af
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import TYPE_CHECKING
 
 from cds_hooks.audit.audit_rules import Measure
+from cds_hooks.fhir.resources import add_days
 
 if TYPE_CHECKING:
     from cds_hooks.pathway.record import Evidence, PatientRecord
@@ -56,7 +57,7 @@ def _by_meaning(record: PatientRecord) -> dict[tuple[str, str | None], list[Evid
 def evaluate_measure(m: Measure, record: PatientRecord, period: tuple[date, date]) -> MeasureResult | None:
     """The patient's place in the measure, or None when no index diagnosis falls in the intake period."""
     first, last = period
-    intake_end = last - timedelta(days=m.intake_ends_days_before_period_end)
+    intake_end = add_days(last, -m.intake_ends_days_before_period_end)
     meaning = _by_meaning(record)
     diagnoses = sorted(e.start for e in meaning.get((m.diagnosis_kind, None), ())
                        if e.resource_type == "Condition" and e.start)
@@ -64,7 +65,7 @@ def evaluate_measure(m: Measure, record: PatientRecord, period: tuple[date, date
     if index is None:
         return None
     month = index.strftime("%Y-%m")
-    look_back = index - timedelta(days=m.negative_history_days)
+    look_back = add_days(index, -m.negative_history_days)
     if any(look_back <= d < index for d in diagnoses):
         return MeasureResult(m.id, month, None, "prior-episode")
     if record.birth_date is None:
@@ -75,15 +76,15 @@ def evaluate_measure(m: Measure, record: PatientRecord, period: tuple[date, date
     stratum = next((s.label for s in m.age.strata if s.min <= age <= s.max), None)
     excluded = []
     for ex in m.exclusions:
-        start = None if ex.days_before is None else index - timedelta(days=ex.days_before)
-        end = index + timedelta(days=ex.days_after)
+        start = None if ex.days_before is None else add_days(index, -ex.days_before)
+        end = add_days(index, ex.days_after)
         types = ex.resource_types
         if ex.id not in excluded and any(_within(e, start, end) and (types is None or e.resource_type in types)
                                          for e in meaning.get((ex.kind, ex.category), ())):
             excluded.append(ex.id)
     if excluded:
         return MeasureResult(m.id, month, stratum, "excluded", tuple(excluded))
-    until = index + timedelta(days=m.imaging_within_days)
+    until = add_days(index, m.imaging_within_days)
     imaged = any(e.resource_type in m.imaging_types and e.start and index <= e.start <= until
                  for e in meaning.get((m.imaging_kind, None), ()))
     return MeasureResult(m.id, month, stratum, "denominator", imaged=imaged)

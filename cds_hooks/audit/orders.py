@@ -9,12 +9,12 @@ its *footprint*, hidden from the record it is judged on, as it did not exist whe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from cds_hooks.audit.adapter import ORDER_KINDS, LivePathway
 from cds_hooks.audit.asof import event_date
-from cds_hooks.fhir.resources import referenced_id
+from cds_hooks.fhir.resources import add_days, referenced_id
 
 NOT_PLACED = frozenset({"draft", "entered-in-error"})  # FHIR request status: never signed, or a mistake
 NOT_DONE = frozenset({"entered-in-error", "not-done", "cancelled", "preparation", "registered"})
@@ -104,7 +104,7 @@ def _explaining_order(orders: dict[str, AuditedOrder], resource: dict[str, Any],
         rid = referenced_id(ref, "ServiceRequest")  # relative, absolute or versioned
         if rid is not None and f"ServiceRequest/{rid}" in orders:
             return orders[f"ServiceRequest/{rid}"]
-    earliest = day - timedelta(days=match_days)
+    earliest = add_days(day, -match_days)
     candidates = [o for o in orders.values() if o.category == category and earliest <= o.day <= day]
     return max(candidates, key=lambda o: (o.day, o.ref)) if candidates else None
 

@@ -10,7 +10,7 @@ import copy
 import hashlib
 import re
 from collections.abc import Iterable, Iterator
-from datetime import date
+from datetime import date, timedelta
 from functools import cache
 from typing import Any
 
@@ -37,6 +37,15 @@ def parse_date(value: Any) -> date | None:
         return date(int(m[1]), int(m[2] or 1), int(m[3] or 1))
     except ValueError:
         return None
+
+
+def add_days(day: date, days: int) -> date:
+    """`day` moved by `days`, held at the calendar's ends (1 January of year 1, 31 December 9999) rather
+    than raising: FHIR allows any year up to 9999, and a prescription may state any supply."""
+    try:
+        return day + timedelta(days=days)
+    except OverflowError:  # past the calendar, or more days than a timedelta holds
+        return date.max if days > 0 else date.min
 
 
 def codings(concept: Any) -> Iterator[dict[str, Any]]:

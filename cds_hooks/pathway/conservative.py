@@ -9,8 +9,9 @@ supply), and counts from the episode's start when it began before.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 
+from cds_hooks.fhir.resources import add_days
 from cds_hooks.pathway.episode import Episode, is_session
 from cds_hooks.pathway.facts import Evidence, PatientRecord
 from cds_hooks.pathway.rules import FORMAL_PT, Rules
@@ -27,14 +28,14 @@ def medication_days(e: Evidence, rules: Rules, today: date) -> tuple[date, date]
     if e.start is None:
         return None
     if e.end is not None:
-        stop = max(e.end, e.start) + timedelta(days=1)
+        stop = add_days(max(e.end, e.start), 1)
     elif e.supply_days:
-        stop = e.start + timedelta(days=e.supply_days)
+        stop = add_days(e.start, e.supply_days)
     else:
         ongoing_only = e.status in rules.pathway.record_statuses.medication_ongoing
-        stop = e.start + timedelta(days=1 if ongoing_only else rules.pathway.medications.default_supply_days)
+        stop = add_days(e.start, 1 if ongoing_only else rules.pathway.medications.default_supply_days)
     if e.status in rules.pathway.record_statuses.medication_ongoing:
-        stop = max(stop, today + timedelta(days=1))
+        stop = max(stop, add_days(today, 1))
     return e.start, stop
 
 

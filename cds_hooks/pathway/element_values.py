@@ -3,10 +3,10 @@ temperature in degrees Celsius and the last day a prescription covers. Pure func
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import MAXYEAR, MINYEAR, date
 from typing import Any
 
-from cds_hooks.fhir.resources import parse_date
+from cds_hooks.fhir.resources import add_days, parse_date
 
 # UCUM and the spellings EHRs use for the two temperature scales.
 _CELSIUS = {"Cel", "C", "°C", "degC", "cel", "celsius", "Celsius"}
@@ -14,6 +14,7 @@ _FAHRENHEIT = {"[degF]", "F", "°F", "degF", "[degf]", "fahrenheit", "Fahrenheit
 # Units of a Duration (expectedSupplyDuration, boundsDuration), in days.
 _DAYS = {"d": 1, "day": 1, "days": 1, "wk": 7, "week": 7, "weeks": 7, "mo": 30, "month": 30, "months": 30,
          "a": 365, "year": 365, "years": 365}
+_CALENDAR_DAYS = (date.max - date.min).days
 
 
 def period(res: dict[str, Any], instant_key: str | None, period_key: str) -> tuple[date | None, date | None]:
@@ -27,18 +28,23 @@ def period(res: dict[str, Any], instant_key: str | None, period_key: str) -> tup
     return None, None
 
 
-def add_years(born: date, years: int) -> date:
+def add_years(born: date, years: int) -> date | None:
+    """The day `years` after `born` (28 February for 29 February), or None outside the calendar."""
+    year = born.year + years
+    if not MINYEAR <= year <= MAXYEAR:
+        return None
     try:
-        return born.replace(year=born.year + years)
+        return born.replace(year=year)
     except ValueError:  # 29 February
-        return born.replace(year=born.year + years, day=28)
+        return born.replace(year=year, day=28)
 
 
 def duration_days(duration: Any) -> int | None:
     if not isinstance(duration, dict) or not isinstance(duration.get("value"), int | float):
         return None
     factor = _DAYS.get(str(duration.get("code") or duration.get("unit") or "").strip())
-    return round(duration["value"] * factor) if factor else None
+    # Longer than the whole calendar is the whole calendar (a float this large would not round).
+    return round(min(duration["value"] * factor, _CALENDAR_DAYS)) if factor else None
 
 
 def celsius(quantity: Any) -> float | None:
@@ -67,12 +73,12 @@ def request_end(res: dict[str, Any], start: date | None) -> tuple[date | None, i
                 return parse_date(bounds.get("end")), None
             days = duration_days(repeat.get("boundsDuration"))
             if days and start:
-                return start + timedelta(days=days - 1), days
+                return add_days(start, days - 1), days
     days = duration_days(dispense.get("expectedSupplyDuration"))
     if days:
         refills = dispense.get("numberOfRepeatsAllowed")
         days *= 1 + (refills if isinstance(refills, int) and refills > 0 else 0)
-        return (start + timedelta(days=days - 1) if start else None), days
+        return (add_days(start, days - 1) if start else None), days
     validity = dispense.get("validityPeriod")
     if isinstance(validity, dict) and parse_date(validity.get("end")):
         return parse_date(validity.get("end")), None
