@@ -108,22 +108,17 @@ class _Reader:
             handler = handlers.get(rtype) if isinstance(rtype, str) else None
             if handler is None:
                 continue
-            if memo is None:
-                found = handler(self, res)
-                if found is not None:
-                    self._add(res, found, None)
-                continue
-            entry = memo.get(id(res))
+            entry = memo.get(id(res)) if memo is not None else None
             if entry is None or entry[0] is not res:
                 self.consulted = False
                 found = handler(self, res)
-                if self.consulted:
-                    if found is not None:
-                        self._add(res, found, None)
-                    continue
-                entry = memo[id(res)] = [res, found, _UNCHECKED]
-            if entry[1] is not None:
-                self._add(res, entry[1], entry)
+                entry = None
+                if memo is not None and not self.consulted:
+                    entry = memo[id(res)] = [res, found, _UNCHECKED]
+            else:
+                found = entry[1]
+            if found is not None:
+                self._add(res, found, entry)
 
     def _add(self, res: dict[str, Any], found: Found, entry: list[Any] | None) -> None:
         if found.checked is not None:
