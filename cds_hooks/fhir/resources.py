@@ -11,7 +11,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -30,7 +30,12 @@ def parse_date(value: Any) -> date | None:
     """
     if not isinstance(value, str):
         return None
-    m = _DATE.match(value)
+    return _day(value[:10])  # `_DATE` reads at most 10 characters
+
+
+@lru_cache(maxsize=4096)  # a chart's dates recur: an audit reads millions of them, of a few thousand days
+def _day(prefix: str) -> date | None:
+    m = _DATE.match(prefix)
     if not m:
         return None
     try:
