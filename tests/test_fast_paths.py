@@ -194,18 +194,19 @@ def test_the_learned_verdicts_stay_within_their_cap_whatever_the_input() -> None
 
 def test_the_caps_are_reached_exactly_and_never_passed() -> None:
     base = resources._model("Observation")
-    limit = 97  # 97 // 32 = 3 key sets (not 97 / 32, nor 97 // 33)
+    limit = 98  # 98 // 32 = 3 key sets (not 98 / 32, nor 98 // 33)
     verdicts = ElementVerdicts(limit=limit)
 
     def learn(resource: dict[str, Any]) -> None:
         verdicts.learn(resource, base, base.model_validate(resource))
 
     sizes = []
-    for n in range(150):  # one key set; each resource adds one new value beside its known status
+    for n in range(100):  # one key set; each resource adds one new value beside its known status
         learn({"resourceType": "Observation", "status": "final", "code": {"text": str(n)}})
         sizes.append(len(verdicts.elements))
-    # Each learning counts both its digests against the cap, so the set fills to limit - 1, then starts again.
-    assert max(sizes) == limit - 1 and sizes.count(2) == 2
+    # A learning counts all four of its digests against the cap (each element, and its value as its field's
+    # type), two of them new: the set fills to exactly the limit (94 + 4), then starts again (twice in 100).
+    assert max(sizes) == limit - 2 and sizes.count(4) == 3
     verdicts.clear()
     key_sets = [{"issued": "2024-01-01T00:00:00Z"}, {"language": "en"}, {"method": {"text": "m"}},
                 {"note": [{"text": "n"}]}]
@@ -263,6 +264,30 @@ def test_a_value_new_to_a_known_key_set_is_validated_alone_within_bounds(monkeyp
     assert (resources.validate_resource(deep) or "").startswith("nesting")
     shallow = fresh(1, code={**_TEMPERATURE, "extension": [_extension(8)]})
     assert resources.validate_resource(shallow) is None and models == []
+
+
+def test_a_value_known_valid_as_one_field_is_known_as_any_field_of_its_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    resources.clear_validation_cache()
+    subject = {"reference": "Patient/a"}
+    condition = {"resourceType": "Condition", "code": {"text": "x"}, "subject": subject, "recordedDate": "2024-03-17"}
+    procedure = {"resourceType": "Procedure", "status": "completed", "subject": {"reference": "Patient/z"},
+                 "performedDateTime": "2024-03-17"}
+    assert resources.validate_resource(condition) is None and resources.validate_resource(procedure) is None
+    alone: list[str] = []
+    real_alone = element_verdicts._valid_alone
+    monkeypatch.setattr(element_verdicts, "_valid_alone", lambda m, k, v: alone.append(k) or real_alone(m, k, v))
+    other = {"reference": "Patient/b"}
+    assert resources.validate_resource({**condition, "subject": other, "recordedDate": "2024-03-18"}) is None
+    assert sorted(alone) == ["recordedDate", "subject"]
+    alone.clear()
+    # The same values in another resource type's fields of the same types: known, not validated again.
+    assert resources.validate_resource({**procedure, "subject": other, "performedDateTime": "2024-03-18"}) is None
+    assert alone == []
+    # Learned from a whole resource too: the Condition's first subject, new to a Procedure.
+    assert resources.validate_resource({**procedure, "subject": subject}) is None and alone == []
+    # A value known as a dateTime is not known as a Reference: validated, and refused.
+    assert resources.validate_resource({**procedure, "subject": "2024-03-18"}) is not None
+    assert alone == ["subject"]
 
 
 def test_the_shortcut_covers_the_models_the_reader_validates_and_no_other_kind() -> None:

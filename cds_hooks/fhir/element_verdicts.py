@@ -33,12 +33,17 @@ date) is validated alone, as step 3 does: with the field's own type and constrai
 annotation), about 10 µs against 0.2 ms for the whole resource. Valid, set and within the depth limit,
 it is learned as (b); otherwise the resource is validated in full. A resource with more than
 `ALONE_MAX` such values is validated in full at once (then each alone would cost more than the whole).
+What step 3 decides for a value depends only on the field's annotation, so a value found valid (and set,
+within the depth limit) as one field, alone or in a resource that validated, is also kept as a digest of
+(the annotation's number, value): a field with an equal annotation takes it without validating it again,
+in any resource type (a patient's `subject` in their Conditions, Procedures and orders; a date in every
+dateTime).
 
 The comparison by bytes assumes JSON data as `orjson.loads` makes it (every caller's input). Two Python
 values orjson writes alike would otherwise pass for each other: NaN and infinities are written `null`
 (and the R4B Decimal refuses them), dates as strings, subclasses as their base. `plain_json` therefore
 refuses dates, dataclasses and subclasses, and any value whose bytes hold `null` is validated in full
-(the whole-resource cache uses it too). Memory is bounded: at most `limit` element digests of 16 bytes
+(the whole-resource cache uses it too). Memory is bounded: at most `limit` digests of 16 bytes (of both kinds)
 and `limit // 32` key sets (each a bit mask), about 11 MiB per process at the default; past either, both
 are forgotten and learned again, so a hostile or huge export cannot grow them.
 """
@@ -46,6 +51,7 @@ are forgotten and learned again, so a hostile or huge export cannot grow them.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from functools import cache
 from typing import Annotated, Any
 
@@ -107,10 +113,24 @@ def _keys(model: Any) -> dict[str, tuple[str, int]]:
 
 
 @cache
-def _field_type(model: Any, name: str) -> TypeAdapter[Any]:
-    """The validator step 3 runs on the field's value: its annotation with its constraints."""
+def _field_type(model: Any, name: str) -> tuple[int, TypeAdapter[Any]]:
+    """The validator step 3 runs on the field's value (its annotation with its constraints), and its
+    number: fields of equal annotations (every dateTime, most `subject`s) share one, as they validate a
+    value alike."""
     info = model.model_fields[name]
-    return TypeAdapter(Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation)
+    annotation = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+    try:
+        return _validator(annotation)
+    except TypeError:  # unhashable: a number of its own
+        return next(_NUMBERS), TypeAdapter(annotation)
+
+
+_NUMBERS = itertools.count()
+
+
+@cache
+def _validator(annotation: Any) -> tuple[int, TypeAdapter[Any]]:
+    return next(_NUMBERS), TypeAdapter(annotation)
 
 
 def _valid_alone(model: Any, key: str, value: Any) -> bool:
@@ -118,9 +138,16 @@ def _valid_alone(model: Any, key: str, value: Any) -> bool:
     if deeper_than({key: value}):  # the resource's depth is its deepest value's plus one, as here
         return False
     try:
-        return _field_type(model, _keys(model)[key][0]).validate_python(value) is not None
+        return _field_type(model, _keys(model)[key][0])[1].validate_python(value) is not None
     except (ValidationError, TypeError, ValueError):
         return False
+
+
+def _typed(model: Any, key: str, value: Any) -> bytes | None:
+    """A digest of (the field's type, value): a value known valid as one field is valid as any field of
+    its type, in any resource type. None when the value is not plain JSON."""
+    data = plain_json((_field_type(model, _keys(model)[key][0])[0], value))  # [number, value]: no element's
+    return None if data is None else hashlib.blake2b(data, digest_size=16).digest()
 
 
 class ElementVerdicts:
@@ -170,9 +197,14 @@ class ElementVerdicts:
         if len(new) > ALONE_MAX:
             return False
         items = [(k, v) for k, v in resource.items() if k != "resourceType"]  # in the order of the digests
-        if not all(_valid_alone(model, *items[i]) for i in new):
-            return False
-        self._remember(None, [parts[1][i] for i in new])
+        learned = [parts[1][i] for i in new]
+        for i in new:
+            typed = _typed(model, *items[i])
+            if typed not in elements:
+                if not _valid_alone(model, *items[i]):
+                    return False
+                learned.append(typed)  # type: ignore[arg-type]  # plain JSON: its element's digest was made
+        self._remember(None, learned)
         return True
 
     def learn(self, resource: dict[str, Any], model: Any, instance: Any) -> None:
@@ -183,7 +215,8 @@ class ElementVerdicts:
         keys = _keys(model)
         if any(getattr(instance, keys[k][0], None) is None for k in resource if k != "resourceType"):
             return  # a value that validated to None would change step 4: not learned
-        self._remember(*parts)
+        typed = [_typed(model, k, v) for k, v in resource.items() if k != "resourceType"]
+        self._remember(parts[0], parts[1] + typed)  # type: ignore[operator]  # plain JSON, as `_parts` found
 
     def _remember(self, shape: tuple[str, int] | None, digests: list[bytes]) -> None:
         if len(self.elements) + len(digests) > self.limit or len(self.shapes) >= self.limit // 32:
