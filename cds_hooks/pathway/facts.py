@@ -79,10 +79,10 @@ class Evidence:
         return {m.valueset.category for m in self.matches if m.valueset.kind == kind and m.valueset.category}
 
     def has(self, kind: str, category: str | None = None) -> bool:
-        return any(
-            m.valueset.kind == kind and (category is None or m.valueset.category == category)
-            for m in self.matches
-        )
+        for m in self.matches:  # a loop, not any(): asked of every item by every rule
+            if m.valueset.kind == kind and (category is None or m.valueset.category == category):
+                return True
+        return False
 
     @property
     def ref(self) -> str:
