@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,9 @@ from pydantic import ConfigDict, model_validator
 
 from cds_hooks.audit import engine_local
 from cds_hooks.audit.adapter import LivePathway, code_filter
+from cds_hooks.audit.audit_rules import Exclusion, load_measures
 from cds_hooks.audit.engine_local import pieces_for
+from cds_hooks.audit.judge import AuditOptions, PatientJudge, _may_answer
 from cds_hooks.audit.measure import _by_meaning
 from cds_hooks.audit.ndjson import discover, read_piece
 from cds_hooks.audit.partition import _PATIENT_REF, owner, patient_refs
@@ -29,6 +31,7 @@ from cds_hooks.fhir.element_verdicts import ElementVerdicts, covered
 from cds_hooks.fhir.limits import deeper_than
 from cds_hooks.pathway.facts import READ_ELEMENTS, read_part
 from cds_hooks.pathway.rules import Rules
+from tests import chart
 from tests.audit_data import judge_lines, tracing_judge
 
 PERIOD_END = date(2025, 12, 31)
@@ -330,6 +333,7 @@ def test_a_population_is_judged_the_same_without_the_shortcuts(
     monkeypatch.setattr(LivePathway, "in_prefetch", lambda *_: True)
     monkeypatch.setattr("cds_hooks.audit.adapter.code_filter", lambda _: None)
     monkeypatch.setattr("cds_hooks.audit.judge.ReadMemo", lambda: None)  # every day's record read afresh
+    monkeypatch.setattr("cds_hooks.audit.judge.EVIDENCE_KINDS", {})  # today's record of every resource
     slow = judged()
     assert fast == slow
     assert fast[0][("orders", "all", "all", "red-flag")] > 0 and fast[0][("orders", "all", "all", "warned")] > 0
@@ -413,6 +417,30 @@ def test_the_measure_finds_by_meaning_what_evidence_has_finds(population: Path, 
             asked[category is None] += bool(expected)
         assert set(index) <= meanings
     assert asked[True] > 100 and asked[False] > 100, asked  # both forms, on records that have them
+
+
+# ---- the record as it stands today, of what it is asked about -------------------------------------------------
+
+def test_todays_record_leaves_out_only_what_no_question_is_about(rules: Rules) -> None:
+    temperature, lbp = chart.temperature(39.5, 55), chart.lbp(onset=60)
+    assert not _may_answer(temperature, frozenset({"red-flag", "population"}))
+    assert _may_answer(temperature, frozenset({"red-flag", "vital-sign"}))
+    assert _may_answer(lbp, frozenset({"red-flag"})) and _may_answer({"resourceType": "Encounter"}, frozenset({"x"}))
+    # The built-in measures ask about no vital sign, so their record holds no body temperature; a measure
+    # that excluded a fever would find the reading.
+    hedis = next(m for m in load_measures(rules) if m.id == "hedis-lbp")
+    category = next(vs.category for vs in rules.valuesets.values() if vs.kind == "vital-sign")
+    fever = hedis.model_copy(update={"exclusions": [*hedis.exclusions, Exclusion(
+        id="fever", kind="vital-sign", category=category, days_before=None, days_after=28)]})
+    lines = [orjson.dumps(r) for r in (chart.patient(45), lbp, temperature)]
+    for measure, expected in ((hedis, "denominator"), (fever, "excluded:fever")):
+        judge = PatientJudge(LivePathway(rules, audit_service(rules, None)), [measure],
+                             AuditOptions(period=(chart.TODAY - timedelta(days=365), chart.TODAY)))
+        counts = judge_lines(judge, lines).counts
+        assert counts[("measure", measure.id, "all", "all", expected)] == 1, counts
+        excluded = [k[4] for k in counts
+                    if k[:4] == ("measure", measure.id, "all", "all") and k[4].startswith("excluded:")]
+        assert excluded == ([] if expected == "denominator" else [expected])
 
 
 # ---- routing a line to its patient ------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from cds_hooks.audit.partition import CATALOGUE_TYPES
 from cds_hooks.audit.tally import Tally
 from cds_hooks.fhir.resources import add_days, referenced_id
 from cds_hooks.pathway.cards import OrderingContext
-from cds_hooks.pathway.record import ReadMemo
+from cds_hooks.pathway.record import EVIDENCE_KINDS, ReadMemo
 
 if TYPE_CHECKING:
     from cds_hooks.pathway.record import PatientRecord
@@ -48,8 +48,9 @@ class _Patient:
     no order to judge, so no day to rebuild the record for)."""
 
     def __init__(self, patient_id: str, resources: list[dict[str, Any]], catalogue: dict[str, dict[str, Any]],
-                 encounters: Iterable[dict[str, Any]]) -> None:
+                 encounters: Iterable[dict[str, Any]], asked: frozenset[str]) -> None:
         self.id = patient_id
+        self.asked = asked  # the value-set kinds the record as it stands today is asked about
         self.resources = resources
         self.catalogue = catalogue
         self.encounters = {f"Encounter/{e.get('id')}": e for e in encounters}
@@ -64,8 +65,11 @@ class _Patient:
         return self._timeline
 
     def full(self, pathway: LivePathway) -> PatientRecord:
+        """The record as it stands today, of the resources whose evidence can hold a kind it is asked
+        about (most of a chart's body temperatures are read only for a day's orders)."""
         if self._full is None:
-            self._full = pathway.record(self.id, self.resources, self.catalogue, self.memo)
+            resources = [r for r in self.resources if _may_answer(r, self.asked)]
+            self._full = pathway.record(self.id, resources, self.catalogue, self.memo)
         return self._full
 
 
@@ -75,6 +79,9 @@ class PatientJudge:
         self.measures = measures
         self.options = options
         self.diagnosis_kinds = {m.diagnosis_kind for m in measures}
+        # What the record as it stands today is asked: the measures' meanings, and red flags after a warning.
+        self.asked_today = frozenset({RED_FLAG, *(k for m in measures for k in (
+            m.diagnosis_kind, m.imaging_kind, *(x.kind for x in m.exclusions)))})
         # In-process callers (tests, the equivalence check) may collect every verdict here:
         # (patient id, order ref, rules fired, outcome). Never written to any output.
         self.trace: list[tuple[str, str, frozenset[str], str]] | None = None
@@ -93,7 +100,7 @@ class PatientJudge:
             return  # nothing to judge or measure: no record is read
         # What the prefetch can hold (an Observation of another code is never sent), read once per record.
         patient = _Patient(patient_id, [r for r in resources if self.pathway.in_prefetch(r)], catalogue,
-                           by_type.get("Encounter", ()))
+                           by_type.get("Encounter", ()), self.asked_today)
         if orders:
             tally.add("data", "patients-with-orders")
             for day, group in by_day(orders).items():
@@ -196,6 +203,12 @@ class PatientJudge:
         card = deident.sample(issued.card.model_dump(mode="json", exclude_none=True), order.day, forbidden)
         if card is not None:
             tally.add_sample(rule, key, {"rule": rule, "category": order.category, "card": card})
+
+
+def _may_answer(resource: dict[str, Any], asked: frozenset[str]) -> bool:
+    """Whether the resource's evidence can hold one of the `asked` value-set kinds."""
+    kinds = EVIDENCE_KINDS.get(resource.get("resourceType"))  # type: ignore[arg-type]
+    return kinds is None or not kinds.isdisjoint(asked)
 
 
 def _red_flag_after(record: Any, day: date, days: int) -> bool:

@@ -25,12 +25,12 @@ from cds_hooks.pathway.facts import (
     match_concepts,
     read_part,
 )
-from cds_hooks.pathway.reader import ReadMemo, read_prefetch
+from cds_hooks.pathway.reader import EVIDENCE_KINDS, ReadMemo, read_prefetch
 from cds_hooks.pathway.rules import Rules
 
 __all__ = [
-    "READ_ELEMENTS", "DraftOrder", "Evidence", "PatientRecord", "ReadMemo", "code_label", "match_concepts",
-    "read_draft_orders", "read_part", "read_record",
+    "EVIDENCE_KINDS", "READ_ELEMENTS", "DraftOrder", "Evidence", "PatientRecord", "ReadMemo", "code_label",
+    "match_concepts", "read_draft_orders", "read_part", "read_record",
 ]
 
 
