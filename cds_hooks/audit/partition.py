@@ -28,6 +28,7 @@ CATALOGUE_TYPES = frozenset({"Medication", "Practitioner", "PractitionerRole", "
 SEPARATOR = b"\t"  # FHIR ids never hold a tab
 _ID_RUN = re.compile(rb"[A-Za-z0-9\-.]*")
 _SLASH = ord("/")
+_QUOTE = ord('"')
 
 
 @dataclass
@@ -70,14 +71,17 @@ def patient_refs(line: bytes) -> set[bytes]:
     """The distinct ids `_PATIENT_REF` finds in a line. Most lines name `Patient/` once (their subject):
     for them the one candidate is checked directly, as the expression would (about three times faster
     than running it); a line naming it more than once is left to the expression itself."""
-    if line.count(b"Patient/") != 1:
-        return set(_PATIENT_REF.findall(line))
     at = line.find(b"Patient/")
-    # The expression's string opens at the last quote before `Patient/`, with no backslash in between,
-    # and `Patient/` follows it or a slash.
-    start = line.rfind(b'"', 0, at)
-    if start < 0 or not (start == at - 1 or line[at - 1] == _SLASH) or line.find(b"\\", start, at) >= 0:
+    if at < 0:
         return set()
+    if line.find(b"Patient/", at + 8) >= 0:
+        return set(_PATIENT_REF.findall(line))
+    # The expression's string opens at the last quote before `Patient/`, with no backslash in between,
+    # and `Patient/` follows it or a slash. Usually the quote is right before it (`"Patient/x"`).
+    if at == 0 or line[at - 1] != _QUOTE:
+        start = line.rfind(b'"', 0, at)
+        if start < 0 or line[at - 1] != _SLASH or line.find(b"\\", start, at) >= 0:
+            return set()
     # It closes at the first quote after the id (and an optional `/_history/...`), again with no
     # backslash before it.
     quote = line.find(b'"', at + 8)
@@ -142,7 +146,8 @@ def scan_piece(
             continue
         if f.resource_type == "Patient" or (resource is not None and resource.get("resourceType") == "Patient"):
             stats.patients += 1
-        buffers.setdefault(partition_of(pid, partitions), []).append(pid + SEPARATOR + line + b"\n")
+        # Joined once when flushed: concatenating here would copy every line twice more.
+        buffers.setdefault(partition_of(pid, partitions), []).extend((pid, SEPARATOR, line, b"\n"))
         if lines % 20000 == 0:
             _flush(buffers, out_dir, tag)
     _flush(buffers, out_dir, tag)
