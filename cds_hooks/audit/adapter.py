@@ -99,7 +99,12 @@ class LivePathway:
         if rtype not in self.filters:
             return False
         searches = self.filters[rtype]  # type: ignore[index]
-        return searches is None or any(codes.matches(resource.get("code")) for codes in searches)
+        if searches is None:
+            return True
+        for codes in searches:  # a loop, not any(): asked of every resource of every patient
+            if codes.matches(resource.get("code")):
+                return True
+        return False
 
     def record(self, patient_id: str, resources: Iterable[dict[str, Any]],
                catalogue: dict[str, dict[str, Any]], memo: ReadMemo | None = None) -> PatientRecord:
