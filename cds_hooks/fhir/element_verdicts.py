@@ -143,11 +143,12 @@ def _valid_alone(model: Any, key: str, value: Any) -> bool:
         return False
 
 
-def _typed(model: Any, key: str, value: Any) -> bytes | None:
+def _typed(model: Any, key: str, value: Any) -> bytes:
     """A digest of (the field's type, value): a value known valid as one field is valid as any field of
-    its type, in any resource type. None when the value is not plain JSON."""
+    its type, in any resource type. Asked only of an element `_parts` digested, so the value is plain JSON."""
     data = plain_json((_field_type(model, _keys(model)[key][0])[0], value))  # [number, value]: no element's
-    return None if data is None else hashlib.blake2b(data, digest_size=16).digest()
+    assert data is not None  # [type, key, value] was plain JSON, and a number beside the value holds no null
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 class ElementVerdicts:
@@ -203,7 +204,7 @@ class ElementVerdicts:
             if typed not in elements:
                 if not _valid_alone(model, *items[i]):
                     return False
-                learned.append(typed)  # type: ignore[arg-type]  # plain JSON: its element's digest was made
+                learned.append(typed)
         self._remember(None, learned)
         return True
 
@@ -216,7 +217,7 @@ class ElementVerdicts:
         if any(getattr(instance, keys[k][0], None) is None for k in resource if k != "resourceType"):
             return  # a value that validated to None would change step 4: not learned
         typed = [_typed(model, k, v) for k, v in resource.items() if k != "resourceType"]
-        self._remember(parts[0], parts[1] + typed)  # type: ignore[operator]  # plain JSON, as `_parts` found
+        self._remember(parts[0], parts[1] + typed)
 
     def _remember(self, shape: tuple[str, int] | None, digests: list[bytes]) -> None:
         if len(self.elements) + len(digests) > self.limit or len(self.shapes) >= self.limit // 32:
