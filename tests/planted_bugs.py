@@ -21,6 +21,8 @@ EPISODE, RED_FLAGS, CONTEXT = "cds_hooks/pathway/episode.py", "cds_hooks/pathway
     "cds_hooks/pathway/context.py"
 FINDINGS, WORDING, FETCH, CARDS_YAML = "cds_hooks/pathway/findings.py", "cds_hooks/pathway/wording.py", \
     "cds_hooks/fhir/fetch.py", "rules/cards.yaml"
+PARTITION, JUDGE, ADAPTER = "cds_hooks/audit/partition.py", "cds_hooks/audit/judge.py", "cds_hooks/audit/adapter.py"
+RESOURCES, VERDICTS = "cds_hooks/fhir/resources.py", "cds_hooks/fhir/element_verdicts.py"
 
 Edit = tuple[str, str, str]  # file, text, replacement (every occurrence)
 BUGS: list[tuple[str, list[Edit]]] = [
@@ -95,6 +97,22 @@ BUGS: list[tuple[str, list[Edit]]] = [
      [(CONSERVATIVE, "if days is None or days[0] > today:", "if days is None:")]),
     ("future-dated care filter removed (PT referrals)",
      [(CONSERVATIVE, "episode.start <= e.start <= today:", "episode.start <= e.start:")]),
+    ("date read from its first nine characters", [(RESOURCES, "return _day(value[:10])", "return _day(value[:9])")]),
+    ("a value known as one field taken for a field of any type",
+     [(VERDICTS, "data = plain_json((_field_type(model, _keys(model)[key][0])[0], value))",
+       "data = plain_json((0, value))")]),
+    ("audit routing: a line opening with Patient/ taken as quoted",
+     [(PARTITION, "    if at == 0 or line[at - 1] != _QUOTE:", "    if line[at - 1] != _QUOTE:")]),
+    ("audit routing: a second Patient/ right after the first missed",
+     [(PARTITION, 'if line.find(b"Patient/", at + 8) >= 0:', 'if line.find(b"Patient/", at + 9) >= 0:')]),
+    ("audit prefetch holds an Observation of any code",
+     [(ADAPTER, "                return True\n        return False\n\n    def record(",
+       "                return True\n        return True\n\n    def record(")]),
+    ("audit measures' record leaves out what a measure asks about",
+     [(JUDGE, "return kinds is None or not kinds.isdisjoint(asked)", "return kinds is None")]),
+    ("audit measures' questions without their exclusions' kinds",
+     [(JUDGE, "m.diagnosis_kind, m.imaging_kind, *(x.kind for x in m.exclusions)))})",
+       "m.diagnosis_kind, m.imaging_kind))})")]),
     ("completed status filter on prior surgery removed",
      [(CONTEXT, 'if e.status == "completed" and (e.start is None or e.start <= today)',
        "if (e.start is None or e.start <= today)")]),
