@@ -101,7 +101,7 @@ class LivePathway:
         searches = self.filters[rtype]  # type: ignore[index]
         if searches is None:
             return True
-        for codes in searches:  # a loop, not any(): asked of every resource of every patient
+        for codes in searches:  # noqa: SIM110  # a loop, not any(): asked of every resource of every patient
             if codes.matches(resource.get("code")):
                 return True
         return False
