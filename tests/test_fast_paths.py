@@ -334,9 +334,11 @@ def test_a_population_is_judged_the_same_without_the_shortcuts(
     monkeypatch.setattr("cds_hooks.audit.adapter.code_filter", lambda _: None)
     monkeypatch.setattr("cds_hooks.audit.judge.ReadMemo", lambda: None)  # every day's record read afresh
     monkeypatch.setattr("cds_hooks.audit.judge.EVIDENCE_KINDS", {})  # today's record of every resource
+    monkeypatch.setattr("cds_hooks.audit.judge.index_date", lambda *_: date.min)  # every measure on it
     slow = judged()
     assert fast == slow
     assert fast[0][("orders", "all", "all", "red-flag")] > 0 and fast[0][("orders", "all", "all", "warned")] > 0
+    assert fast[0][("measure", "hedis-lbp", "all", "all", "index")] > 0
 
 
 # ---- the prefetch's code filter ------------------------------------------------------------------------
@@ -441,6 +443,17 @@ def test_todays_record_leaves_out_only_what_no_question_is_about(rules: Rules) -
         excluded = [k[4] for k in counts
                     if k[:4] == ("measure", measure.id, "all", "all") and k[4].startswith("excluded:")]
         assert excluded == ([] if expected == "denominator" else [expected])
+
+
+def test_a_measures_index_is_found_from_the_conditions_and_the_birth_date(rules: Rules) -> None:
+    """The judge reads the rest of the record for a measure only when the Conditions (and the birth date an
+    onset age is read against) give it an index date in the period."""
+    for onset_age, indexed in ((45, 1), (47, 0)):  # born 46 years before today: onset a year ago, or ahead
+        condition = {**chart.lbp(onset=None), "id": f"c-age-{onset_age}", "onsetAge": {"value": onset_age, "code": "a"}}
+        lines = [orjson.dumps(r) for r in (chart.patient(46), condition, chart.temperature(36.8, 300))]
+        counts = judge_lines(tracing_judge(rules, chart.TODAY), lines).counts
+        for measure in load_measures(rules):
+            assert counts[("measure", measure.id, "all", "all", "index")] == indexed, (onset_age, measure.id)
 
 
 # ---- routing a line to its patient ------------------------------------------------------------------------

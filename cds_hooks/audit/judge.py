@@ -19,7 +19,7 @@ import orjson
 from cds_hooks.audit import asof, deident
 from cds_hooks.audit.adapter import RED_FLAG, LivePathway, rules_by_order
 from cds_hooks.audit.audit_rules import Measure
-from cds_hooks.audit.measure import evaluate_measure
+from cds_hooks.audit.measure import INDEX_TYPES, evaluate_measure, index_date
 from cds_hooks.audit.orders import AuditedOrder, by_day, find_orders
 from cds_hooks.audit.partition import CATALOGUE_TYPES
 from cds_hooks.audit.tally import Tally
@@ -56,6 +56,7 @@ class _Patient:
         self.encounters = {f"Encounter/{e.get('id')}": e for e in encounters}
         self._timeline: asof.Timeline | None = None
         self._full: PatientRecord | None = None
+        self._diagnoses: PatientRecord | None = None
         self.memo = ReadMemo()  # most resources are read again for each day: read once
 
     @property
@@ -63,6 +64,14 @@ class _Patient:
         if self._timeline is None:
             self._timeline = asof.Timeline(self.resources)
         return self._timeline
+
+    def diagnoses(self, pathway: LivePathway) -> PatientRecord:
+        """The record of the patient's Conditions alone (with their birth date), enough to find a measure's
+        index date: most patients diagnosed at some time have none in the period, so no more is read."""
+        if self._diagnoses is None:
+            resources = [r for r in self.resources if r.get("resourceType") in INDEX_TYPES]
+            self._diagnoses = pathway.record(self.id, resources, self.catalogue, self.memo)
+        return self._diagnoses
 
     def full(self, pathway: LivePathway) -> PatientRecord:
         """The record as it stands today, of the resources whose evidence can hold a kind it is asked
@@ -107,7 +116,8 @@ class PatientJudge:
                 self._judge_day(patient, day, group, tally)
         if diagnosed:
             for measure in self.measures:
-                self._measure(measure, patient.full(self.pathway), tally)
+                if index_date(measure, patient.diagnoses(self.pathway), self.options.period) is not None:
+                    self._measure(measure, patient.full(self.pathway), tally)
 
     def _parse(self, lines: list[bytes], tally: Tally) -> list[dict[str, Any]]:
         out = []

@@ -54,14 +54,33 @@ def _by_meaning(record: PatientRecord) -> dict[tuple[str, str | None], list[Evid
     return out
 
 
+# The index diagnosis is a Condition's, dated by its onset (an onset age needs the birth date): a record of
+# these types alone has the same index as the whole record.
+INDEX_TYPES = frozenset({"Condition", "Patient"})
+
+
+def _diagnoses(m: Measure, meaning: dict[tuple[str, str | None], list[Evidence]]) -> list[date]:
+    return sorted(e.start for e in meaning.get((m.diagnosis_kind, None), ())
+                  if e.resource_type == "Condition" and e.start)
+
+
+def _index(m: Measure, diagnoses: list[date], period: tuple[date, date]) -> date | None:
+    first, last = period
+    intake_end = add_days(last, -m.intake_ends_days_before_period_end)
+    return next((d for d in diagnoses if first <= d <= intake_end), None)
+
+
+def index_date(m: Measure, record: PatientRecord, period: tuple[date, date]) -> date | None:
+    """The first diagnosis in the intake period (None: the patient is not in the measure)."""
+    return _index(m, _diagnoses(m, _by_meaning(record)), period)
+
+
 def evaluate_measure(m: Measure, record: PatientRecord, period: tuple[date, date]) -> MeasureResult | None:
     """The patient's place in the measure, or None when no index diagnosis falls in the intake period."""
     first, last = period
-    intake_end = add_days(last, -m.intake_ends_days_before_period_end)
     meaning = _by_meaning(record)
-    diagnoses = sorted(e.start for e in meaning.get((m.diagnosis_kind, None), ())
-                       if e.resource_type == "Condition" and e.start)
-    index = next((d for d in diagnoses if first <= d <= intake_end), None)
+    diagnoses = _diagnoses(m, meaning)
+    index = _index(m, diagnoses, period)
     if index is None:
         return None
     month = index.strftime("%Y-%m")
