@@ -22,6 +22,7 @@ EPISODE, RED_FLAGS, CONTEXT = "cds_hooks/pathway/episode.py", "cds_hooks/pathway
 FINDINGS, WORDING, FETCH, CARDS_YAML = "cds_hooks/pathway/findings.py", "cds_hooks/pathway/wording.py", \
     "cds_hooks/fhir/fetch.py", "rules/cards.yaml"
 PARTITION, JUDGE, ADAPTER = "cds_hooks/audit/partition.py", "cds_hooks/audit/judge.py", "cds_hooks/audit/adapter.py"
+MEASURE = "cds_hooks/audit/measure.py"
 RESOURCES, VERDICTS = "cds_hooks/fhir/resources.py", "cds_hooks/fhir/element_verdicts.py"
 
 Edit = tuple[str, str, str]  # file, text, replacement (every occurrence)
@@ -113,6 +114,8 @@ BUGS: list[tuple[str, list[Edit]]] = [
     ("audit measures' questions without their exclusions' kinds",
      [(JUDGE, "m.diagnosis_kind, m.imaging_kind, *(x.kind for x in m.exclusions)))})",
        "m.diagnosis_kind, m.imaging_kind))})")]),
+    ("audit measure index looked for without the birth date",
+     [(MEASURE, 'INDEX_TYPES = frozenset({"Condition", "Patient"})', 'INDEX_TYPES = frozenset({"Condition"})')]),
     ("completed status filter on prior surgery removed",
      [(CONTEXT, 'if e.status == "completed" and (e.start is None or e.start <= today)',
        "if (e.start is None or e.start <= today)")]),
