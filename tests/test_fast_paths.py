@@ -66,10 +66,12 @@ def _deep(levels: int) -> Any:
 
 
 def _mutants(parts: list[dict[str, Any]], rnd: random.Random, n: int) -> list[dict[str, Any]]:
-    """Resources built from the parts of valid ones (what the shortcut trusts) and broken ones."""
+    """Resources built from the parts of valid ones (what the shortcut trusts), values valid in another field
+    or resource type (what the shortcut trusts by field type), and broken ones."""
     by_type: dict[str, list[dict[str, Any]]] = {}
     for part in parts:
         by_type.setdefault(part["resourceType"], []).append(part)
+    anywhere = [value for part in parts for key, value in part.items() if key != "resourceType"]
     out = []
     for _ in range(n):
         rtype = rnd.choice(sorted(by_type))
@@ -89,6 +91,8 @@ def _mutants(parts: list[dict[str, Any]], rnd: random.Random, n: int) -> list[di
             mutant[rnd.choice(_EXTRA_KEYS)] = rnd.choice([*_JUNK, extension, "2024-03-17", {"start": "2024-01-01"}])
         elif roll < 0.5 and keys:
             mutant[rnd.choice(keys)] = _deep(70)
+        elif roll < 0.6 and keys:
+            mutant[rnd.choice(keys)] = rnd.choice(anywhere)  # valid in some field of some resource type
         out.append(mutant)
     return out
 
