@@ -1,7 +1,8 @@
 """Every shortcut the audit takes for speed gives the answer of the slow way it replaces: validation
-verdicts learned element by element, the prefetch's code filter, the reader's memo of one patient's
-resources (test_read_memo.py has its own), routing a line by its one Patient reference, and the split
-of the input across cores."""
+verdicts learned element by element (and by field type), the prefetch's code filter, the reader's memo of
+one patient's resources (test_read_memo.py has its own), the measures' record (only what they ask about,
+only for a patient with an index date), routing a line by its one Patient reference, and the split of the
+input across cores."""
 
 from __future__ import annotations
 
