@@ -56,12 +56,13 @@ def _by_meaning(record: PatientRecord) -> dict[tuple[str, str | None], list[Evid
 
 # The index diagnosis is a Condition's, dated by its onset (an onset age needs the birth date): a record of
 # these types alone has the same index as the whole record.
-INDEX_TYPES = frozenset({"Condition", "Patient"})
+INDEX_TYPE = "Condition"
+INDEX_TYPES = frozenset({INDEX_TYPE, "Patient"})
 
 
 def _diagnoses(m: Measure, meaning: dict[tuple[str, str | None], list[Evidence]]) -> list[date]:
     return sorted(e.start for e in meaning.get((m.diagnosis_kind, None), ())
-                  if e.resource_type == "Condition" and e.start)
+                  if e.resource_type == INDEX_TYPE and e.start)
 
 
 def _index(m: Measure, diagnoses: list[date], period: tuple[date, date]) -> date | None:

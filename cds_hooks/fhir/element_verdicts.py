@@ -112,6 +112,9 @@ def _keys(model: Any) -> dict[str, tuple[str, int]]:
     return {key: (name, 1 << bit) for bit, (key, name) in enumerate(kept)}
 
 
+_NUMBERS = itertools.count()  # a field type's number, for the typed digests
+
+
 @cache
 def _field_type(model: Any, name: str) -> tuple[int, TypeAdapter[Any]]:
     """The validator step 3 runs on the field's value (its annotation with its constraints), and its
@@ -123,9 +126,6 @@ def _field_type(model: Any, name: str) -> tuple[int, TypeAdapter[Any]]:
         return _validator(annotation)
     except TypeError:  # unhashable: a number of its own
         return next(_NUMBERS), TypeAdapter(annotation)
-
-
-_NUMBERS = itertools.count()
 
 
 @cache

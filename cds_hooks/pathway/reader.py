@@ -38,11 +38,11 @@ from cds_hooks.pathway.rules import NON_SYSTEMIC_ROUTE, Rules
 
 __all__ = ["EVIDENCE_KINDS", "Found", "ReadMemo", "read_prefetch"]
 
-VITAL_SIGN = "vital-sign"
 # The value-set kinds a type's evidence can hold, where narrower than any kind its codes match: an
-# Observation is read only as a vital sign. A caller whose questions are about other kinds (the audit's
-# measures) can leave such resources out of the record it reads, and find the same answers.
-EVIDENCE_KINDS: dict[str, frozenset[str]] = {"Observation": frozenset({VITAL_SIGN})}
+# Observation is read only as a vital sign (its handler keeps these kinds alone). A caller whose questions
+# are about other kinds (the audit's measures) can leave such resources out of the record it reads, and
+# find the same answers.
+EVIDENCE_KINDS: dict[str, frozenset[str]] = {"Observation": frozenset({"vital-sign"})}
 
 
 def _id(res: dict[str, Any]) -> str | None:
@@ -337,7 +337,8 @@ class _Reader:
         ):
             return None
         matches, coding = match_concepts(self.rules, res.get("code"))
-        matches = [m for m in matches if m.valueset.kind == VITAL_SIGN]
+        kinds = EVIDENCE_KINDS["Observation"]
+        matches = [m for m in matches if m.valueset.kind in kinds]
         if not matches or res.get("status") not in self.statuses.observation_counted:
             return None
         value = celsius(res.get("valueQuantity"))
