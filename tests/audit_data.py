@@ -12,7 +12,7 @@ import orjson
 from cds_hooks.audit.adapter import LivePathway
 from cds_hooks.audit.audit_rules import load_measures
 from cds_hooks.audit.judge import AuditOptions, PatientJudge
-from cds_hooks.audit.partition import route
+from cds_hooks.audit.partition import ScanStats, route
 from cds_hooks.audit.run import audit_service
 from cds_hooks.audit.tally import Tally
 from cds_hooks.fhir.bundles import bundle_resources, is_operation_outcome
@@ -58,11 +58,16 @@ def tracing_judge(rules: Rules, today: date, samples: int = 0) -> PatientJudge:
 
 
 def judge_lines(judge: PatientJudge, lines: list[bytes], tally: Tally | None = None) -> Tally:
-    """Route lines to patients as the partitioner does, then judge each patient in this process."""
+    """Route lines to patients as the partitioner does (passing over what its sieve does), then judge each
+    patient in this process."""
     tally = tally or Tally(sample_limit=judge.options.samples)
     patients: dict[str, list[bytes]] = {}
     catalogue: dict[str, dict[str, Any]] = {}
+    scan = ScanStats()
     for line in lines:
+        if (unasked := judge.sieve.passes_over(line)) is not None:
+            scan.unasked[unasked] += 1
+            continue
         pid, parsed = route(line, None)
         if pid is None:
             res = parsed or orjson.loads(line)
@@ -71,4 +76,5 @@ def judge_lines(judge: PatientJudge, lines: list[bytes], tally: Tally | None = N
             patients.setdefault(pid, []).append(line)
     for pid, own in patients.items():
         judge(pid, own, catalogue, tally)
+    scan.count_into(tally)
     return tally

@@ -105,6 +105,27 @@ def test_who_ordered_where_is_read_through_versioned_and_absolute_references() -
         "practitioner": "Ada Quill", "organization": "North Clinic", "location": "Spine Unit"}
 
 
+def test_an_orders_clinic_and_place_are_read_from_its_encounter(rules: Rules) -> None:
+    """The judge passes each patient's encounters to the report's dimensions (orders named by a bare
+    Practitioner, as many EHRs write them)."""
+    subject = {"reference": "Patient/p1"}
+    resources = [
+        {"resourceType": "Patient", "id": "p1", "birthDate": "1970-01-01"},
+        {"resourceType": "Encounter", "id": "e1", "status": "finished", "subject": subject,
+         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+         "serviceProvider": {"reference": "Organization/h1"}, "location": [{"location": {"reference": "Location/l1"}}]},
+        {"resourceType": "ServiceRequest", "id": "o1", "status": "active", "intent": "order", "subject": subject,
+         "code": _code(rules, "lumbar-imaging", modality="MRI", contrast=False), "authoredOn": DAY.isoformat(),
+         "requester": {"reference": "Practitioner/d1"}, "encounter": {"reference": "Encounter/e1"}},
+        {"resourceType": "Organization", "id": "h1", "name": "North Clinic"},
+        {"resourceType": "Location", "id": "l1", "name": "Spine Unit"},
+    ]
+    judge = tracing_judge(rules, DAY)
+    counts = judge_lines(judge, [orjson.dumps(r) for r in resources]).counts
+    assert counts[("orders", "organization", "North Clinic", "orders")] == 1
+    assert counts[("orders", "location", "Spine Unit", "orders")] == 1
+
+
 def test_lines_go_to_their_patient_parsed_only_when_it_is_unclear() -> None:
     line = orjson.dumps({"resourceType": "Condition", "subject": {"reference": "Patient/p-1"}})
     assert route(line, "Condition") == ("p-1", None)

@@ -110,8 +110,15 @@ def test_the_engine_adds_up_to_judging_each_patient_here(population: Path, rules
     judge = tracing_judge(rules, PERIOD[1])
     judge.options = type(judge.options)(period=PERIOD)
     lines = [line for path in sorted(population.glob("*.ndjson")) for line in path.read_bytes().splitlines()]
-    judge_lines(judge, lines)
+    tally = judge_lines(judge, lines)
     assert judge.trace
+    # Every line is counted once, as the engine's routing and this process's routing count it.
+    counted = {kind: {key[2]: n for key, n in tally.counts.items() if key[:2] == ("data", kind)}
+               for kind in ("resources", "unasked")}
+    assert report["data"]["resources"] == counted["resources"]
+    assert report["data"]["notAskedFor"] == counted["unasked"] and counted["unasked"]["Observation"] > 100
+    observations = (population / "Observation.ndjson").read_bytes().count(b"\n")
+    assert counted["resources"]["Observation"] + counted["unasked"]["Observation"] == observations
     outcomes = [outcome for *_, outcome in judge.trace]
     orders = report["orders"]
     assert orders["total"] == len(judge.trace) > 50

@@ -63,6 +63,13 @@ class LivePathway:
             rtype: None if None in searches else [s for s in searches if s is not None]
             for rtype, searches in filters.items()}
 
+    def searched_codes(self) -> dict[str, frozenset[str]]:
+        """For each type held only through code searches (none by system alone), every code they ask for:
+        a resource of the type with none of them in its codings is in no prefetch key."""
+        return {rtype: frozenset().union(*(s.all_codes() for s in searches))
+                for rtype, searches in self.filters.items()
+                if searches is not None and not any(s.systems for s in searches)}
+
     def load_models(self) -> None:
         """Import the R4B models the reader validates with now (about 0.1 s each), the set the service's
         workers load: forked workers then share them instead of each importing them again."""
@@ -170,6 +177,10 @@ class TokenSearch:
     pairs: frozenset[tuple[str, str]]  # "system|code"; "|code" is ("", code): a coding without a system
     codes: frozenset[str]  # "code": in any system
     systems: frozenset[str]  # "system|": any code of the system
+
+    def all_codes(self) -> frozenset[str]:
+        """Every code a coding must have to match (`systems` aside: any code of those)."""
+        return self.codes | {code for _, code in self.pairs}
 
     def matches(self, concept: Any) -> bool:
         for coding in codings(concept):

@@ -109,7 +109,7 @@ def run_local(bulk: BulkInput, judge: PatientJudge, workers: int | None = None, 
                 read_files.add(piece[0].path)
                 progress.update(piece[2] - piece[1], files=f"{len(read_files)}/{len(bulk.files)}")
 
-            _gather({pool.submit(scan_piece, p, parts, scratch, f"{i:05d}", frozenset()): p
+            _gather({pool.submit(scan_piece, p, parts, scratch, f"{i:05d}", judge.sieve): p
                      for i, p in enumerate(pieces)}, scanned)
             catalogue_file = scratch / "catalogue.json"
             catalogue_file.write_bytes(orjson.dumps(scan.catalogue))
@@ -131,7 +131,7 @@ def run_local(bulk: BulkInput, judge: PatientJudge, workers: int | None = None, 
         gc.set_threshold(*thresholds)
         gc.unfreeze()
         shutil.rmtree(scratch, ignore_errors=True)
-    tally.add("data", "unreadable", n=scan.unreadable)
+    scan.count_into(tally)
     finished = time.perf_counter()
     return EngineRun(tally, scan, {
         "name": "local", "workers": workers, "partitions": parts, "pieces": len(pieces),

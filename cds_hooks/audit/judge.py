@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from cds_hooks.audit import asof, deident
-from cds_hooks.audit.adapter import RED_FLAG, LivePathway, rules_by_order
+from cds_hooks.audit.adapter import ORDER_CODES, RED_FLAG, LivePathway, rules_by_order
 from cds_hooks.audit.audit_rules import Measure
 from cds_hooks.audit.measure import INDEX_TYPES, evaluate_measure, index_date
 from cds_hooks.audit.orders import AuditedOrder, by_day, find_orders
-from cds_hooks.audit.partition import CATALOGUE_TYPES
+from cds_hooks.audit.partition import CATALOGUE_TYPES, Sieve
 from cds_hooks.audit.tally import Tally
 from cds_hooks.fhir.resources import add_days, referenced_id
 from cds_hooks.pathway.cards import OrderingContext
@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 NOT_RECORDED = "not recorded"
 NAMED_TYPES = tuple(sorted(CATALOGUE_TYPES - {"Medication"}))  # who ordered, and where: named in the report
+# The types the judge reads every resource of, not only those the prefetch would hold: orders and what
+# they left (`find_orders`), diagnoses (a measure's index) and encounters (where an order was placed).
+# Of any other type it sees only what the prefetch holds, so the routing `Sieve` may pass the rest over.
+WHOLE_TYPES = frozenset({*ORDER_CODES, *INDEX_TYPES, "Encounter"})
 
 
 @dataclass(frozen=True)
@@ -94,14 +98,14 @@ class PatientJudge:
         # In-process callers (tests, the equivalence check) may collect every verdict here:
         # (patient id, order ref, rules fired, outcome). Never written to any output.
         self.trace: list[tuple[str, str, frozenset[str], str]] | None = None
+        # Lines no prefetch search can hold, of a type read only through the prefetch: never routed.
+        self.sieve = Sieve({t: codes for t, codes in pathway.searched_codes().items() if t not in WHOLE_TYPES})
 
     def __call__(self, patient_id: str, lines: list[bytes], catalogue: dict[str, dict[str, Any]],
                  tally: Tally) -> None:
-        resources = self._parse(sorted(lines), tally)  # the same order whatever the engine read first
+        by_type: dict[str, list[dict[str, Any]]] = {}  # of WHOLE_TYPES
+        resources = self._parse(sorted(lines), tally, by_type)  # the same order whatever the engine read first
         tally.add("data", "patients")
-        by_type: dict[str, list[dict[str, Any]]] = {}
-        for res in resources:
-            by_type.setdefault(res["resourceType"], []).append(res)
         orders = find_orders(self.pathway, by_type, self.options.period, self.options.match_days)
         diagnosed = any(self.pathway.codes_in(c, "code", kind) for c in by_type.get("Condition", ())
                         for kind in self.diagnosis_kinds)
@@ -119,7 +123,9 @@ class PatientJudge:
                 if index_date(measure, patient.diagnoses(self.pathway), self.options.period) is not None:
                     self._measure(measure, patient.full(self.pathway), tally)
 
-    def _parse(self, lines: list[bytes], tally: Tally) -> list[dict[str, Any]]:
+    def _parse(self, lines: list[bytes], tally: Tally, by_type: dict[str, list[dict[str, Any]]]
+               ) -> list[dict[str, Any]]:
+        """The resources of the types the pathway reads; those of WHOLE_TYPES also by type into `by_type`."""
         out = []
         wanted = self.pathway.read_types
         types: dict[str, int] = {}
@@ -137,6 +143,8 @@ class PatientJudge:
             types[rtype] = types.get(rtype, 0) + 1
             if rtype in wanted:
                 out.append(res)
+                if rtype in WHOLE_TYPES:
+                    by_type.setdefault(rtype, []).append(res)
         for rtype, n in types.items():
             tally.add("data", "resources", rtype, n=n)
         if unreadable:

@@ -4,7 +4,8 @@ Each line goes to partition `crc32(patient id) % n` as `<patient id>\\t<line>`. 
 belongs to is found without parsing it when it holds exactly one distinct `Patient/<id>` reference
 (the usual case); otherwise it is parsed once and its `subject` or `patient` decides. Resources of no
 patient (Medication, Practitioner, Organization, Location, PractitionerRole) are kept apart, reduced
-to what the audit reads, in a small catalogue shared by every partition.
+to what the audit reads, in a small catalogue shared by every partition. A line the prefetch can never
+hold (`Sieve`: most of a chart's vital signs) is counted by type and goes nowhere.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import orjson
 
 from cds_hooks.audit.ndjson import InputFile, read_piece
+from cds_hooks.audit.tally import Tally
 from cds_hooks.fhir.resources import referenced_id
 
 # A JSON string that is a Patient reference, relative or absolute, optionally versioned.
@@ -29,6 +31,7 @@ SEPARATOR = b"\t"  # FHIR ids never hold a tab
 _ID_RUN = re.compile(rb"[A-Za-z0-9\-.]*")
 _SLASH = ord("/")
 _QUOTE = ord('"')
+_HEAD = b'{"resourceType":"'
 
 
 @dataclass
@@ -38,6 +41,7 @@ class ScanStats:
     patients: int = 0  # Patient resources seen
     unreadable: int = 0  # lines that are not a JSON object
     unattributed: int = 0  # lines of no patient and no catalogue type
+    unasked: Counter[str] = field(default_factory=Counter)  # resource type → lines the `Sieve` passed over
     catalogue: dict[str, dict[str, Any]] = field(default_factory=dict)  # "Type/id" → resource
 
     def merge(self, other: ScanStats) -> None:
@@ -46,7 +50,14 @@ class ScanStats:
         self.patients += other.patients
         self.unreadable += other.unreadable
         self.unattributed += other.unattributed
+        self.unasked.update(other.unasked)
         self.catalogue.update(other.catalogue)
+
+    def count_into(self, tally: Tally) -> None:
+        """The lines routing read but no patient's judge will: unreadable, and passed over by the sieve."""
+        tally.add("data", "unreadable", n=self.unreadable)
+        for rtype, n in sorted(self.unasked.items()):
+            tally.add("data", "unasked", rtype, n=n)
 
 
 def partition_of(patient_id: bytes, partitions: int) -> int:
@@ -65,6 +76,61 @@ def owner(resource: dict[str, Any]) -> str | None:
         if pid:
             return pid
     return None
+
+
+class Sieve:
+    """Tells from its bytes a line that no prefetch search can return, so that it is neither routed,
+    written, read back nor parsed (most of a chart's vital signs: `Observation?code=` asks for a few).
+
+    `codes` maps a resource type to the codes its prefetch searches ask for (`code=` token searches on
+    its `code`, none by system alone): a resource of that type is held only if one of its codings has
+    one of them. A line is passed over, and its type returned, only when it begins
+    `{"resourceType":"<type>"`, holds no other `"resourceType"` and no backslash, and none of the type's
+    codes appears in it as a whole JSON string. That is exact: without a backslash no string is
+    escaped, so a coding's code is in the bytes as it is in the JSON, and the one `resourceType` key is
+    the resource's own. If the line is a JSON object it is a resource of that type no search holds;
+    if it is not, it is unreadable and would be read by nothing either. So the audit's verdicts are the
+    same; the report counts the line as not asked for rather than as a resource or an unreadable line.
+    Any other line (escapes, spacing, another type, a contained resource) is routed as before.
+
+    The codes are searched for by a short probe, their common opening: one pass over the line, rather
+    than one per code (the five temperature codes open alike with `"83`)."""
+
+    def __init__(self, codes: Mapping[str, Iterable[str]]) -> None:
+        self.probes: dict[bytes, tuple[str, list[tuple[bytes, tuple[bytes, ...]]]]] = {}
+        for rtype, wanted in codes.items():
+            needles = sorted({b'"' + c.encode() + b'"' for c in wanted})
+            if not needles:
+                continue  # a search that holds nothing: no sieve rather than passing every line over
+            # The longest opening that splits the needles into no more groups than their first character.
+            size = 2
+            while size < min(map(len, needles)) and len({n[:size + 1] for n in needles}) == len(
+                    {n[:2] for n in needles}):
+                size += 1
+            groups: dict[bytes, list[bytes]] = {}
+            for needle in needles:
+                groups.setdefault(needle[:size], []).append(needle)
+            self.probes[rtype.encode()] = (rtype, [(p, tuple(n)) for p, n in sorted(groups.items())])
+
+    def __bool__(self) -> bool:
+        return bool(self.probes)
+
+    def passes_over(self, line: bytes) -> str | None:
+        """The line's resource type when no prefetch search can hold it, else None (route it)."""
+        if not line.startswith(_HEAD):
+            return None
+        end = line.find(b'"', len(_HEAD))
+        found = self.probes.get(line[len(_HEAD):end]) if end > 0 else None
+        if found is None or line.find(b"\\") >= 0 or line.find(b'"resourceType"', end) >= 0:
+            return None
+        for probe, needles in found[1]:
+            at = line.find(probe, end)
+            while at >= 0:
+                for needle in needles:
+                    if line.startswith(needle, at):
+                        return None
+                at = line.find(probe, at + 1)
+        return found[0]
 
 
 def patient_refs(line: bytes) -> set[bytes]:
@@ -120,16 +186,20 @@ def _route(line: bytes, resource_type: str | None) -> tuple[bytes | None, dict[s
 
 
 def scan_piece(
-    piece: tuple[InputFile, int, int], partitions: int, out_dir: Path, tag: str, skip_types: frozenset[str]
+    piece: tuple[InputFile, int, int], partitions: int, out_dir: Path, tag: str, sieve: Sieve | None = None
 ) -> ScanStats:
     """Route one piece of one file into `out_dir/part-<p>-<tag>.ndjson` files; the stats and catalogue."""
     f, start, end = piece
     stats = ScanStats()
     buffers: dict[int, list[bytes]] = {}
     lines = size = 0
+    passes_over = sieve.passes_over if sieve else None
     for line in read_piece(f, start, end):
         lines += 1
         size += len(line)
+        if passes_over is not None and (rtype := passes_over(line)) is not None:
+            stats.unasked[rtype] += 1
+            continue
         try:
             pid, resource = _route(line, f.resource_type)
         except ValueError:
@@ -141,8 +211,6 @@ def scan_piece(
                 stats.catalogue[f"{rtype}/{resource['id']}"] = catalogue_entry(resource)
             else:
                 stats.unattributed += 1
-            continue
-        if resource is not None and resource.get("resourceType") in skip_types:
             continue
         if f.resource_type == "Patient" or (resource is not None and resource.get("resourceType") == "Patient"):
             stats.patients += 1

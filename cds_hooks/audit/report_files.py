@@ -39,6 +39,7 @@ def rows(report: dict[str, Any]) -> list[tuple[Any, ...]]:
     data = report["data"]
     scalars("data", "", "", data)
     scalars("data", "resources", "", data.get("resources", {}))
+    scalars("data", "notAskedFor", "", data.get("notAskedFor", {}))
     orders = report["orders"]
     scalars("orders", "all", "all", orders)
     for group, items in orders.items():

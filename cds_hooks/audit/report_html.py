@@ -114,9 +114,10 @@ def render(report: dict[str, Any]) -> str:
                   ("orders judged on a record with unreadable resources", orders["unreadableHistory"]),
                   ("orders the service would refuse as invalid FHIR", orders["refused"]))],
                   [("what", "what"), ("n", "count")], "Input"),
-              _table([{"type": t, "n": n} for t, n in data["resources"].items()], [("type", "resource type"),
-                                                                                  ("n", "resources")],
-                     "Resources by type"),
+              _table([{"type": t, "n": n, "unasked": data["notAskedFor"].get(t, 0)}
+                      for t, n in sorted({**dict.fromkeys(data["notAskedFor"], 0), **data["resources"]}.items())],
+                     [("type", "resource type"), ("n", "resources read"),
+                      ("unasked", "lines not read: no prefetch search asks for them")], "Resources by type"),
               f'<p class="note">Minimum cell size {k}. Engine: {_e(report["engine"].get("name"))}. '
               f"Generated {_e(report['generated'])}.</p>"]
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(report["title"])}</title>'

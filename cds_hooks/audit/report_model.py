@@ -111,6 +111,8 @@ def _data(tally: Tally, k: int) -> dict[str, Any]:
         "patientsWithOrders": suppress.cell(data.get(("patients-with-orders",), 0), k),
         "unreadableLines": data.get(("unreadable",), 0),
         "resources": {key[1]: n for key, n in sorted(data.items()) if key[0] == "resources"},
+        # Lines passed over unread: of a type read only through the prefetch, and held by no prefetch search.
+        "notAskedFor": {key[1]: n for key, n in sorted(data.items()) if key[0] == "unasked"},
     }
 
 
