@@ -14,7 +14,7 @@ from cds_hooks.audit.adapter import LivePathway
 from cds_hooks.audit.audit_rules import load_measures
 from cds_hooks.audit.judge import _dimensions
 from cds_hooks.audit.measure import evaluate_measure
-from cds_hooks.audit.ndjson import chunks, line_range, type_from_name
+from cds_hooks.audit.ndjson import chunks, line_blocks, type_from_name
 from cds_hooks.audit.orders import AuditedOrder, find_orders
 from cds_hooks.audit.partition import route
 from cds_hooks.audit.run import audit_service
@@ -154,8 +154,10 @@ def test_file_pieces_read_every_line_exactly_once(tmp_path: Any) -> None:
 
         pieces = chunks([InputFile(path, None, size)], target)
         for block in (1, 2, 7, 64, 1 << 20):  # blocks that end anywhere in a line, piece or file
-            got = [line for _, start, end in pieces for line in line_range(path, start, end, block)]
+            got = [line for _, start, end in pieces for lines_read in line_blocks(path, start, end, block)
+                   for line in lines_read]
             assert got == lines, (target, block)
+        assert [line for lines_read in line_blocks(path, block=7) for line in lines_read] == lines  # whole
     assert type_from_name("1.Observation.003.ndjson.gz") == "Observation" and type_from_name("x.ndjson") is None
 
 

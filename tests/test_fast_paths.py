@@ -514,4 +514,4 @@ def test_every_core_gets_pieces_and_every_line_is_read_once(population: Path, mo
     sizes = [end - start for _, start, end in pieces]
     assert sizes == sorted(sizes, reverse=True)  # largest first
     expected = Counter(line.strip() for f in bulk.files for line in f.path.read_bytes().splitlines() if line.strip())
-    assert Counter(line for piece in pieces for line in read_piece(*piece)) == expected
+    assert Counter(line for piece in pieces for block in read_piece(*piece) for line in block) == expected

@@ -136,38 +136,25 @@ def _open(path: Path) -> BinaryIO:
     return path.open("rb")
 
 
-def lines(path: Path) -> Iterator[bytes]:
-    """Every non-blank line of a file, stripped."""
-    with _open(path) as handle:
-        for line in handle:
-            line = line.strip()
-            if line:
-                yield line
-
-
-def line_range(path: Path, start: int, end: int, block: int = 1 << 20) -> Iterator[bytes]:
-    """The non-blank lines of a plain file that start in [start, end), stripped: chunks of one file
-    split at any byte offsets read every line exactly once. Read in blocks (a line at a time costs
-    a seek position per line), so memory holds one block and one line."""
-    with path.open("rb") as handle:
+def line_blocks(path: Path, start: int = 0, end: int | None = None, block: int = 1 << 20) -> Iterator[list[bytes]]:
+    """The non-blank lines of a file, stripped, a list per block read (a line at a time costs a seek
+    position and a generator step per line). With `end`, of a plain file, only the lines that start in
+    [start, end): chunks of one file split at any byte offsets read every line exactly once. Without it
+    the whole file, plain or gzip. Memory holds one block and one line."""
+    with (_open(path) if end is None else path.open("rb")) as handle:
         if start > 0:
             handle.seek(start - 1)
             handle.readline()  # finish the line under way at start-1 (it belongs to the chunk before)
         at, tail = handle.tell(), b""
-        while at < end:
-            data = handle.read(min(block, end - at))
+        while end is None or at < end:
+            data = handle.read(block if end is None else min(block, end - at))
             if not data:
                 break
             at += len(data)
             *whole, tail = (tail + data).split(b"\n")
-            for line in whole:
-                line = line.strip()
-                if line:
-                    yield line
-        if tail:  # the last line started before `end` and runs on past it
-            line = (tail + handle.readline()).strip()
-            if line:
-                yield line
+            yield [kept for line in whole if (kept := line.strip())]
+        if tail and (tail := (tail + handle.readline()).strip()):  # the last line, or one running past `end`
+            yield [tail]
 
 
 def chunks(files: list[InputFile], target: int) -> list[tuple[InputFile, int, int]]:
@@ -182,7 +169,8 @@ def chunks(files: list[InputFile], target: int) -> list[tuple[InputFile, int, in
     return out
 
 
-def read_piece(f: InputFile, start: int, end: int) -> Iterator[bytes]:
+def read_piece(f: InputFile, start: int, end: int) -> Iterator[list[bytes]]:
+    """The piece's lines, in blocks (`line_blocks`)."""
     if f.gzipped or (start == 0 and end >= f.size):
-        return lines(f.path)
-    return line_range(f.path, start, end)
+        return line_blocks(f.path)
+    return line_blocks(f.path, start, end)
