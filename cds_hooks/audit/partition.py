@@ -122,15 +122,17 @@ class Sieve:
             return None
         end = line.find(b'"', len(_HEAD))
         found = self.probes.get(line[len(_HEAD):end]) if end > 0 else None
-        if found is None or line.find(b"\\") >= 0 or line.find(b'"resourceType"', end) >= 0:
+        if found is None:
             return None
-        for probe, needles in found[1]:
+        for probe, needles in found[1]:  # first: a line the prefetch holds goes no further
             at = line.find(probe, end)
             while at >= 0:
                 for needle in needles:
                     if line.startswith(needle, at):
                         return None
                 at = line.find(probe, at + 1)
+        if line.find(b"\\") >= 0 or line.find(b'"resourceType"', end) >= 0:
+            return None
         return found[0]
 
 
@@ -261,10 +263,10 @@ def partition_files(out_dir: Path, partition: int) -> list[Path]:
 def read_partition(paths: Iterable[Path]) -> dict[str, list[bytes]]:
     """Patient id → the raw lines of that patient, from one partition's files."""
     patients: dict[bytes, list[bytes]] = {}
-    for path in paths:
-        with path.open("rb") as handle:
-            for line in handle:
-                pid, _, body = line.rstrip(b"\n").partition(SEPARATOR)
+    for path in paths:  # each file whole: the worker holds its partition's lines anyway
+        for line in path.read_bytes().split(b"\n"):
+            if line:
+                pid, _, body = line.partition(SEPARATOR)
                 patients.setdefault(pid, []).append(body)
     return {pid.decode(): lines for pid, lines in patients.items()}
 
