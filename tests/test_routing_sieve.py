@@ -1,4 +1,4 @@
-"""The routing sieve (`partition.Sieve`) passes a line over only when no prefetch search can hold it:
+"""The routing sieve (`sieve.Sieve`) passes a line over only when no prefetch search can hold it:
 unread, counted as not asked for, and every verdict as if it had been read."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from cds_hooks.audit.adapter import LivePathway
 from cds_hooks.audit.audit_rules import load_measures
 from cds_hooks.audit.judge import WHOLE_TYPES, AuditOptions, PatientJudge
 from cds_hooks.audit.ndjson import discover
-from cds_hooks.audit.partition import Sieve, scan_piece
+from cds_hooks.audit.partition import scan_piece
 from cds_hooks.audit.run import audit_service
+from cds_hooks.audit.sieve import Sieve
 from cds_hooks.audit.synth import generate
 from cds_hooks.pathway.rules import Rules
 from tests.audit_data import judge_lines

@@ -19,7 +19,8 @@ from typing import Any
 from cds_hooks.audit.engine_local import EngineRun, needed
 from cds_hooks.audit.judge import PatientJudge
 from cds_hooks.audit.ndjson import BulkInput
-from cds_hooks.audit.partition import CATALOGUE_TYPES, ScanStats, Sieve, catalogue_entry, route
+from cds_hooks.audit.partition import CATALOGUE_TYPES, ScanStats, catalogue_entry, route
+from cds_hooks.audit.sieve import Sieve
 from cds_hooks.audit.tally import Tally
 
 UNREADABLE = "\x00unreadable"

@@ -21,7 +21,8 @@ from cds_hooks.audit.adapter import ORDER_CODES, RED_FLAG, LivePathway, rules_by
 from cds_hooks.audit.audit_rules import Measure
 from cds_hooks.audit.measure import INDEX_TYPES, evaluate_measure, index_date
 from cds_hooks.audit.orders import AuditedOrder, by_day, find_orders
-from cds_hooks.audit.partition import CATALOGUE_TYPES, Sieve
+from cds_hooks.audit.partition import CATALOGUE_TYPES
+from cds_hooks.audit.sieve import Sieve
 from cds_hooks.audit.tally import Tally
 from cds_hooks.fhir.resources import add_days, referenced_id
 from cds_hooks.pathway.cards import OrderingContext
