@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -58,11 +59,16 @@ class _Patient:
         self.asked = asked  # the value-set kinds the record as it stands today is asked about
         self.resources = resources
         self.catalogue = catalogue
-        self.encounters = {f"Encounter/{e.get('id')}": e for e in encounters}
+        self._encounters = encounters
         self._timeline: asof.Timeline | None = None
         self._full: PatientRecord | None = None
         self._diagnoses: PatientRecord | None = None
         self.memo = ReadMemo()  # most resources are read again for each day: read once
+
+    @cached_property
+    def encounters(self) -> dict[str, dict[str, Any]]:
+        """By reference, for where an order was placed (asked only of a patient with orders)."""
+        return {f"Encounter/{e.get('id')}": e for e in self._encounters}
 
     @property
     def timeline(self) -> asof.Timeline:
@@ -105,16 +111,14 @@ class PatientJudge:
     def __call__(self, patient_id: str, lines: list[bytes], catalogue: dict[str, dict[str, Any]],
                  tally: Tally) -> None:
         by_type: dict[str, list[dict[str, Any]]] = {}  # of WHOLE_TYPES
-        resources = self._parse(sorted(lines), tally, by_type)  # the same order whatever the engine read first
+        held = self._parse(sorted(lines), tally, by_type)  # the same order whatever the engine read first
         tally.add("data", "patients")
         orders = find_orders(self.pathway, by_type, self.options.period, self.options.match_days)
         diagnosed = any(self.pathway.codes_in(c, "code", kind) for c in by_type.get("Condition", ())
                         for kind in self.diagnosis_kinds)
         if not orders and not diagnosed:
             return  # nothing to judge or measure: no record is read
-        # What the prefetch can hold (an Observation of another code is never sent), read once per record.
-        patient = _Patient(patient_id, [r for r in resources if self.pathway.in_prefetch(r)], catalogue,
-                           by_type.get("Encounter", ()), self.asked_today)
+        patient = _Patient(patient_id, held, catalogue, by_type.get("Encounter", ()), self.asked_today)
         if orders:
             tally.add("data", "patients-with-orders")
             for day, group in by_day(orders).items():
@@ -126,9 +130,10 @@ class PatientJudge:
 
     def _parse(self, lines: list[bytes], tally: Tally, by_type: dict[str, list[dict[str, Any]]]
                ) -> list[dict[str, Any]]:
-        """The resources of the types the pathway reads; those of WHOLE_TYPES also by type into `by_type`."""
+        """The resources the prefetch can hold (an Observation of another code is never sent), each read
+        once per record; those of WHOLE_TYPES also, whether held or not, by type into `by_type`."""
         out = []
-        wanted = self.pathway.read_types
+        filters = self.pathway.filters
         types: dict[str, int] = {}
         unreadable = 0
         for line in lines:
@@ -142,10 +147,13 @@ class PatientJudge:
                 unreadable += 1
                 continue
             types[rtype] = types.get(rtype, 0) + 1
-            if rtype in wanted:
+            searches = filters.get(rtype, False)
+            if searches is False:
+                continue  # a type the pathway does not read
+            if rtype in WHOLE_TYPES:
+                by_type.setdefault(rtype, []).append(res)
+            if searches is None or self.pathway.in_prefetch(res):
                 out.append(res)
-                if rtype in WHOLE_TYPES:
-                    by_type.setdefault(rtype, []).append(res)
         for rtype, n in types.items():
             tally.add("data", "resources", rtype, n=n)
         if unreadable:
