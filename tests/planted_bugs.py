@@ -22,7 +22,7 @@ EPISODE, RED_FLAGS, CONTEXT = "cds_hooks/pathway/episode.py", "cds_hooks/pathway
 FINDINGS, WORDING, FETCH, CARDS_YAML = "cds_hooks/pathway/findings.py", "cds_hooks/pathway/wording.py", \
     "cds_hooks/fhir/fetch.py", "rules/cards.yaml"
 PARTITION, JUDGE, ADAPTER = "cds_hooks/audit/partition.py", "cds_hooks/audit/judge.py", "cds_hooks/audit/adapter.py"
-MEASURE = "cds_hooks/audit/measure.py"
+MEASURE, SIEVE = "cds_hooks/audit/measure.py", "cds_hooks/audit/sieve.py"
 RESOURCES, VERDICTS = "cds_hooks/fhir/resources.py", "cds_hooks/fhir/element_verdicts.py"
 
 Edit = tuple[str, str, str]  # file, text, replacement (every occurrence)
@@ -115,7 +115,20 @@ BUGS: list[tuple[str, list[Edit]]] = [
      [(JUDGE, "m.diagnosis_kind, m.imaging_kind, *(x.kind for x in m.exclusions)))})",
        "m.diagnosis_kind, m.imaging_kind))})")]),
     ("audit measure index looked for without the birth date",
-     [(MEASURE, 'INDEX_TYPES = frozenset({"Condition", "Patient"})', 'INDEX_TYPES = frozenset({"Condition"})')]),
+     [(MEASURE, 'INDEX_TYPES = frozenset({INDEX_TYPE, "Patient"})', 'INDEX_TYPES = frozenset({INDEX_TYPE})')]),
+    ("audit sieve passes over a line with an escape",
+     [(SIEVE, 'if line.find(b"\\\\") >= 0 or line.find(_KEY, end) >= 0:', "if line.find(_KEY, end) >= 0:")]),
+    ("audit sieve passes over a line with a second resourceType",
+     [(SIEVE, 'if line.find(b"\\\\") >= 0 or line.find(_KEY, end) >= 0:', 'if line.find(b"\\\\") >= 0:')]),
+    ("audit sieve passes over a line holding an asked code",
+     [(SIEVE, "                    if line.startswith(needle, at):\n                        return None",
+       "                    if line.startswith(needle, at):\n                        return found[0]")]),
+    ("audit sieve leaves out the codes asked for with a system",
+     [(ADAPTER, "return self.codes | {code for _, code in self.pairs}", "return self.codes")]),
+    ("audit sieve over a type searched by system alone",
+     [(ADAPTER, "if searches is not None and not any(s.systems for s in searches)}", "if searches is not None}")]),
+    ("audit orders read only through the prefetch",
+     [(JUDGE, "WHOLE_TYPES = frozenset({*ORDER_CODES, *INDEX_TYPES,", "WHOLE_TYPES = frozenset({*INDEX_TYPES,")]),
     ("completed status filter on prior surgery removed",
      [(CONTEXT, 'if e.status == "completed" and (e.start is None or e.start <= today)',
        "if (e.start is None or e.start <= today)")]),
