@@ -4,6 +4,7 @@ every patient in this process."""
 
 from __future__ import annotations
 
+import csv
 import gc
 import os
 import re
@@ -118,6 +119,10 @@ def test_the_engine_adds_up_to_judging_each_patient_here(population: Path, rules
     assert report["data"]["resources"] == counted["resources"]
     assert report["data"]["notAskedFor"] == counted["unasked"] and counted["unasked"]["Observation"] > 100
     observations = (population / "Observation.ndjson").read_bytes().count(b"\n")
+    rows = list(csv.reader((tmp_path / "report.csv").open(encoding="utf-8")))
+    assert ["data", "notAskedFor", "", "Observation", str(counted["unasked"]["Observation"])] in rows
+    assert f"<td>Observation</td><td>{counted['resources']['Observation']}</td><td>" \
+           f"{counted['unasked']['Observation']}</td>" in (tmp_path / "report.html").read_text(encoding="utf-8")
     assert counted["resources"]["Observation"] + counted["unasked"]["Observation"] == observations
     outcomes = [outcome for *_, outcome in judge.trace]
     orders = report["orders"]
