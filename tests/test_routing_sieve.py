@@ -104,14 +104,19 @@ def test_the_sieve_reads_each_kind_of_token_and_stands_aside_for_a_search_by_sys
 
 
 def test_codes_with_different_openings_are_each_looked_for() -> None:
-    sieve = Sieve({"Observation": ["8310-5", "8331-1", "1234", "x"], "Other": []})
-    assert list(sieve.probes) == [b"Observation"]  # a type asked for by no code has no sieve
+    sieve = Sieve({"Other": [], "Observation": ["8310-5", "8331-1", "1234", "x"]})
+    assert list(sieve.probes) == [b"Observation"]  # a type asked for by no code has no sieve (and stops none)
     head = b'{"resourceType":"Observation","code":{"coding":[{"code":'
     for code in (b"8310-5", b"8331-1", b"1234", b"x"):
         assert sieve.passes_over(head + b'"' + code + b'"}]}}') is None, code
     for near in (b"8310", b"8331-", b"123", b"12345", b"xx", b"8", b""):
         assert sieve.passes_over(head + b'"' + near + b'"}]}}') == "Observation", near
     assert sieve.passes_over(head + b'"1","x"]}}') is None  # wherever the string is
+    # Every opening like a code's is looked at, the first, the last and those between.
+    for codes in ([b"8310-5", b"8399", b"8398"], [b"8399", b"8310-5", b"8398"], [b"8399", b"8398", b"8310-5"]):
+        assert sieve.passes_over(head + b",".join(b'"' + c + b'"' for c in codes) + b"]}}") is None, codes
+    assert sieve.passes_over(head + b'"8399","8398"]}}') == "Observation"
+    assert sieve.passes_over(b'{"resourceType":"ObservationX') is None  # no end to the type: not read as one
     assert not Sieve({}) and not Sieve({"Observation": []}) and Sieve({"Observation": ["a"]})
 
 
