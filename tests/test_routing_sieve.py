@@ -201,3 +201,11 @@ def test_the_local_engine_counts_what_it_passes_over_and_writes_the_rest(
     assert stats.unasked == Counter({"Observation": len(passed)}) and stats.lines == len(lines)
     assert sorted(written) == sorted(line for line in lines if not sieve.passes_over(line)) and written
     assert len(passed) > len(lines) / 2
+    # A line in a file of another type is routed and read as what it says, whatever it claims to be.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "Procedure.ndjson").write_bytes(passed[0] + b"\n")
+    [procedures] = discover(elsewhere).files
+    stats = scan_piece((procedures, 0, procedures.size), 3, elsewhere, "t", sieve)
+    assert not stats.unasked and len(list(elsewhere.glob("part-*"))) == 1
+    assert sieve.sifts(None) and sieve.sifts("Observation") and not sieve.sifts("Procedure")

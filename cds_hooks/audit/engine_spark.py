@@ -29,7 +29,7 @@ UNASKED = "\x00unasked"
 
 def _route(resource_type: str | None, text: str, sieve: Sieve) -> tuple[str | None, bytes, Any]:
     line = text.strip().encode()
-    if (unasked := sieve.passes_over(line)) is not None:
+    if sieve.sifts(resource_type) and (unasked := sieve.passes_over(line)) is not None:
         return UNASKED, b"", unasked
     try:
         pid, parsed = route(line, resource_type)

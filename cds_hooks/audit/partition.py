@@ -140,10 +140,7 @@ def scan_piece(
     buffers: dict[int, list[bytes]] = {}
     handles: dict[int, BinaryIO] = {}
     lines = size = pending = 0
-    # A file of one type the sieve has no codes for is not asked (a line claiming another type is then
-    # routed, and read by the judge as what it says).
-    sift = sieve is not None and (f.resource_type is None or f.resource_type.encode() in sieve.probes)
-    passes_over = sieve.passes_over if sift else None  # type: ignore[union-attr]
+    passes_over = sieve.passes_over if sieve is not None and sieve.sifts(f.resource_type) else None
     try:
         for block in read_piece(f, start, end):
             lines += len(block)

@@ -46,6 +46,11 @@ class Sieve:
     def __bool__(self) -> bool:
         return bool(self.probes)
 
+    def sifts(self, file_type: str | None) -> bool:
+        """Whether to ask about the lines of a file of this type (None: of any types). A line in a file of
+        another type is routed and read as what it says, by either engine, whatever it claims to be."""
+        return file_type is None or file_type.encode() in self.probes
+
     def passes_over(self, line: bytes) -> str | None:
         """The line's resource type when no prefetch search can hold it, else None (route it)."""
         if not line.startswith(_HEAD):
