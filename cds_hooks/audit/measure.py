@@ -14,7 +14,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from cds_hooks.audit.audit_rules import Measure
-from cds_hooks.fhir.resources import add_days
+from cds_hooks.fhir.resources import add_days, completed_years
 
 if TYPE_CHECKING:
     from cds_hooks.pathway.record import Evidence, PatientRecord
@@ -28,10 +28,6 @@ class MeasureResult:
     status: str  # "prior-episode", "no-birth-date", "outside-age", "excluded", "denominator"
     exclusions: tuple[str, ...] = ()
     imaged: bool = False
-
-
-def _age(born: date, on: date) -> int:
-    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
 
 
 def _within(e: Evidence, start: date | None, end: date) -> bool:
@@ -90,7 +86,7 @@ def evaluate_measure(m: Measure, record: PatientRecord, period: tuple[date, date
         return MeasureResult(m.id, month, None, "prior-episode")
     if record.birth_date is None:
         return MeasureResult(m.id, month, None, "no-birth-date")
-    age = _age(record.birth_date, first if m.age.at == "period-start" else last)
+    age = completed_years(record.birth_date, first if m.age.at == "period-start" else last)
     if not m.age.min <= age <= m.age.max:
         return MeasureResult(m.id, month, None, "outside-age")
     stratum = next((s.label for s in m.age.strata if s.min <= age <= s.max), None)

@@ -44,6 +44,11 @@ def _day(prefix: str) -> date | None:
         return None
 
 
+def completed_years(born: date, on: date) -> int:
+    """Completed years from `born` to `on`: an age, a year older on each anniversary."""
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
 def add_days(day: date, days: int) -> date:
     """`day` moved by `days`, held at the calendar's ends (1 January of year 1, 31 December 9999) rather
     than raising: FHIR allows any year up to 9999, and a prescription may state any supply."""

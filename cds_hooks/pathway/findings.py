@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from cds_hooks.fhir.resources import completed_years
 from cds_hooks.pathway.durations import duration, weeks
 from cds_hooks.pathway.facts import DraftOrder, Evidence
 
@@ -46,6 +47,4 @@ def months_before(day: date, months: int) -> date:
 
 def age_years(born: date | None, today: date) -> int | None:
     """Completed years of age on `today`; None when the birth date is unknown."""
-    if born is None:
-        return None
-    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+    return None if born is None else completed_years(born, today)
