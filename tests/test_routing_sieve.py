@@ -100,7 +100,7 @@ def test_the_sieve_reads_each_kind_of_token_and_stands_aside_for_a_search_by_sys
     assert [sieve.passes_over(head + c + b'"}]}}') for c in (b'"8310-5', b'"any-1', b'"local-2', b'"9')] == [
         None, None, None, "Observation"]
     # Any code of a system: its codes are not known, so nothing of the type is passed over.
-    assert not sieve_for("http://loinc.org|8310-5,http://snomed.info/sct|")
+    assert not sieve_for("http://loinc.org|8310-5,http://snomed.info/sct|").probes
 
 
 def test_codes_with_different_openings_are_each_looked_for() -> None:
@@ -117,7 +117,7 @@ def test_codes_with_different_openings_are_each_looked_for() -> None:
         assert sieve.passes_over(head + b",".join(b'"' + c + b'"' for c in codes) + b"]}}") is None, codes
     assert sieve.passes_over(head + b'"8399","8398"]}}') == "Observation"
     assert sieve.passes_over(b'{"resourceType":"ObservationX') is None  # no end to the type: not read as one
-    assert not Sieve({}) and not Sieve({"Observation": []}) and Sieve({"Observation": ["a"]})
+    assert not Sieve({}).probes and not Sieve({"Observation": []}).probes and Sieve({"Observation": ["a"]}).probes
 
 
 _EDITS = [

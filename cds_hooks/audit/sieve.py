@@ -43,9 +43,6 @@ class Sieve:
                 groups.setdefault(needle[:size], []).append(needle)
             self.probes[rtype.encode()] = (rtype, [(p, tuple(n)) for p, n in sorted(groups.items())])
 
-    def __bool__(self) -> bool:
-        return bool(self.probes)
-
     def sifts(self, file_type: str | None) -> bool:
         """Whether to ask about the lines of a file of this type (None: of any types). A line in a file of
         another type is routed and read as what it says, by either engine, whatever it claims to be."""
