@@ -77,7 +77,7 @@ def test_a_line_holding_an_asked_code_is_read_and_a_near_miss_passed_over(
         for near in (asked[:-1], asked + "5", "1" + asked, asked.replace("-", "")):  # not the code: not held
             missed = other.replace(b'"' + code + b'"', b'"' + near.encode() + b'"')
             assert not pathway.in_prefetch(orjson.loads(missed)) and sieve.passes_over(missed) == "Observation"
-    # The first key and what follows it decide the type; the rest of the line is not trusted.
+    # The type is the first key's value, up to its closing quote; the line need be no more than that.
     for line in (b'{"resourceType":"Observation"}', b'{"resourceType":"Observation" }',
                  b'{"resourceType":"Observation"'):
         assert sieve.passes_over(line) == "Observation"  # an Observation of no code, or unreadable
