@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from datetime import date, timedelta
 from pathlib import Path
@@ -78,3 +79,10 @@ def judge_lines(judge: PatientJudge, lines: list[bytes], tally: Tally | None = N
         judge(pid, own, catalogue, tally)
     scan.count_into(tally)
     return tally
+
+
+def as_if_read(counts: Counter[tuple[str, ...]]) -> Counter[tuple[str, ...]]:
+    """The counts had every line been read: what the sieve passed over counted as resources of its type
+    (a population with no broken line among them)."""
+    unasked = Counter({key: n for key, n in counts.items() if key[:2] == ("data", "unasked")})
+    return counts - unasked + Counter({("data", "resources", key[2]): n for key, n in unasked.items()})

@@ -20,7 +20,7 @@ from cds_hooks.audit.run import audit_service
 from cds_hooks.audit.sieve import Sieve
 from cds_hooks.audit.synth import generate
 from cds_hooks.pathway.rules import Rules
-from tests.audit_data import judge_lines
+from tests.audit_data import as_if_read, judge_lines
 
 PERIOD = (date(2025, 1, 1), date(2025, 12, 31))
 
@@ -177,10 +177,7 @@ def test_types_the_judge_reads_whole_are_never_passed_over(rules: Rules, populat
         judge = _judge(rules, pathway)
         if sieve is not None:
             judge.sieve = sieve
-        tally = judge_lines(judge, lines)
-        unasked = Counter({key: n for key, n in tally.counts.items() if key[:2] == ("data", "unasked")})
-        read = tally.counts - unasked + Counter({("data", "resources", key[2]): n for key, n in unasked.items()})
-        return read, Counter(judge.trace or [])
+        return as_if_read(judge_lines(judge, lines).counts), Counter(judge.trace or [])
 
     with_sieve, without = judged(None), judged(Sieve({}))
     assert with_sieve == without

@@ -60,7 +60,6 @@ class _Patient:
         self.resources = resources
         self.catalogue = catalogue
         self._encounters = encounters
-        self._timeline: asof.Timeline | None = None
         self._full: PatientRecord | None = None
         self._diagnoses: PatientRecord | None = None
         self.memo = ReadMemo()  # most resources are read again for each day: read once
@@ -70,11 +69,9 @@ class _Patient:
         """By reference, for where an order was placed (asked only of a patient with orders)."""
         return {f"Encounter/{e.get('id')}": e for e in self._encounters}
 
-    @property
+    @cached_property
     def timeline(self) -> asof.Timeline:
-        if self._timeline is None:
-            self._timeline = asof.Timeline(self.resources)
-        return self._timeline
+        return asof.Timeline(self.resources)
 
     def diagnoses(self, pathway: LivePathway) -> PatientRecord:
         """The record of the patient's Conditions alone (with their birth date), enough to find a measure's
@@ -133,7 +130,7 @@ class PatientJudge:
         """The resources the prefetch can hold (an Observation of another code is never sent), each read
         once per record; those of WHOLE_TYPES also, whether held or not, by type into `by_type`."""
         out = []
-        filters = self.pathway.filters
+        read = self.pathway.read_types
         types: dict[str, int] = {}
         unreadable = 0
         for line in lines:
@@ -147,12 +144,11 @@ class PatientJudge:
                 unreadable += 1
                 continue
             types[rtype] = types.get(rtype, 0) + 1
-            searches = filters.get(rtype, False)
-            if searches is False:
-                continue  # a type the pathway does not read
+            if rtype not in read:
+                continue
             if rtype in WHOLE_TYPES:
                 by_type.setdefault(rtype, []).append(res)
-            if searches is None or self.pathway.in_prefetch(res):
+            if self.pathway.in_prefetch(res):
                 out.append(res)
         for rtype, n in types.items():
             tally.add("data", "resources", rtype, n=n)
