@@ -143,7 +143,7 @@ _VERDICTS_MAX = 8192
 _ELEMENTS = ElementVerdicts()
 
 
-def validate_resource(resource: dict[str, Any]) -> str | None:
+def validate_resource(resource: dict[str, Any], remember: bool = True) -> str | None:
     """Validate one resource with its R4B model. None if valid, else a short reason.
 
     A verdict depends only on the resource's content, and order-select re-fires
@@ -151,10 +151,12 @@ def validate_resource(resource: dict[str, Any]) -> str | None:
     the JSON (no patient data is kept as a key). A resource made only of elements
     already seen in valid resources of its type is valid without running its model
     (`element_verdicts` says why that is exact); any other is validated in full.
+    `remember=False` for a caller that keeps each resource's verdict itself (the
+    audit's `ReadMemo`): it never asks twice, so the digest would cost and not serve.
     """
     # Not serialisable (e.g. nested past orjson's limit) or bytes another value could share (`plain_json`):
     # judged, never cached.
-    data = plain_json(resource)
+    data = plain_json(resource) if remember else None
     key = None if data is None else hashlib.blake2b(data, digest_size=16).digest()
     if key is not None and key in _VERDICTS:
         return _VERDICTS[key]

@@ -11,9 +11,8 @@ order was placed) can pass a `ReadMemo` and have a resource read before added ag
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from cds_hooks.fhir.bundles import bundle_resources, is_operation_outcome
 from cds_hooks.fhir.resources import (
@@ -57,10 +56,11 @@ def _named(res: dict[str, Any], label: str) -> str:
     return f"{res.get('resourceType')}/{_id(res)} {label}"
 
 
-@dataclass(frozen=True, slots=True)
-class Found:
+class Found(NamedTuple):
     """What one resource adds to the record. `evidence` is kept only if it passes `accept` (not a
-    duplicate, the same patient, valid R4); `checked` is the (set, key) it is counted in."""
+    duplicate, the same patient, valid R4); `checked` is the (set, key) it is counted in. Immutable, as
+    a memo hands it to every later read; a named tuple, as one is made for nearly every resource read
+    and a frozen dataclass costs about twice as much to make."""
 
     evidence: Evidence | None = None
     temperature: bool = False  # accepted evidence is a checked body temperature
@@ -142,7 +142,7 @@ class _Reader:
         # Two different resources under one id (an EHR defect) are both read, so
         # neither a red flag nor a PT session is lost to whichever came first.
         same_id = self.seen.setdefault((evidence.resource_type, evidence.resource_id or str(id(res))), [])
-        if any(earlier == res for earlier in same_id):
+        if same_id and any(earlier == res for earlier in same_id):
             return False
         same_id.append(res)
         if not self._same_patient(res):
@@ -150,8 +150,8 @@ class _Reader:
             return False
         if entry is None:
             problem = validate_resource(read_part(res))
-        elif entry[2] is _UNCHECKED:
-            problem = entry[2] = validate_resource(read_part(res))
+        elif entry[2] is _UNCHECKED:  # the memo keeps the verdict: no need for the content cache too
+            problem = entry[2] = validate_resource(read_part(res), remember=False)
         else:
             problem = entry[2]
         if problem:
