@@ -9,7 +9,7 @@ and adds it all to a `Tally`. Nothing it adds names the patient.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
@@ -49,20 +49,28 @@ class AuditOptions:
 
 
 class _Patient:
-    """One patient's resources as the prefetch would hold them, their known dates, and the record as it
+    """One patient's resources, those the prefetch would hold, their known dates, and the record as it
     stands today, each worked out at most once and only when asked for (most patients in a measure have
     no order to judge, so no day to rebuild the record for)."""
 
-    def __init__(self, patient_id: str, resources: list[dict[str, Any]], catalogue: dict[str, dict[str, Any]],
-                 encounters: Iterable[dict[str, Any]], asked: frozenset[str]) -> None:
+    def __init__(self, patient_id: str, read: list[dict[str, Any]], pathway: LivePathway,
+                 catalogue: dict[str, dict[str, Any]], encounters: Iterable[dict[str, Any]],
+                 asked: frozenset[str]) -> None:
         self.id = patient_id
         self.asked = asked  # the value-set kinds the record as it stands today is asked about
-        self.resources = resources
+        self.read = read  # of the types the pathway reads, held by the prefetch or not
+        self.pathway = pathway
         self.catalogue = catalogue
         self._encounters = encounters
         self._full: PatientRecord | None = None
         self._diagnoses: PatientRecord | None = None
         self.memo = ReadMemo()  # most resources are read again for each day: read once
+
+    def held(self, keep: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+        """The resources some prefetch key holds, of those `keep` takes (asked first: the prefetch's code
+        searches are the dearer test, and most of a chart's body temperatures are only read for orders)."""
+        in_prefetch = self.pathway.in_prefetch
+        return [r for r in self.read if (keep is None or keep(r)) and in_prefetch(r)]
 
     @cached_property
     def encounters(self) -> dict[str, dict[str, Any]]:
@@ -71,22 +79,22 @@ class _Patient:
 
     @cached_property
     def timeline(self) -> asof.Timeline:
-        return asof.Timeline(self.resources)
+        return asof.Timeline(self.held())
 
-    def diagnoses(self, pathway: LivePathway) -> PatientRecord:
+    def diagnoses(self) -> PatientRecord:
         """The record of the patient's Conditions alone (with their birth date), enough to find a measure's
         index date: most patients diagnosed at some time have none in the period, so no more is read."""
         if self._diagnoses is None:
-            resources = [r for r in self.resources if r.get("resourceType") in INDEX_TYPES]
-            self._diagnoses = pathway.record(self.id, resources, self.catalogue, self.memo)
+            resources = self.held(lambda r: r.get("resourceType") in INDEX_TYPES)
+            self._diagnoses = self.pathway.record(self.id, resources, self.catalogue, self.memo)
         return self._diagnoses
 
-    def full(self, pathway: LivePathway) -> PatientRecord:
+    def full(self) -> PatientRecord:
         """The record as it stands today, of the resources whose evidence can hold a kind it is asked
         about (most of a chart's body temperatures are read only for a day's orders)."""
         if self._full is None:
-            resources = [r for r in self.resources if _may_answer(r, self.asked)]
-            self._full = pathway.record(self.id, resources, self.catalogue, self.memo)
+            resources = self.held(lambda r: _may_answer(r, self.asked))
+            self._full = self.pathway.record(self.id, resources, self.catalogue, self.memo)
         return self._full
 
 
@@ -108,27 +116,27 @@ class PatientJudge:
     def __call__(self, patient_id: str, lines: list[bytes], catalogue: dict[str, dict[str, Any]],
                  tally: Tally) -> None:
         by_type: dict[str, list[dict[str, Any]]] = {}  # of WHOLE_TYPES
-        held = self._parse(sorted(lines), tally, by_type)  # the same order whatever the engine read first
+        read = self._parse(sorted(lines), tally, by_type)  # the same order whatever the engine read first
         tally.add("data", "patients")
         orders = find_orders(self.pathway, by_type, self.options.period, self.options.match_days)
         diagnosed = any(self.pathway.codes_in(c, "code", kind) for c in by_type.get("Condition", ())
                         for kind in self.diagnosis_kinds)
         if not orders and not diagnosed:
             return  # nothing to judge or measure: no record is read
-        patient = _Patient(patient_id, held, catalogue, by_type.get("Encounter", ()), self.asked_today)
+        patient = _Patient(patient_id, read, self.pathway, catalogue, by_type.get("Encounter", ()), self.asked_today)
         if orders:
             tally.add("data", "patients-with-orders")
             for day, group in by_day(orders).items():
                 self._judge_day(patient, day, group, tally)
         if diagnosed:
             for measure in self.measures:
-                if index_date(measure, patient.diagnoses(self.pathway), self.options.period) is not None:
-                    self._measure(measure, patient.full(self.pathway), tally)
+                if index_date(measure, patient.diagnoses(), self.options.period) is not None:
+                    self._measure(measure, patient.full(), tally)
 
     def _parse(self, lines: list[bytes], tally: Tally, by_type: dict[str, list[dict[str, Any]]]
                ) -> list[dict[str, Any]]:
-        """The resources the prefetch can hold (an Observation of another code is never sent), each read
-        once per record; those of WHOLE_TYPES also, whether held or not, by type into `by_type`."""
+        """The resources of the types the pathway reads (which of them the prefetch holds is asked only of
+        a patient with something to judge or measure); those of WHOLE_TYPES also by type into `by_type`."""
         out = []
         read = self.pathway.read_types
         types: dict[str, int] = {}
@@ -148,8 +156,7 @@ class PatientJudge:
                 continue
             if rtype in WHOLE_TYPES:
                 by_type.setdefault(rtype, []).append(res)
-            if self.pathway.in_prefetch(res):
-                out.append(res)
+            out.append(res)
         for rtype, n in types.items():
             tally.add("data", "resources", rtype, n=n)
         if unreadable:
@@ -174,7 +181,7 @@ class PatientJudge:
                 metrics.append("refused")
             elif ref in fired:
                 metrics += ["warned", *(f"rule:{r}" for r in sorted(fired[ref]))]
-                if _red_flag_after(patient.full(self.pathway), day, self.options.followup_days):
+                if _red_flag_after(patient.full(), day, self.options.followup_days):
                     metrics.append("warned-then-red-flag")
                 for rule in sorted(fired[ref]):
                     self._offer_sample(patient.id, order, rule, history, group, patient.catalogue, tally)
