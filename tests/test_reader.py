@@ -357,6 +357,15 @@ def test_two_identical_resources_without_an_id_are_both_read(rules: Rules) -> No
     assert len(rec.items) == 2
 
 
+def test_two_different_resources_under_one_id_are_both_read(rules: Rules) -> None:
+    # An EHR defect: a red flag is not lost to a diagnosis that happened to come first under its id (the
+    # same resource sent by two searches is still read once: test_every_condition_checked_is_counted_once).
+    back_pain, cancer = diagnosis("c1"), diagnosis("c1", code="C18.9", text="Colon cancer")
+    rec = read_record({"a": bundle(back_pain), "b": bundle(cancer)}, "p1", rules)
+    assert [e.label for e in rec.items] == ["Low back pain", "Colon cancer"]
+    assert rec.items[1].categories("red-flag") == {"cancer"}
+
+
 def test_a_subject_by_version_or_by_identifier_alone_is_this_patients(rules: Rules) -> None:
     # The prefetch searched for this patient: a versioned reference names them, and a Reference with only an
     # identifier or a display does not name anyone else.
