@@ -3,21 +3,24 @@ lines to patients, small-cell suppression and the measure windows."""
 
 from __future__ import annotations
 
+import os
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from cds_hooks.audit import asof, suppress
+from cds_hooks.audit import asof, engine_local, suppress
 from cds_hooks.audit.adapter import LivePathway
 from cds_hooks.audit.audit_rules import load_measures
 from cds_hooks.audit.judge import _dimensions
 from cds_hooks.audit.measure import evaluate_measure
-from cds_hooks.audit.ndjson import chunks, line_blocks, type_from_name
+from cds_hooks.audit.ndjson import InputFile, chunks, line_blocks, type_from_name
 from cds_hooks.audit.orders import AuditedOrder, find_orders
-from cds_hooks.audit.partition import route
+from cds_hooks.audit.partition import PartitionFiles, route
 from cds_hooks.audit.run import audit_service
+from cds_hooks.audit.sieve import Sieve
 from cds_hooks.pathway.rules import Rules
 from tests.audit_data import judge_lines, tracing_judge
 
@@ -150,8 +153,6 @@ def test_file_pieces_read_every_line_exactly_once(tmp_path: Any) -> None:
     path.write_bytes(b"".join(line + end for line, end in zip(lines, ends, strict=True))[:-1])
     size = path.stat().st_size
     for target in (1, 17, 100, size // 3, size):
-        from cds_hooks.audit.ndjson import InputFile
-
         pieces = chunks([InputFile(path, None, size)], target)
         for block in (1, 2, 7, 64, 1 << 20):  # blocks that end anywhere in a line, piece or file
             got = [line for _, start, end in pieces for lines_read in line_blocks(path, start, end, block)
@@ -159,6 +160,49 @@ def test_file_pieces_read_every_line_exactly_once(tmp_path: Any) -> None:
             assert got == lines, (target, block)
         assert [line for lines_read in line_blocks(path, block=7) for line in lines_read] == lines  # whole
     assert type_from_name("1.Observation.003.ndjson.gz") == "Observation" and type_from_name("x.ndjson") is None
+
+
+def _open_in(folder: Path) -> list[str]:
+    """The files under `folder` this process holds open (Linux: /proc/self/fd)."""
+    return [target for fd in os.listdir("/proc/self/fd")
+            if (target := os.path.realpath(f"/proc/self/fd/{fd}")).startswith(str(folder.resolve()))]
+
+
+def test_partition_files_are_appended_to_with_few_open_at_once(tmp_path: Path) -> None:
+    # Many more partitions than files it may hold open: the least recently written is closed, and
+    # reopened to append, so no line is lost and an audit of thousands of partitions never runs out.
+    out = PartitionFiles(tmp_path, "w", max_open=2)
+    expected: dict[int, list[bytes]] = {p: [] for p in range(5)}
+    for turn in range(3):
+        for p in (0, 1, 2, 3, 4, 0, 0, 3):
+            data = f"{turn}-{p}-{len(expected[p])}\n".encode()
+            out.write(p, data)
+            expected[p].append(data)
+            assert len(_open_in(tmp_path)) <= 2
+    out.flush()
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == {
+        f"part-{p:05d}-w.ndjson": b"".join(chunks) for p, chunks in expected.items()}
+    out.close()
+    assert not _open_in(tmp_path)
+
+
+def test_a_worker_writes_one_file_per_partition_whatever_pieces_it_routes(tmp_path: Path) -> None:
+    path = tmp_path / "Condition.ndjson"
+    lines = [orjson.dumps({"resourceType": "Condition", "id": f"c{i}", "subject": {"reference": f"Patient/p{i}"}})
+             for i in range(60)]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    pieces = chunks([InputFile(path, "Condition", path.stat().st_size)], path.stat().st_size // 4)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    try:
+        routed = [engine_local._route_piece(piece, 3, str(scratch), Sieve({})).lines for piece in pieces]
+    finally:
+        assert engine_local._ROUTED is not None
+        engine_local._ROUTED.close()
+    files = sorted(scratch.iterdir())
+    assert len(pieces) >= 4 and sum(routed) == len(lines)
+    assert [f.name for f in files] == [f"part-{p:05d}-{os.getpid()}.ndjson" for p in range(3)]
+    assert sorted(row.partition(b"\t")[2] for f in files for row in f.read_bytes().splitlines()) == sorted(lines)
 
 
 def test_small_cells_are_hidden_and_cannot_be_worked_out() -> None:

@@ -15,7 +15,7 @@ from cds_hooks.audit.adapter import LivePathway
 from cds_hooks.audit.audit_rules import load_measures
 from cds_hooks.audit.judge import WHOLE_TYPES, AuditOptions, PatientJudge
 from cds_hooks.audit.ndjson import discover
-from cds_hooks.audit.partition import scan_piece
+from cds_hooks.audit.partition import PartitionFiles, scan_piece
 from cds_hooks.audit.run import audit_service
 from cds_hooks.audit.sieve import Sieve
 from cds_hooks.audit.synth import generate
@@ -190,7 +190,8 @@ def test_the_local_engine_counts_what_it_passes_over_and_writes_the_rest(
         rules: Rules, pathway: LivePathway, population: Path, tmp_path: Path) -> None:
     sieve = _judge(rules, pathway).sieve
     [observations] = [f for f in discover(population).files if f.resource_type == "Observation"]
-    stats = scan_piece((observations, 0, observations.size), 3, tmp_path, "t", sieve)
+    with PartitionFiles(tmp_path, "t") as out:
+        stats = scan_piece((observations, 0, observations.size), 3, out, sieve)
     lines = _observations(population)
     passed = [line for line in lines if sieve.passes_over(line)]
     written = [line.partition(b"\t")[2] for path in sorted(tmp_path.glob("part-*")) for line in
@@ -203,6 +204,7 @@ def test_the_local_engine_counts_what_it_passes_over_and_writes_the_rest(
     elsewhere.mkdir()
     (elsewhere / "Procedure.ndjson").write_bytes(passed[0] + b"\n")
     [procedures] = discover(elsewhere).files
-    stats = scan_piece((procedures, 0, procedures.size), 3, elsewhere, "t", sieve)
+    with PartitionFiles(elsewhere, "t") as out:
+        stats = scan_piece((procedures, 0, procedures.size), 3, out, sieve)
     assert not stats.unasked and len(list(elsewhere.glob("part-*"))) == 1
     assert sieve.sifts(None) and sieve.sifts("Observation") and not sieve.sifts("Procedure")

@@ -28,8 +28,9 @@ import orjson
 
 from cds_hooks.audit.judge import PatientJudge
 from cds_hooks.audit.ndjson import BulkInput, InputFile, chunks
-from cds_hooks.audit.partition import ScanStats, partition_files, read_partition, scan_piece
+from cds_hooks.audit.partition import PartitionFiles, ScanStats, partition_files, read_partition, scan_piece
 from cds_hooks.audit.progress import Progress
+from cds_hooks.audit.sieve import Sieve
 from cds_hooks.audit.tally import Tally
 
 PIECE_BYTES = 32 * 1024 * 1024  # at most; smaller for a small input, so that every core gets pieces
@@ -50,6 +51,7 @@ class EngineRun:
 _JUDGE: PatientJudge | None = None
 _DONE: Any = None
 _CATALOGUES: dict[str, dict[str, dict[str, Any]]] = {}
+_ROUTED: PartitionFiles | None = None  # this worker's partition files, across the pieces it routes
 
 
 def needed(bulk: BulkInput, judge: PatientJudge) -> BulkInput:
@@ -109,8 +111,7 @@ def run_local(bulk: BulkInput, judge: PatientJudge, workers: int | None = None, 
                 read_files.add(piece[0].path)
                 progress.update(piece[2] - piece[1], files=f"{len(read_files)}/{len(bulk.files)}")
 
-            _gather({pool.submit(scan_piece, p, parts, scratch, f"{i:05d}", judge.sieve): p
-                     for i, p in enumerate(pieces)}, scanned)
+            _gather({pool.submit(_route_piece, p, parts, str(scratch), judge.sieve): p for p in pieces}, scanned)
             catalogue_file = scratch / "catalogue.json"
             catalogue_file.write_bytes(orjson.dumps(scan.catalogue))
             scanned_at = time.perf_counter()
@@ -150,6 +151,15 @@ def _gather(pending: dict[Future[Any], Any], on_done: Callable[[Future[Any], Any
             tick()
 
 
+def _route_piece(piece: tuple[InputFile, int, int], parts: int, scratch: str, sieve: Sieve) -> ScanStats:
+    """Route a piece into this worker's partition files: one file per worker and partition, whichever
+    pieces it routes."""
+    global _ROUTED
+    if _ROUTED is None or _ROUTED.out_dir != Path(scratch):
+        _ROUTED = PartitionFiles(Path(scratch), str(os.getpid()))
+    return scan_piece(piece, parts, _ROUTED, sieve)
+
+
 def _catalogue(path: str) -> dict[str, dict[str, Any]]:
     if path not in _CATALOGUES:
         _CATALOGUES.clear()
@@ -159,6 +169,8 @@ def _catalogue(path: str) -> dict[str, dict[str, Any]]:
 
 def _judge_partition(partition: int, scratch: str, catalogue_path: str) -> Tally:
     assert _JUDGE is not None
+    if _ROUTED is not None:  # routing is over: files this worker wrote are freed once read and unlinked
+        _ROUTED.close()
     files = partition_files(Path(scratch), partition)
     patients = read_partition(files)
     catalogue = _catalogue(catalogue_path)
