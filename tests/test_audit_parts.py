@@ -4,6 +4,8 @@ lines to patients, small-cell suppression and the measure windows."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -184,6 +186,23 @@ def test_partition_files_are_appended_to_with_few_open_at_once(tmp_path: Path) -
         f"part-{p:05d}-w.ndjson": b"".join(chunks) for p, chunks in expected.items()}
     out.close()
     assert not _open_in(tmp_path)
+
+
+def test_a_worker_never_runs_out_of_open_files(tmp_path: Path) -> None:
+    # Under a limit of 64 open files (the usual one is 1,024), 200 partitions are written twice over, in
+    # a process of its own: it holds half its limit open, never more.
+    code = ("import resource, sys\nfrom pathlib import Path\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
+            "from cds_hooks.audit.partition import PartitionFiles, open_budget\n"
+            "with PartitionFiles(Path(sys.argv[1]), 'w') as out:\n"
+            "    for turn in range(2):\n"
+            "        for p in range(200):\n"
+            "            out.write(p, b'%d\\n' % p)\n"
+            "print(open_budget())\n")
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "32"
+    assert all((tmp_path / f"part-{p:05d}-w.ndjson").read_bytes() == b"%d\n%d\n" % (p, p) for p in range(200))
 
 
 def test_a_worker_writes_one_file_per_partition_whatever_pieces_it_routes(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ hold (`Sieve`: most of a chart's vital signs) is counted by type and goes nowher
 from __future__ import annotations
 
 import re
+import resource
 import zlib
 from collections import Counter
 from collections.abc import Iterable
@@ -31,7 +32,7 @@ _PATIENT_REF = re.compile(rb'"(?:[^"\\]*/)?Patient/([A-Za-z0-9\-.]{1,64})(?:/_hi
 CATALOGUE_TYPES = frozenset({"Medication", "Practitioner", "PractitionerRole", "Organization", "Location"})
 SEPARATOR = b"\t"  # FHIR ids never hold a tab
 FLUSH_LINES = 20_000  # lines routed between writes: about 10 MB held per worker
-MAX_OPEN = 256  # partition files open at once in one process
+MAX_OPEN = 4096  # partition files one process holds open at once, at most (and half its limit)
 _ID_RUN = re.compile(rb"[A-Za-z0-9\-.]*")
 _SLASH = ord("/")
 _QUOTE = ord('"')
@@ -133,15 +134,23 @@ def _route(line: bytes, resource_type: str | None) -> tuple[bytes | None, dict[s
     return (None if pid is None else pid.encode()), resource
 
 
+def open_budget() -> int:
+    """How many partition files a process may hold open: half its open-file limit (the rest is for
+    everything else), at most MAX_OPEN; 512 under the usual limit of 1,024."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return MAX_OPEN if soft == resource.RLIM_INFINITY else max(16, min(soft // 2, MAX_OPEN))
+
+
 class PartitionFiles:
     """One process's partition files in `out_dir`, `part-<p>-<tag>.ndjson`, appended to by every piece it
     routes. Each is created once (creating a file cost 40 times reopening one here, 320 against 8 µs, and
-    a piece per file would create a file per piece and partition), and at most `max_open` are open at
-    once, the least recently written closed first: an audit of thousands of partitions stays well under
-    the usual limit of 1,024 open files."""
+    a file per piece would create one per piece and partition), and at most `max_open` are open at once,
+    the least recently written closed first, so an audit of thousands of partitions never runs out of
+    open files."""
 
-    def __init__(self, out_dir: Path, tag: str, max_open: int = MAX_OPEN) -> None:
-        self.out_dir, self.tag, self.max_open = out_dir, tag, max_open
+    def __init__(self, out_dir: Path, tag: str, max_open: int | None = None) -> None:
+        self.out_dir, self.tag = out_dir, tag
+        self.max_open = open_budget() if max_open is None else max_open
         self.handles: dict[int, BinaryIO] = {}  # least recently written first
 
     def write(self, partition: int, data: bytes) -> None:
