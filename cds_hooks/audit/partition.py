@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from cds_hooks.audit.ndjson import InputFile, read_piece
+from cds_hooks.audit.ndjson import InputFile, line_blocks, read_piece
 from cds_hooks.audit.sieve import Sieve
 from cds_hooks.audit.tally import Tally
 from cds_hooks.fhir.resources import referenced_id
@@ -248,9 +248,9 @@ def partition_files(out_dir: Path, partition: int) -> list[Path]:
 def read_partition(paths: Iterable[Path]) -> dict[str, list[bytes]]:
     """Patient id → the raw lines of that patient, from one partition's files."""
     patients: dict[bytes, list[bytes]] = {}
-    for path in paths:  # each file whole: the worker holds its partition's lines anyway
-        for line in path.read_bytes().split(b"\n"):
-            if line:
+    for path in paths:  # in blocks: a file (one per routing worker) may hold half the partition
+        for block in line_blocks(path):
+            for line in block:
                 pid, _, body = line.partition(SEPARATOR)
                 patients.setdefault(pid, []).append(body)
     return {pid.decode(): lines for pid, lines in patients.items()}
