@@ -143,10 +143,9 @@ def open_budget() -> int:
 
 class PartitionFiles:
     """One process's partition files in `out_dir`, `part-<p>-<tag>.ndjson`, appended to by every piece it
-    routes. Each is created once (creating a file cost 40 times reopening one here, 320 against 8 µs, and
-    a file per piece would create one per piece and partition), and at most `max_open` are open at once,
-    the least recently written closed first, so an audit of thousands of partitions never runs out of
-    open files."""
+    routes: each is created once, not once per piece (1,050 files for the 10,000-patient benchmark became
+    30 per worker). At most `max_open` are open at once, the least recently written closed first, so an
+    audit of thousands of partitions never runs out of open files."""
 
     def __init__(self, out_dir: Path, tag: str, max_open: int | None = None) -> None:
         self.out_dir, self.tag = out_dir, tag
