@@ -156,6 +156,8 @@ def _route_piece(piece: tuple[InputFile, int, int], parts: int, scratch: str, si
     pieces it routes."""
     global _ROUTED
     if _ROUTED is None or _ROUTED.out_dir != Path(scratch):
+        if _ROUTED is not None:  # another audit's, in a process that routed before
+            _ROUTED.close()
         _ROUTED = PartitionFiles(Path(scratch), str(os.getpid()))
     return scan_piece(piece, parts, _ROUTED, sieve)
 

@@ -5,8 +5,8 @@ own file for that partition (`PartitionFiles`). Which patient a line belongs to 
 it when it holds exactly one distinct `Patient/<id>` reference (the usual case); otherwise it is parsed
 once and its `subject` or `patient` decides. Resources of no patient (Medication, Practitioner,
 Organization, Location, PractitionerRole) are kept apart, reduced to what the audit reads, in a small
-catalogue shared by every partition. A line the prefetch can never
-hold (`Sieve`: most of a chart's vital signs) is counted by type and goes nowhere.
+catalogue shared by every partition. A line the prefetch can never hold (`Sieve`: most of a chart's vital
+signs) is counted by type and goes nowhere.
 """
 
 from __future__ import annotations
