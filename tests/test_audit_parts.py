@@ -183,7 +183,7 @@ def test_partition_files_are_appended_to_with_few_open_at_once(tmp_path: Path) -
             assert len(_open_in(tmp_path)) <= 2
     out.flush()
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == {
-        f"part-{p:05d}-w.ndjson": b"".join(chunks) for p, chunks in expected.items()}
+        f"part-{p:05d}-w.ndjson": b"".join(written) for p, written in expected.items()}
     out.close()
     assert not _open_in(tmp_path)
 
