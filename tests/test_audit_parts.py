@@ -145,6 +145,13 @@ def test_lines_go_to_their_patient_parsed_only_when_it_is_unclear() -> None:
     assert route(orjson.dumps({"resourceType": "Medication", "id": "m"}), "Medication")[0] is None
     with pytest.raises(ValueError):
         route(b"[1, 2]", None)
+    # Only a FHIR id names a patient, parsed or not: a tab or a line end would split a partition's line.
+    for bad in ("x\ty", "x\ny", "x y", "x" * 65, ""):
+        assert route(orjson.dumps({"resourceType": "Patient", "id": bad}), "Patient")[0] is None, bad
+        for file_type in ("Condition", None):  # a file of several types parses a line with no clear reference
+            assert route(orjson.dumps({"resourceType": "Condition", "subject": {"reference": f"Patient/{bad}"}}),
+                         file_type)[0] is None, bad
+    assert route(orjson.dumps({"resourceType": "Patient", "id": "x" * 64}), "Patient")[0] == "x" * 64
 
 
 def test_file_pieces_read_every_line_exactly_once(tmp_path: Any) -> None:

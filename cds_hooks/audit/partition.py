@@ -34,6 +34,8 @@ SEPARATOR = b"\t"  # FHIR ids never hold a tab
 FLUSH_LINES = 20_000  # lines routed between writes: about 10 MB held per worker
 MAX_OPEN = 4096  # partition files one process holds open at once, at most (and half its limit)
 _ID_RUN = re.compile(rb"[A-Za-z0-9\-.]*")
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4's id type
+_FILE = "part-{partition:05d}-{tag}.ndjson"  # a partition's file from one routing process
 _SLASH = ord("/")
 _QUOTE = ord('"')
 
@@ -69,16 +71,17 @@ def partition_of(patient_id: bytes, partitions: int) -> int:
 
 
 def owner(resource: dict[str, Any]) -> str | None:
-    """The patient a parsed resource belongs to, or None."""
+    """The patient a parsed resource belongs to, or None. Only a FHIR id names one, as on the unparsed
+    path (`_PATIENT_REF`): an id holding a tab or a line end would break the partition's line format."""
     if resource.get("resourceType") == "Patient":
         rid = resource.get("id")
-        return rid if isinstance(rid, str) and rid else None
+        return rid if isinstance(rid, str) and _FHIR_ID.fullmatch(rid) else None
     for key in ("subject", "patient", "beneficiary"):
         value = resource.get(key)
         # The live reader's reading of a Patient reference (relative, absolute or versioned).
         pid = referenced_id(value.get("reference") if isinstance(value, dict) else value, "Patient")
         if pid:
-            return pid
+            return pid if _FHIR_ID.fullmatch(pid) else None
     return None
 
 
@@ -157,7 +160,7 @@ class PartitionFiles:
         if handle is None:
             if len(self.handles) >= self.max_open:
                 self.handles.pop(next(iter(self.handles))).close()
-            handle = (self.out_dir / f"part-{partition:05d}-{self.tag}.ndjson").open("ab")
+            handle = (self.out_dir / _FILE.format(partition=partition, tag=self.tag)).open("ab")
         handle.write(data)
         self.handles[partition] = handle
 
@@ -241,7 +244,7 @@ def catalogue_entry(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def partition_files(out_dir: Path, partition: int) -> list[Path]:
-    return sorted(out_dir.glob(f"part-{partition:05d}-*.ndjson"))
+    return sorted(out_dir.glob(_FILE.format(partition=partition, tag="*")))
 
 
 def read_partition(paths: Iterable[Path]) -> dict[str, list[bytes]]:
