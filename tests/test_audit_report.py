@@ -124,6 +124,10 @@ def test_the_engine_adds_up_to_judging_each_patient_here(population: Path, rules
     assert f"<td>Observation</td><td>{counted['resources']['Observation']}</td><td>" \
            f"{counted['unasked']['Observation']}</td>" in (tmp_path / "report.html").read_text(encoding="utf-8")
     assert counted["resources"]["Observation"] + counted["unasked"]["Observation"] == observations
+    # Every line names its patient here (the Spark test has one that names none, counted by both engines).
+    assert report["data"]["unattributedLines"] == 0 and ["data", "", "", "unattributedLines", "0"] in rows
+    assert "<td>lines of no patient (and no shared resource)</td><td>0</td>" in (
+        tmp_path / "report.html").read_text(encoding="utf-8")
     outcomes = [outcome for *_, outcome in judge.trace]
     orders = report["orders"]
     assert orders["total"] == len(judge.trace) > 50

@@ -39,9 +39,12 @@ def test_spark_and_local_engines_write_the_same_report(rules: Rules, tmp_path: P
     with (source / "Procedure.ndjson.gz").open("ab") as handle:  # in another type's file: read by both
         handle.write(gzip.compress(b'{"resourceType":"Observation","id":"o","status":"final","code":{"text":"x"},'
                                    b'"subject":{"reference":"Patient/pt-x"}}\n'))
+    with (source / "Condition.ndjson.gz").open("ab") as handle:  # of a patient by no FHIR id: of no patient
+        handle.write(gzip.compress(b'{"resourceType":"Condition","subject":{"reference":"Patient/pt 1"}}\n'))
     local = _run(source, tmp_path / "local", "local")
     spark = _run(source, tmp_path / "spark", "spark")
     assert local["orders"]["total"] > 20 and local["data"]["unreadableLines"] == 1
+    assert local["data"]["unattributedLines"] == 1
     assert local["data"]["notAskedFor"]["Observation"] > 100 and local["data"]["resources"]["Observation"] >= 1
     for uuid_free in (local, spark):  # card uuids are random per build
         for cards in uuid_free["samples"].values():

@@ -70,7 +70,7 @@ def run_spark(bulk: BulkInput, judge: PatientJudge, master: str = "local[*]") ->
     spark = session(master)
     sc = spark.sparkContext
     files = needed(bulk, judge).files
-    lines, unreadable = sc.accumulator(0), sc.accumulator(0)
+    lines, unreadable, unattributed = sc.accumulator(0), sc.accumulator(0), sc.accumulator(0)
     sieve = judge.sieve
     unasked = {rtype: sc.accumulator(0) for rtype, _ in sieve.probes.values()}
 
@@ -81,6 +81,8 @@ def run_spark(bulk: BulkInput, judge: PatientJudge, master: str = "local[*]") ->
             unreadable.add(1)
         elif row[0] == UNASKED:
             unasked[row[2]].add(1)
+        elif row[0] is None and row[2] is None:  # neither a patient's nor a shared resource
+            unattributed.add(1)
         return row
 
     routed = sc.union([sc.textFile(str(f.path)).filter(lambda t: bool(t.strip()))
@@ -94,7 +96,8 @@ def run_spark(bulk: BulkInput, judge: PatientJudge, master: str = "local[*]") ->
                .mapPartitions(lambda rows: _judge_partition(rows, shared_judge.value, shared_catalogue.value)))
     tally = tallies.treeReduce(lambda a, b: a.merge(b)) if partitions else Tally()
     routed.unpersist()
-    scan = ScanStats(lines=lines.value, unreadable=unreadable.value, catalogue=catalogue,
+    scan = ScanStats(lines=lines.value, unreadable=unreadable.value, unattributed=unattributed.value,
+                     catalogue=catalogue,
                      patients=tally.counts.get(("data", "patients"), 0),
                      unasked=Counter({rtype: n.value for rtype, n in unasked.items() if n.value}))
     scan.count_into(tally)

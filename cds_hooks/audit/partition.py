@@ -60,8 +60,10 @@ class ScanStats:
         self.catalogue.update(other.catalogue)
 
     def count_into(self, tally: Tally) -> None:
-        """The lines routing read but no patient's judge will: unreadable, and passed over by the sieve."""
+        """The lines routing read but no patient's judge will: unreadable, of no patient (nor a shared
+        resource), and passed over by the sieve."""
         tally.add("data", "unreadable", n=self.unreadable)
+        tally.add("data", "unattributed", n=self.unattributed)
         for rtype, n in sorted(self.unasked.items()):
             tally.add("data", "unasked", rtype, n=n)
 

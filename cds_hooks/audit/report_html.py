@@ -111,6 +111,7 @@ def render(report: dict[str, Any]) -> str:
               _table([{"what": key, "n": value} for key, value in (
                   ("patients", data["patients"]), ("patients with audited orders", data["patientsWithOrders"]),
                   ("unreadable lines", data["unreadableLines"]),
+                  ("lines of no patient (and no shared resource)", data["unattributedLines"]),
                   ("orders judged on a record with unreadable resources", orders["unreadableHistory"]),
                   ("orders the service would refuse as invalid FHIR", orders["refused"]))],
                   [("what", "what"), ("n", "count")], "Input"),

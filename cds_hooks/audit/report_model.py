@@ -110,6 +110,8 @@ def _data(tally: Tally, k: int) -> dict[str, Any]:
         "patients": suppress.cell(data.get(("patients",), 0), k),
         "patientsWithOrders": suppress.cell(data.get(("patients-with-orders",), 0), k),
         "unreadableLines": data.get(("unreadable",), 0),
+        # Lines that name no patient by a FHIR id and are no shared resource (Medication, Practitioner...).
+        "unattributedLines": data.get(("unattributed",), 0),
         "resources": {key[1]: n for key, n in sorted(data.items()) if key[0] == "resources"},
         # Lines passed over unread: of a type read only through the prefetch, and held by no prefetch search.
         "notAskedFor": {key[1]: n for key, n in sorted(data.items()) if key[0] == "unasked"},
