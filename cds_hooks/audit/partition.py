@@ -143,7 +143,7 @@ def open_budget() -> int:
     """How many partition files a process may hold open: half its open-file limit (the rest is for
     everything else), at most MAX_OPEN; 512 under the usual limit of 1,024."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return MAX_OPEN if soft == resource.RLIM_INFINITY else max(16, min(soft // 2, MAX_OPEN))
+    return MAX_OPEN if soft == resource.RLIM_INFINITY else max(1, min(soft // 2, MAX_OPEN))
 
 
 class PartitionFiles:
